@@ -200,9 +200,10 @@ PARSEABLE_KEYS = tuple(_FEATURE_OF_KEY)
 def _require(present, source_id, key):
     """Graph-mode check that a requested feature exists in the record."""
     return tf.debugging.Assert(present, [
-        tf.strings.join(["record ", source_id, f" has no '{_FEATURE_OF_KEY[key]}' feature but "
-                         f"the pipeline asks for '{key}'; convert with that data or drop the "
-                         "key from data.keys"])])
+        # No quotes in the text: TF escapes them in error messages.
+        tf.strings.join(["record ", source_id, f" has no {_FEATURE_OF_KEY[key]} feature (or the "
+                         f"wrong number of values) but the pipeline asks for {key}; convert "
+                         "with that data or drop the key from data.keys"])])
 
 
 def parse_example(serialized: tf.Tensor, keys: Sequence[str],

@@ -1,0 +1,403 @@
+"""Experiment configuration: frozen dataclasses, typed dotted overrides, JSON round trip.
+
+An experiment is one `ExperimentConfig` built by a `configs/**/*.py` file's
+`get_config(smoke=False)`. Command lines change it with `--set section.field=value`:
+
+    config = load_config("suw/synthetic_suw", smoke=True)
+    config = apply_overrides(config, ["train.steps=100", "model.sam_dilations=[1,2,4]"])
+    save_json(config, workdir)            # <workdir>/config.json; load_config() reads it back
+
+Values are parsed as Python literals (`3`, `1e-4`, `[1, 2]`, `true`/`false`, `none`); anything
+else is taken as a string. Every value is checked against the field's annotation, and fields
+with `choices` metadata against those; an unknown key names the nearest valid keys.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import importlib
+import importlib.util
+import json
+import os
+import types
+import typing
+from typing import Any, Optional, Sequence, Tuple
+
+CONFIG_FILENAME = "config.json"
+
+
+class ConfigError(ValueError):
+    """A config file, key or value is wrong; the message says which and what is valid."""
+
+
+def _choices(default, *choices):
+    """A dataclass field that only accepts `choices` (checked in `__post_init__`)."""
+    return dataclasses.field(default=default, metadata={"choices": choices})
+
+
+@dataclasses.dataclass(frozen=True)
+class _Section:
+    """Base: checks every field's type and choices when built (also after overrides)."""
+
+    def __post_init__(self):
+        hints = typing.get_type_hints(type(self))
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            coerced = _coerce(value, hints[field.name], f"{type(self).__name__}.{field.name}")
+            if coerced is not value:
+                object.__setattr__(self, field.name, coerced)
+            choices = field.metadata.get("choices")
+            if choices and coerced not in choices:
+                raise ConfigError(f"{type(self).__name__}.{field.name}={coerced!r} is not one of "
+                                  f"{list(choices)}")
+
+
+def _type_name(annotation) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def _coerce(value, annotation, where: str):
+    """Returns `value` checked against `annotation` (lists become tuples, ints become floats)."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, option, where)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0])
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list ({_type_name(annotation)}), got "
+                              f"{value!r} of type {type(value).__name__}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            items = tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        else:
+            if len(value) != len(args):
+                raise ConfigError(f"{where}: expected {len(args)} values "
+                                  f"({_type_name(annotation)}), got {len(value)}: {value!r}")
+            items = tuple(_coerce(v, a, f"{where}[{i}]")
+                          for i, (v, a) in enumerate(zip(value, args)))
+        return value if isinstance(value, tuple) and items == value else items
+    if dataclasses.is_dataclass(annotation):
+        if isinstance(value, annotation):
+            return value
+        if isinstance(value, dict):
+            # where = "ExperimentConfig.train" -> dotted key prefix "train".
+            return from_dict(annotation, value, where.split(".", 1)[-1] if "." in where else "")
+        raise ConfigError(f"{where}: expected a {annotation.__name__} section, got {value!r}")
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected float, got {value!r} of type "
+                              f"{type(value).__name__}")
+        return float(value) if isinstance(value, int) else value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected int, got {value!r} of type "
+                              f"{type(value).__name__}")
+        return value
+    if annotation in (bool, str):
+        if not isinstance(value, annotation):
+            raise ConfigError(f"{where}: expected {annotation.__name__}, got {value!r} of type "
+                              f"{type(value).__name__}")
+        return value
+    raise ConfigError(f"{where}: unsupported annotation {annotation!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Sections. Defaults are the papers' values where the papers give them.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig(_Section):
+    """Where the TFRecords are and how batches are made (see tf_depthseg/data/pipeline.py)."""
+
+    dataset: str = _choices("synthetic", "synthetic", "kitti", "cityscapes", "camvid",
+                            "mannequin", "megadepth")
+    train_pattern: str = ""  # glob of training shards, e.g. data/kitti/train-*.tfrecord
+    eval_pattern: str = ""
+    # Batch keys (tf_depthseg.common) the task needs from each record.
+    keys: Tuple[str, ...] = ("image", "context", "intrinsics", "depth")
+    num_context: int = 2  # neighbour frames per record (t-1, t+1)
+    image_size: Tuple[int, int] = (128, 416)  # (height, width) fed to the model
+    crop_size: Optional[Tuple[int, int]] = None  # random crop after resize; None = no crop
+    scale_range: Tuple[float, float] = (1.0, 1.0)  # random resize factor range before crop
+    flip_prob: float = 0.5
+    color_jitter: float = 0.2  # strength of brightness/contrast/saturation/hue jitter; 0 = off
+    batch_size: int = 4  # global batch (all replicas together)
+    eval_batch_size: int = 4
+    shuffle_buffer: int = 256
+    weak_pairs_per_image: int = 1  # SUW draws one pair per image per iteration
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig(_Section):
+    """Network choice and its hyper-parameters (SUW text Table 1/2, Eq. 1)."""
+
+    name: str = _choices("suw_encoder_decoder", "suw_encoder_decoder", "hourglass")
+    num_bins: int = 64  # B in Eq. 1 (the paper does not state it)
+    min_depth: float = 1.0  # alpha in Eq. 1, metres
+    max_depth: float = 80.0  # beta in Eq. 1, metres
+    # SAM dilations: sequential 3x3 dilated convs (1, 2, 2, 4, 4, ..., k/2, k/2, k); k unstated.
+    sam_dilations: Tuple[int, ...] = (1, 2, 2, 4, 4, 8)
+    pose_net: bool = True  # build the pose net (shares the encoder) for the U loss
+    object_motion_net: bool = False  # per-object motion net (struct2depth-style U loss)
+    max_objects: int = 4  # aligned objects per clip fed to the object-motion net
+    init_checkpoint: str = ""  # initialise modules from another checkpoint ("" = none)
+    init_modules: Tuple[str, ...] = ("encoder",)
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig(_Section):
+    """Which S, U, W terms are on, and their weights."""
+
+    supervised: str = _choices("soft_classification", "none", "soft_classification",
+                               "l1_log", "scale_invariant", "berhu")
+    supervised_weight: float = 1.0
+    soft_target_a: float = 0.2  # exp(-a (i - b*)^2) soft target width (Cao et al. 2016)
+    silog_lambda: float = 0.85
+    unsupervised: str = _choices("none", "none", "ego", "ego_object", "known_pose")
+    unsupervised_weight: float = 1.0
+    ssim_weight: float = 0.85
+    smoothness_weight: float = 1e-3
+    automask: bool = True
+    num_scales: int = 4
+    weak: str = _choices("none", "none", "pixel", "patch")
+    weak_weight: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig(_Section):
+    """Optimizer and learning-rate schedule."""
+
+    optimizer: str = _choices("adam", "adam", "adamw", "sgd")
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # SGD only
+    clip_norm: float = 0.0  # global gradient-norm clip; 0 = off
+    # paper_encoder_decoder: lr, then lr/10 after `decay_epochs` (10);
+    # paper_hourglass: lr / 10 every `decay_epochs` (5).
+    schedule: str = _choices("constant", "constant", "paper_encoder_decoder", "paper_hourglass",
+                             "step", "poly", "cosine")
+    decay_epochs: float = 10.0
+    decay_steps: Tuple[int, ...] = ()  # step schedule boundaries
+    decay_rate: float = 0.1
+    poly_power: float = 0.9
+    warmup_steps: int = 0
+    end_learning_rate: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(_Section):
+    """The training loop."""
+
+    steps: int = 1000
+    steps_per_epoch: int = 0  # 0 = derived from the dataset size (schedules in epochs)
+    log_every: int = 10
+    checkpoint_every: int = 200
+    eval_every: int = 500
+    keep_checkpoints: int = 3
+    best_metric: str = "abs_rel"  # validation metric for keep-best ("" = off)
+    best_mode: str = _choices("min", "min", "max")
+    seed: int = 0
+    deterministic: bool = False  # op determinism + stateless seeds: bitwise-resumable runs
+    mixed_precision: str = _choices("float32", "float32", "mixed_float16", "mixed_bfloat16")
+    jit_compile: bool = False
+    distribution: str = _choices("auto", "auto", "default", "mirrored", "multi_worker")
+    image_summaries_every: int = 200
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig(_Section):
+    """Depth evaluation (KITTI Eigen protocol by default)."""
+
+    crop: str = _choices("garg", "garg", "eigen", "none")
+    min_depth: float = 1e-3
+    max_depth: float = 80.0
+    median_scaling: bool = False  # on for monocular (scale-ambiguous) models
+    max_examples: int = 0  # 0 = the whole eval split
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig(_Section):
+    """SavedModel / TFLite export."""
+
+    image_size: Tuple[int, int] = (128, 416)  # serving input (height, width)
+    tflite: bool = True
+    tflite_quantize: str = _choices("none", "none", "dynamic", "float16")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig(_Section):
+    """One experiment: every section plus a name and the task that trains it."""
+
+    name: str = "experiment"
+    task: str = _choices("suw", "suw")
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    loss: LossConfig = LossConfig()
+    optim: OptimConfig = OptimConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    export: ExportConfig = ExportConfig()
+
+
+# --------------------------------------------------------------------------------------------
+# Overrides and (de)serialisation.
+# --------------------------------------------------------------------------------------------
+
+
+def all_keys(config) -> list:
+    """Every dotted key of a config, e.g. ['name', 'data.dataset', ...]."""
+    keys = []
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if dataclasses.is_dataclass(value):
+            keys.extend(f"{field.name}.{k}" for k in all_keys(value))
+        else:
+            keys.append(field.name)
+    return keys
+
+
+def _unknown_key_error(key: str, config, where: str = "") -> ConfigError:
+    valid = all_keys(config)
+    near = difflib.get_close_matches(key, valid, n=3, cutoff=0.5)
+    if not near:
+        tail = key.rsplit(".", 1)[-1]
+        near = [k for k in valid if k.rsplit(".", 1)[-1] == tail][:3]
+    hint = f" Did you mean {', '.join(near)}?" if near else ""
+    return ConfigError(f"unknown config key '{key}'{where}.{hint} "
+                       f"Valid sections: {[f.name for f in dataclasses.fields(config)]}")
+
+
+def parse_value(text: str) -> Any:
+    """Parses an override's value: Python literal, true/false/none, else the raw string."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    try:
+        return ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError):
+        return text.strip()
+
+
+def replace_key(config, key: str, value):
+    """Returns a copy of `config` with the dotted `key` set to `value` (type-checked)."""
+    head, _, rest = key.partition(".")
+    names = {f.name for f in dataclasses.fields(config)}
+    if head not in names:
+        raise _unknown_key_error(key, config)
+    current = getattr(config, head)
+    if rest:
+        if not dataclasses.is_dataclass(current):
+            raise _unknown_key_error(key, config)
+        try:
+            return dataclasses.replace(config, **{head: replace_key(current, rest, value)})
+        except ConfigError as error:
+            if str(error).startswith("unknown config key"):
+                raise _unknown_key_error(key, config) from None
+            raise
+    if dataclasses.is_dataclass(current):
+        raise ConfigError(f"'{key}' is a section; set one of its fields, e.g. "
+                          f"{key}.{dataclasses.fields(current)[0].name}=...")
+    return dataclasses.replace(config, **{head: value})
+
+
+def apply_overrides(config, overrides: Sequence[str]):
+    """Applies `key=value` strings in order; raises ConfigError naming the bad one."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override '{item}' must look like section.field=value, e.g. "
+                              "train.steps=100")
+        try:
+            config = replace_key(config, key.strip(), parse_value(text))
+        except ConfigError as error:
+            raise ConfigError(f"--set {item}: {error}") from None
+    return config
+
+
+def to_dict(config) -> dict:
+    """Plain JSON-able dict (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def from_dict(cls, data: dict, prefix: str = ""):
+    """Builds `cls` from a dict, rejecting unknown keys (nearest names suggested).
+
+    `prefix` is the dotted path of this section ("train") for error messages.
+    """
+    names = [f.name for f in dataclasses.fields(cls)]
+    dotted = f"{prefix}." if prefix else ""
+    for key in data:
+        if key not in names:
+            near = difflib.get_close_matches(key, names, n=3, cutoff=0.5)
+            hint = f" Did you mean {', '.join(dotted + n for n in near)}?" if near else ""
+            raise ConfigError(f"unknown config key '{dotted}{key}'.{hint} Valid keys"
+                              f"{' in ' + prefix if prefix else ''}: {names}")
+    return cls(**data)
+
+
+def save_json(config, workdir: str) -> str:
+    """Atomically writes the resolved config to `<workdir>/config.json`; returns the path."""
+    from tf_depthseg.data.image_io import atomic_write_bytes
+    path = os.path.join(workdir, CONFIG_FILENAME)
+    atomic_write_bytes(path, (json.dumps(to_dict(config), indent=2, sort_keys=True) + "\n")
+                       .encode())
+    return path
+
+
+def configs_root() -> str:
+    """The repository's configs/ folder (next to this package)."""
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+
+def list_config_files() -> list:
+    """Every experiment config file under configs/, as paths relative to it ("suw/x.py")."""
+    root = configs_root()
+    found = []
+    for folder, _, files in os.walk(root):
+        for name in files:
+            if name.endswith(".py") and not name.startswith("_"):
+                found.append(os.path.relpath(os.path.join(folder, name), root))
+    return sorted(found)
+
+
+def load_config(spec: str, smoke: bool = False) -> ExperimentConfig:
+    """Loads a config from a .py file path, a name under configs/ ("suw/synthetic_suw"), or a
+    resolved config.json (a workdir's, to repeat a run; `smoke` is ignored for JSON)."""
+    if spec.endswith(".json"):
+        if not os.path.isfile(spec):
+            raise ConfigError(f"{spec}: config JSON not found.")
+        with open(spec) as f:
+            try:
+                data = json.load(f)
+            except json.JSONDecodeError as error:
+                raise ConfigError(f"{spec}: not valid JSON ({error}).") from None
+        return from_dict(ExperimentConfig, data)
+    path = spec if spec.endswith(".py") else os.path.join(configs_root(), spec + ".py")
+    if not os.path.isfile(path):
+        known = [f[:-3] for f in list_config_files()]
+        near = difflib.get_close_matches(spec.replace(".py", ""), known, n=3, cutoff=0.3)
+        raise ConfigError(f"config '{spec}' not found (looked for {path}). Known configs: "
+                          f"{near or known}")
+    module_spec = importlib.util.spec_from_file_location(
+        "tf_depthseg_config_" + os.path.basename(path)[:-3], path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"{path}: a config file must define get_config(smoke=False).")
+    config = module.get_config(smoke=smoke)
+    if not isinstance(config, ExperimentConfig):
+        raise ConfigError(f"{path}: get_config() returned {type(config).__name__}, expected "
+                          "ExperimentConfig.")
+    return config
