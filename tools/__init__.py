@@ -1,0 +1,1 @@
+"""Command-line tools (absl apps); run as `python -m tools.<name>` from the repo root."""
