@@ -1,0 +1,148 @@
+r"""Aligns instance masks across t-1, t, t+1 and writes them for object-motion training.
+
+For every record, reads one instance map per frame in the Cityscapes instanceIds convention
+(label_id * 1000 + k): the record's `segmentation/instance/encoded` (target then context frames),
+or PNGs from --instances_dir named `<source_id>_frame<k>.png` with k in record order (0 = target
+t, then the context frames, e.g. 1 = t-1, 2 = t+1). Keeps person, car and bicycle (--classes);
+an object is aligned when the same class appears in every frame with IoU(neighbour, t) >
+--iou_threshold (0.3, strictly greater) for every neighbour. Aligned objects keep their
+target-frame id in all frames, everything else becomes 0; the result is written as
+`segmentation/instance/encoded` into a rewrite of the shards in --output_dir (the input is never
+modified). Offline, so object-motion training pays nothing for it.
+
+Example:
+  python -m tools.align_object_masks --input='data/kitti/train-*-of-*.tfrecord' \
+      --output_dir=data/kitti_aligned --instances_dir=data/maskrcnn_instances
+"""
+
+import json
+import os
+
+from absl import flags, logging
+
+from tf_depthseg import cli
+from tf_depthseg.data import datasets
+from tf_depthseg.data import image_io
+from tf_depthseg.data import object_alignment as oa
+from tf_depthseg.data import schema
+from tf_depthseg.data import weak_labels
+
+FLAGS = flags.FLAGS
+
+
+def define_flags(flag_values: flags.FlagValues = FLAGS):
+    """Defines the tool's flags in `flag_values` (only when run as a program, so tests can
+    import the module next to other tools without flag-name clashes)."""
+    fv = {"flag_values": flag_values}
+    flags.DEFINE_string("input", None, "Glob of input TFRecord shards (with context frames).",
+                        **fv)
+    flags.DEFINE_string("output_dir", None, "Folder for the rewritten shards (not the input "
+                        "folder).", **fv)
+    flags.DEFINE_string("instances_dir", None, "Folder of instance PNGs named "
+                        "<source_id>_frame<k>.png (k = 0 target, then context frames in record "
+                        "order); default: the records' segmentation/instance/encoded.", **fv)
+    flags.DEFINE_list("classes", ["person", "car", "bicycle"], "Cityscapes class names to keep.",
+                      **fv)
+    flags.DEFINE_float("iou_threshold", oa.IOU_THRESHOLD, "An object is aligned only when its "
+                       "IoU with the target object is greater than this in every neighbour.",
+                       **fv)
+    flags.DEFINE_integer("min_area", 1, "Objects smaller than this many pixels are dropped.",
+                         **fv)
+    flags.DEFINE_string("split", "train", "Split name for input files whose names are not "
+                        "{split}-{i}-of-{n}.tfrecord.", **fv)
+    flags.DEFINE_bool("skip_bad", False, "Quarantine records with unusable masks (listed in the "
+                      "output manifest) instead of stopping.", **fv)
+
+
+def load_instances(sample: schema.Sample, instances_dir):
+    """Per-frame instance maps of `sample` (target then context), from a folder or the record."""
+    num_frames = 1 + len(sample.context)
+    if instances_dir is None:
+        if sample.instances is None:
+            raise image_io.BadInputError(
+                f"record {sample.source_id}: no segmentation/instance/encoded; pass "
+                "--instances_dir with the instance masks of its frames.")
+        return list(sample.instances)
+    frames = []
+    for k in range(num_frames):
+        path = os.path.join(instances_dir, f"{sample.source_id}_frame{k}.png")
+        frame = image_io.read_image(path)
+        if frame.ndim != 2:
+            raise image_io.BadInputError(f"{path}: instance masks must be single-channel "
+                                         f"(uint16) PNGs, got shape {frame.shape}.")
+        if frame.shape != sample.image.shape[:2]:
+            raise image_io.BadInputError(f"{path}: mask is {frame.shape}, the record's image "
+                                         f"is {sample.image.shape[:2]}.")
+        frames.append(frame)
+    return frames
+
+
+def make_transform(instances_dir, keep_label_ids, iou_threshold, min_area, counts: dict):
+    """The per-record function: decode, align, count, re-encode."""
+
+    def transform(serialized: bytes) -> bytes:
+        sample = schema.decode_example(serialized)
+        sample.encoded_image = weak_labels.encoded_image_of(serialized)
+        if not sample.context:
+            raise image_io.BadInputError(f"record {sample.source_id}: no context frames; "
+                                         "alignment needs t-1 and t+1.")
+        frames = load_instances(sample, instances_dir)
+        maps, aligned = oa.align_objects(
+            frames, target_index=0, keep_label_ids=keep_label_ids,
+            iou_threshold=iou_threshold, min_area=min_area, name=f"record {sample.source_id}")
+        target_objects = oa.object_ids(oa.kept_objects(frames[0], keep_label_ids, min_area))
+        counts["records"] += 1
+        counts["target_objects"] += int(target_objects.size)
+        counts["aligned_objects"] += len(aligned)
+        sample.instances = maps
+        return schema.encode_example(sample)
+
+    return transform
+
+
+def align(input_pattern: str, output_dir: str, instances_dir=None,
+          classes=("person", "car", "bicycle"), iou_threshold: float = oa.IOU_THRESHOLD,
+          min_area: int = 1, skip_bad: bool = False, default_split: str = "train"):
+    """Aligns the instance maps of every record and writes the rewritten shards.
+
+    Returns:
+      (counts dict: records, target_objects, aligned_objects; rewrite stats per split).
+    """
+    keep = tuple(datasets.cityscapes_label_id(name.strip()) for name in classes)
+    counts = {"records": 0, "target_objects": 0, "aligned_objects": 0}
+    source = json.dumps({"tool": "align_object_masks", "input": input_pattern,
+                         "instances_dir": instances_dir, "classes": list(classes),
+                         "iou_threshold": iou_threshold, "min_area": min_area})
+    stats = weak_labels.rewrite_records(
+        input_pattern, output_dir,
+        make_transform(instances_dir, keep, iou_threshold, min_area, counts),
+        skip_bad=skip_bad, source=source, default_split=default_split, desc="align")
+    return counts, stats
+
+
+def main(argv, flag_values: flags.FlagValues = FLAGS):
+    del argv
+    options = flag_values
+    if not options.input or not options.output_dir:
+        raise cli.UserError("--input (a glob of TFRecord shards) and --output_dir are required.")
+    try:
+        counts, stats = align(
+            cli.resolve_path(options.input), cli.resolve_path(options.output_dir),
+            cli.resolve_path(options.instances_dir), options.classes, options.iou_threshold,
+            options.min_area, options.skip_bad, options.split)
+    except ValueError as error:
+        if isinstance(error, image_io.BadInputError):
+            raise
+        raise cli.UserError(str(error)) from error
+    num_skipped = 0
+    for entry in stats.values():
+        for source_id, error in entry["skipped"]:
+            logging.warning("skipped %s: %s", source_id, error)
+        num_skipped += len(entry["skipped"])
+    print(f"{counts['records']} records, {counts['aligned_objects']} of "
+          f"{counts['target_objects']} target-frame objects aligned, {num_skipped} skipped")
+
+
+if __name__ == "__main__":
+    define_flags()
+    cli.run(main, usage=__doc__)
