@@ -24,8 +24,8 @@ from tf_depthseg import cli
 from tf_depthseg.data import datasets
 from tf_depthseg.data import image_io
 from tf_depthseg.data import object_alignment as oa
+from tf_depthseg.data import records
 from tf_depthseg.data import schema
-from tf_depthseg.data import weak_labels
 
 FLAGS = flags.FLAGS
 
@@ -82,7 +82,6 @@ def make_transform(instances_dir, keep_label_ids, iou_threshold, min_area, count
 
     def transform(serialized: bytes) -> bytes:
         sample = schema.decode_example(serialized)
-        sample.encoded_image = weak_labels.encoded_image_of(serialized)
         if not sample.context:
             raise image_io.BadInputError(f"record {sample.source_id}: no context frames; "
                                          "alignment needs t-1 and t+1.")
@@ -113,7 +112,7 @@ def align(input_pattern: str, output_dir: str, instances_dir=None,
     source = json.dumps({"tool": "align_object_masks", "input": input_pattern,
                          "instances_dir": instances_dir, "classes": list(classes),
                          "iou_threshold": iou_threshold, "min_area": min_area})
-    stats = weak_labels.rewrite_records(
+    stats = records.rewrite_records(
         input_pattern, output_dir,
         make_transform(instances_dir, keep, iou_threshold, min_area, counts),
         skip_bad=skip_bad, source=source, default_split=default_split, desc="align")

@@ -23,6 +23,7 @@ from absl import flags, logging
 from tf_depthseg import cli
 from tf_depthseg.data import datasets
 from tf_depthseg.data import image_io
+from tf_depthseg.data import records
 from tf_depthseg.data import schema
 from tf_depthseg.data import weak_labels
 
@@ -82,8 +83,6 @@ def make_transform(config: weak_labels.WeakLabelConfig, seed: int, masks_dir, ma
 
     def transform(serialized: bytes) -> bytes:
         sample = schema.decode_example(serialized)
-        # Keep the stored image bytes (JPEG stays JPEG, no re-encoding of the target frame).
-        sample.encoded_image = weak_labels.encoded_image_of(serialized)
         semantic = None
         if config.strategy != "random_gt" or masks_dir is not None:
             semantic = load_mask(sample, masks_dir, mask_suffix, mask_ids)
@@ -107,13 +106,13 @@ def generate(input_pattern: str, output_dir, side_file, config: weak_labels.Weak
     """Generates the pairs of every record; writes shards and/or the side file.
 
     Returns:
-      (dict source id -> float32 `[P, 6]` pairs, `weak_labels.rewrite_records` stats).
+      (dict source id -> float32 `[P, 6]` pairs, `records.rewrite_records` stats).
     """
     collected = {}
     source = json.dumps({"tool": "generate_weak_labels", "input": input_pattern,
                          "masks_dir": masks_dir, "mask_ids": mask_ids, "seed": seed,
                          "config": dataclasses.asdict(config)})
-    stats = weak_labels.rewrite_records(
+    stats = records.rewrite_records(
         input_pattern, output_dir,
         make_transform(config, seed, masks_dir, mask_suffix, mask_ids, collected),
         skip_bad=skip_bad, source=source, default_split=default_split, desc="weak labels")

@@ -37,7 +37,10 @@ class Sample:
       pseudo_disparity: float `[H, W]` normalised disparity in [0, 1].
       weak_pairs: float `[P, 6]` rows (y_a, x_a, y_b, x_b, half_size, relation).
       image_format: "png" or "jpeg"; JPEG bytes are passed through via `encoded_image`.
-      encoded_image: optional original bytes of `image` (keeps JPEG sources bit-exact).
+      encoded_image: optional stored bytes of `image`, written as they are (keeps JPEG sources
+        bit-exact and skips re-encoding). `decode_example` fills it, so a decode -> change
+        labels -> encode rewrite keeps the image untouched; set it to None after changing
+        `image` itself.
     """
 
     image: np.ndarray
@@ -153,8 +156,10 @@ def decode_example(serialized: bytes) -> Sample:
         return image_io.decode_image_bytes(data, f"{source_id} {what}")
 
     num_context = len(f[common.KEY_CONTEXT_ENCODED].bytes_list.value)
+    stored_image = f[common.KEY_IMAGE_ENCODED].bytes_list.value[0]
     sample = Sample(
-        image=image(f[common.KEY_IMAGE_ENCODED].bytes_list.value[0], "image"),
+        image=image(stored_image, "image"),
+        encoded_image=stored_image,
         source_id=source_id,
         context=[image(b, "context") for b in f[common.KEY_CONTEXT_ENCODED].bytes_list.value],
         image_format=f[common.KEY_IMAGE_FORMAT].bytes_list.value[0].decode())

@@ -54,18 +54,14 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import os
-import re
 import zlib
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
-import tensorflow as tf
 
 from tf_depthseg import common
 from tf_depthseg.data import datasets
 from tf_depthseg.data import image_io
-from tf_depthseg.data import records
 
 # Rule names: the keys of `generate_weak_pairs`' result and of the accuracy report.
 RULE_SKY = "sky"
@@ -687,111 +683,6 @@ def summarize(pairs_by_rule: Dict[str, np.ndarray]) -> Dict[str, int]:
 # Rewriting record shards with offline labels (shared by tools/generate_weak_labels.py and
 # tools/align_object_masks.py).
 # --------------------------------------------------------------------------------------------
-_SHARD_NAME = re.compile(r"^(?P<split>[^-/]+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.tfrecord$")
-
-
-def group_shards_by_split(files: Sequence[str], default_split: str) -> Dict[str, List[str]]:
-    """Input shard files grouped by the split in their `{split}-{i}-of-{n}.tfrecord` names.
-
-    Files with other names go to `default_split`. Order within a split is kept, so output shard
-    i holds the records of the i-th input file.
-    """
-    groups: Dict[str, List[str]] = {}
-    for path in files:
-        match = _SHARD_NAME.match(os.path.basename(path))
-        groups.setdefault(match.group("split") if match else default_split, []).append(path)
-    return groups
-
-
-def source_id_of(serialized: bytes) -> str:
-    """The `image/source_id` of a serialized record ("<unknown>" when unreadable)."""
-    try:
-        feature = tf.train.Example.FromString(serialized).features.feature
-        return feature[common.KEY_SOURCE_ID].bytes_list.value[0].decode()
-    except Exception:  # pylint: disable=broad-except  # only used to name a bad record
-        return "<unknown>"
-
-
-def encoded_image_of(serialized: bytes) -> bytes:
-    """The stored bytes of a record's target image.
-
-    `schema.decode_example` returns decoded pixels only; handing these bytes back as
-    `Sample.encoded_image` makes a decode/encode rewrite keep the image bit-exact (a JPEG stays
-    the same JPEG) and skips re-encoding it.
-    """
-    feature = tf.train.Example.FromString(serialized).features.feature
-    return feature[common.KEY_IMAGE_ENCODED].bytes_list.value[0]
-
-
-def rewrite_records(input_pattern: str, output_dir: Optional[str],
-                    transform: Callable[[bytes], Optional[bytes]], skip_bad: bool = False,
-                    source: str = "", default_split: str = "train",
-                    desc: str = "records") -> Dict[str, dict]:
-    """Applies `transform` to every record of the input shards and writes new shards.
-
-    Output shard i of a split holds the transformed records of input shard i, in order, so a
-    rewrite keeps the sharding. Writing goes through `records.ShardedWriter` (atomic shards,
-    checksums in `manifest.json`). The input is never modified: `output_dir` must differ from
-    every input folder.
-
-    Args:
-      input_pattern: glob of input shards (see `records.list_shards`).
-      output_dir: output folder, or None to only run `transform` (e.g. for a side file).
-      transform: serialized record -> serialized record to write (None: write nothing). It may
-        raise `image_io.BadInputError` naming the record.
-      skip_bad: quarantine records whose transform raised BadInputError (listed in the
-        manifest's "skipped") instead of stopping.
-      source: description stored in the manifest.
-      default_split: split of input files whose names do not follow the shard pattern.
-      desc: progress-bar label.
-    Returns:
-      dict split -> {"num_examples": written, "skipped": [(source_id, error)]}.
-    Raises:
-      ValueError: `output_dir` is one of the input folders.
-      image_io.BadInputError: no input matches, or a bad record without `skip_bad`.
-    """
-    from tf_depthseg import cli  # the progress bar lives with the CLI helpers
-    files = records.list_shards(input_pattern)
-    if output_dir is not None:
-        out_real = os.path.realpath(output_dir)
-        if any(os.path.realpath(os.path.dirname(f)) == out_real for f in files):
-            raise ValueError(f"--output_dir {output_dir} holds the input shards; write into a "
-                             "new folder (the input is never rewritten in place).")
-    stats = {}
-    for split, paths in group_shards_by_split(files, default_split).items():
-        writer = (records.ShardedWriter(output_dir, split, len(paths), source=source,
-                                        resume=False) if output_dir is not None else None)
-        written, skipped = 0, []
-        try:
-            for shard, path in enumerate(paths):
-                for serialized in cli.progress(records.iterate_records(path),
-                                               desc=f"{desc} {os.path.basename(path)}",
-                                               unit="rec"):
-                    try:
-                        result = transform(serialized)
-                    except image_io.BadInputError as error:
-                        if not skip_bad:
-                            raise
-                        source_id = source_id_of(serialized)
-                        skipped.append((source_id, str(error)))
-                        if writer is not None:
-                            writer.record_skipped(source_id, str(error), shard)
-                        continue
-                    if result is not None and writer is not None:
-                        writer.write(result, shard=shard)
-                        written += 1
-                if writer is not None:
-                    writer.finish_shard(shard)
-            if writer is not None:
-                writer.close()
-        except BaseException:
-            if writer is not None:
-                writer.abort()
-            raise
-        stats[split] = {"num_examples": written, "skipped": skipped}
-    return stats
-
-
 def write_side_file(path: str, pairs_by_source_id: Dict[str, np.ndarray],
                     config: WeakLabelConfig) -> None:
     """Writes weak pairs keyed by source id as one `.npz` file (atomic).
