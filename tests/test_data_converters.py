@@ -12,7 +12,8 @@ from tf_depthseg.data import datasets, image_io, layouts, records, schema
 from tf_depthseg.data.converters import base, camvid, cityscapes, kitti, mannequin, megadepth
 from tf_depthseg.geometry import intrinsics as intrinsics_lib
 
-CAMVID_SAMPLE = "/work/shared/datasets/camvid_sample/CamVid"
+from shared_data import CAMVID_SAMPLE, KITTI_EIGEN_SPLIT
+
 needs_camvid_sample = pytest.mark.skipif(
     not os.path.isdir(CAMVID_SAMPLE),
     reason=f"real CamVid sample not found at {CAMVID_SAMPLE} (shared datasets folder absent)")
@@ -264,7 +265,7 @@ def test_kitti_split_format_and_bad_inputs(tmp_path):
     lines = (root / "splits" / "eigen_train_files.txt").read_text().splitlines()
     assert lines[0] == f"{layouts.KITTI_DATE}/{layouts.kitti_drive_name(0)} 0000000001 l"
     # The converter reads the real Eigen lists (padded and unpadded frame numbers).
-    real = "/work/shared/datasets/kitti_eigen_split"
+    real = KITTI_EIGEN_SPLIT
     if os.path.isdir(real):
         for name, count in (("eigen_test_files.txt", 697), ("eigen_benchmark_test_files.txt", 652)):
             specs = kitti.list_samples(str(root), "test",
@@ -409,3 +410,25 @@ def test_megadepth_depth_and_ordinal_pairs(tmp_path):
         np.save(depth_file, broken)
         with pytest.raises(image_io.BadInputError, match=message):
             megadepth.load_sample(spec, megadepth.Options())
+
+
+def test_kitti_segmenter_outputs_become_labels_and_instances(tmp_path):
+    root = tmp_path / "kitti"
+    drives = _write("kitti", root, num_drives=1)
+    predictions = root / "predictions"
+    options = kitti.Options(semantic_dir=str(predictions / "semantic"),
+                            instance_dir=str(predictions / "instances"))
+    decoded = _convert(kitti, root, "train", options, tmp_path / "out")
+    frames = drives[0].frames
+    for t in range(1, T - 1):
+        sample = decoded[f"{layouts.kitti_drive_name(0)}/image_02/{t:010d}"]
+        np.testing.assert_array_equal(sample.semantic, frames[t].train_ids)
+        for k, frame in enumerate((t, t - 1, t + 1)):  # target first, then the neighbours
+            np.testing.assert_array_equal(sample.instances[k], frames[frame].instance_ids)
+    # A mask in label ids (values > 18) handed over as train ids is refused, naming the file.
+    bad = predictions / "semantic" / layouts.KITTI_DATE / layouts.kitti_drive_name(0) / \
+        "image_02" / "data" / f"{1:010d}.png"
+    image_io.write_png(str(bad), np.full((H, W), 26, np.uint8))
+    specs = kitti.list_samples(str(root), "train", options)
+    with pytest.raises(image_io.BadInputError, match=f"{bad.name}.*not Cityscapes train ids"):
+        kitti.load_sample(specs[0], options)

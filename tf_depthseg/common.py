@@ -52,6 +52,7 @@ SEMANTIC = "semantic"  # int32 [H, W, 1] train ids, IGNORE_LABEL = unlabelled
 INSTANCES = "instances"  # int32 [N+1, H, W] instance ids (target first), 0 = none
 PSEUDO_DISPARITY = "pseudo_disparity"  # float32 [H, W, 1] normalised disparity in [0, 1]
 WEAK_PAIRS = "weak_pairs"  # float32 [P, 6] pairs in pixel coordinates of the batch image
+NUM_WEAK_PAIRS = "num_weak_pairs"  # int32 []: valid rows of WEAK_PAIRS (the rest is padding)
 SOURCE_ID = "source_id"  # string []
 
 # --------------------------------------------------------------------------------------------

@@ -24,6 +24,12 @@ flags.DEFINE_integer("frame_gap", 1, "Neighbours are frame -/+ gap (0: no neighb
 flags.DEFINE_string("split_dir", None, "Folder of eigen_{split}_files.txt (default "
                     "<input_dir>/splits).")
 flags.DEFINE_string("split_file", None, "One explicit split file (use with a single --splits).")
+flags.DEFINE_string("semantic_dir", None, "Segmenter outputs (uint8 Cityscapes train ids) in a "
+                    "tree mirroring the images, e.g. PSPNet's; stored as the target's labels "
+                    "(input of generate_weak_labels).")
+flags.DEFINE_string("instance_dir", None, "Instance-segmenter outputs (uint16 instanceIds) in a "
+                    "tree mirroring the images, e.g. Mask R-CNN's; stored for the target and its "
+                    "neighbours (input of align_object_masks).")
 
 
 def main(argv):
@@ -33,7 +39,9 @@ def main(argv):
         raise cli.UserError("--split_file needs exactly one --splits name.")
     options = kitti.Options(height=f.height, width=f.width, depth_source=f.depth_source,
                             frame_gap=f.frame_gap, split_dir=cli.resolve_path(f.split_dir),
-                            split_file=cli.resolve_path(f.split_file))
+                            split_file=cli.resolve_path(f.split_file),
+                            semantic_dir=cli.resolve_path(f.semantic_dir),
+                            instance_dir=cli.resolve_path(f.instance_dir))
     base.run_converter(kitti, options, "KITTI raw")
 
 

@@ -25,6 +25,12 @@ Sources of each layout (file names, formats, conventions):
   them with the calibration lands on pixel centres with the ground-truth depth. The annotated
   depth PNGs are sparse by default (the same scan rows, like KITTI's LiDAR-derived ground
   truth) or dense (`dense_depth`). KITTI's `oxts` poses are not written.
+  KITTI has no labels; SUW-Learn used PSPNet and Mask R-CNN outputs. Standing in for them, the
+  generator's ground truth is written in a tree mirroring the images (what `convert_kitti
+  --semantic_dir/--instance_dir` read):
+      predictions/semantic/<date>/<drive>/image_02/data/<10 digits>.png   uint8 train ids
+      predictions/instances/<date>/<drive>/image_02/data/<10 digits>.png  uint16 instanceIds
+                                      (label_id * 1000 + k on person/rider/car/bicycle, else 0)
 * Cityscapes (Cordts et al. 2016, `cityscapesScripts` README):
       leftImg8bit_sequence/{split}/<city>/<city>_<seq:06d>_<frame:06d>_leftImg8bit.png  all frames
       leftImg8bit/{split}/<city>/<city>_<seq>_<frame>_leftImg8bit.png                annotated
@@ -220,6 +226,11 @@ def _write_kitti(root, drive, drive_index, split, options):
             depth[~keep] = 0.0
         image_io.write_png(os.path.join(depth_dir, stem + ".png"),
                            image_io.depth_to_png16(depth, common.DEPTH_PNG_SCALE, stem))
+        relative = os.path.join(KITTI_DATE, name, "image_02", "data", stem + ".png")
+        image_io.write_png(os.path.join(root, "predictions", "semantic", relative),
+                           frame.train_ids.astype(np.uint8))
+        image_io.write_png(os.path.join(root, "predictions", "instances", relative),
+                           frame.instance_ids.astype(np.uint16))
     return [f"{KITTI_DATE}/{name} {i:010d} l"
             for i in target_frames(len(drive.frames), options.label_stride)]
 

@@ -24,7 +24,16 @@ size, and depth from one of
   by the small velodyne-camera rotation only.
 * "none".
 
-KITTI raw has no instance masks; oxts poses are not read.
+KITTI raw has no semantic or instance labels. SUW-Learn ran PSPNet (semantics, for the weak
+labels) and Mask R-CNN (instances, for object motion) over the raw frames; pass such outputs
+with `semantic_dir` / `instance_dir`, saved in a tree that mirrors the images:
+
+    <semantic_dir>/<date>/<drive>/image_0{2,3}/data/<frame:010d>.png   uint8 Cityscapes train ids
+    <instance_dir>/<date>/<drive>/image_0{2,3}/data/<frame:010d>.png   uint16 Cityscapes
+        instanceIds (label_id * 1000 + k on objects, anything < 1000 elsewhere)
+
+Semantics are stored for the target frame, instances for the target and its neighbours (what
+`align_object_masks` needs). oxts poses are not read.
 """
 
 from __future__ import annotations
@@ -36,7 +45,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from tf_depthseg import common
-from tf_depthseg.data import image_io, schema
+from tf_depthseg.data import datasets, image_io, schema
 from tf_depthseg.data.converters import base
 
 SPLITS = ("train", "val", "test")
@@ -51,6 +60,8 @@ class Options:
       frame_gap: neighbours are frame -/+ frame_gap; 0 stores no neighbours.
       split_dir: folder with `eigen_{split}_files.txt` (default `<root>/splits`).
       split_file: explicit split file (overrides split_dir; for one split at a time).
+      semantic_dir: root of segmenter outputs in train ids mirroring the image tree (or None).
+      instance_dir: root of instance-segmenter outputs (instanceIds) mirroring it (or None).
     """
     height: int = 0
     width: int = 0
@@ -58,6 +69,8 @@ class Options:
     frame_gap: int = 1
     split_dir: Optional[str] = None
     split_file: Optional[str] = None
+    semantic_dir: Optional[str] = None
+    instance_dir: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,9 +119,39 @@ def list_samples(input_dir: str, split: str, options: Options = Options()) -> Li
     return specs
 
 
-def image_path(spec: Spec, frame: int) -> str:
-    return os.path.join(spec.root, spec.date, spec.drive, f"image_0{spec.camera}", "data",
-                        f"{frame:010d}.png")
+def image_path(spec: Spec, frame: int, root: Optional[str] = None) -> str:
+    """Path of a frame's image, or of a file mirroring it under another `root`."""
+    return os.path.join(root or spec.root, spec.date, spec.drive, f"image_0{spec.camera}",
+                        "data", f"{frame:010d}.png")
+
+
+def _read_semantic(spec: Spec, options: Options, image: np.ndarray, size) -> np.ndarray:
+    path = base.require_file(image_path(spec, spec.frame, options.semantic_dir),
+                             "semantic segmentation (train ids) of this frame")
+    semantic = image_io.read_label_png(path)
+    base.same_size_or_error(image, semantic, path, "the semantic mask")
+    bad = (semantic >= datasets.CITYSCAPES_NUM_CLASSES) & (semantic != datasets.IGNORE_ID)
+    if bad.any():
+        raise base.BadInputError(
+            f"{path}: values {sorted(set(semantic[bad].tolist()))[:5]} are not Cityscapes train "
+            "ids (0..18, 255 = ignore); save train ids, or convert label ids first.")
+    return base.resize_nearest(semantic, size)
+
+
+def _read_instances(spec: Spec, frames, options: Options, image: np.ndarray, size) -> list:
+    maps = []
+    for frame in frames:
+        path = base.require_file(image_path(spec, frame, options.instance_dir),
+                                 "instance segmentation (instanceIds) of this frame")
+        ids = image_io.read_image(path)
+        if ids.ndim != 2:
+            raise base.BadInputError(f"{path}: instance masks must be single-channel uint16 "
+                                     f"instanceIds, got shape {ids.shape}.")
+        base.same_size_or_error(image, ids, path, "the instance mask")
+        # Stuff pixels (< 1000) carry no instance: store 0 there.
+        ids = np.where(ids >= datasets.INSTANCE_ID_DIVISOR, ids, 0).astype(np.uint16)
+        maps.append(base.resize_nearest(ids, size))
+    return maps
 
 
 def read_calib_file(path: str, required: Dict[str, int]) -> Dict[str, np.ndarray]:
@@ -248,5 +291,12 @@ def load_sample(spec: Spec, options: Options) -> schema.Sample:
                             f"{spec.frame:010d}.bin")
         depth = velodyne_depth(read_velodyne(path), _velodyne_to_cam(spec), calib["R_rect_00"],
                                calib["P_rect"], native, size)
+    semantic = _read_semantic(spec, options, image, size) if options.semantic_dir else None
+    instances = None
+    if options.instance_dir:
+        frames = [spec.frame] + ([spec.frame - options.frame_gap, spec.frame + options.frame_gap]
+                                 if options.frame_gap else [])
+        instances = _read_instances(spec, frames, options, image, size)
     return schema.Sample(image=base.resize_image(image, size), source_id=spec.source_id,
-                         context=context, intrinsics=intrinsics.astype(np.float32), depth=depth)
+                         context=context, intrinsics=intrinsics.astype(np.float32), depth=depth,
+                         semantic=semantic, instances=instances)
