@@ -1,0 +1,132 @@
+"""Two logical CPU devices under MirroredStrategy match one device on the same global batch.
+
+Logical devices must be configured before TensorFlow initialises, so the comparison runs in
+a subprocess (this file run as a script) that trains the toy task of test_training_toy.py
+under both strategies and prints the largest weight differences. SGD is used because Adam is
+nearly invariant to the gradient's scale and would hide a replica-sum bug; a second pair of
+runs uses Adam with global-norm clipping tight enough to clip, to check that the clipping norm
+is the norm of the summed gradient.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(TESTS)
+for _path in (REPO, TESTS):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
+from tf_depthseg.training import distribute  # noqa: E402
+
+
+def test_two_replicas_match_one_device():
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_DEPTHSEG_PROGRESS="0",
+               PYTHONPATH=REPO)
+    done = subprocess.run([sys.executable, os.path.abspath(__file__)], capture_output=True,
+                          text=True, env=env, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    for name, result in report.items():
+        assert result["replicas"] == [2, 1], (name, result)
+        # Same global batch, same updates: only the summation order differs.
+        assert result["max_weight_diff"] < 1e-5, (name, result)
+        assert result["max_grad_norm_rel_diff"] < 1e-5, (name, result)
+        assert result["weights_moved"] > 1e-2, (name, result)  # training did something
+    mirrored_mae, default_mae = report["sgd"]["eval_mae"]
+    assert mirrored_mae == pytest.approx(default_mae, rel=1e-5)
+    assert report["adam_clipped"]["max_grad_norm"] > 0.05  # the clip (0.05) was active
+
+
+def test_tf_config_errors_are_clear(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(distribute.DistributionError, match="TF_CONFIG"):
+        distribute.get_strategy("multi_worker")
+    with pytest.raises(distribute.DistributionError, match="not valid JSON"):
+        distribute.parse_tf_config("{cluster")
+    with pytest.raises(distribute.DistributionError, match="'cluster'"):
+        distribute.parse_tf_config('{"task": {"type": "worker", "index": 0}}')
+    with pytest.raises(distribute.DistributionError, match="host:port"):
+        distribute.parse_tf_config('{"cluster": {"worker": ["nohost"]}, '
+                                   '"task": {"type": "worker", "index": 0}}')
+    with pytest.raises(distribute.DistributionError, match="out of range"):
+        distribute.parse_tf_config('{"cluster": {"worker": ["a:1", "b:2"]}, '
+                                   '"task": {"type": "worker", "index": 2}}')
+    with pytest.raises(distribute.DistributionError, match="not a job"):
+        distribute.parse_tf_config('{"cluster": {"worker": ["a:1"]}, '
+                                   '"task": {"type": "ps", "index": 0}}')
+    good = distribute.parse_tf_config('{"cluster": {"worker": ["a:1", "b:2"]}, '
+                                      '"task": {"type": "worker", "index": 1}}')
+    assert good["task"]["index"] == 1
+    with pytest.raises(distribute.DistributionError, match="unknown"):
+        distribute.get_strategy("tpu")
+
+
+def test_default_strategy_is_single_chief_worker():
+    strategy = distribute.get_strategy("auto")  # no GPUs here
+    assert strategy.num_replicas_in_sync == 1
+    assert distribute.worker_info(strategy) == (0, 1, True)
+    assert distribute.local_replica_count(strategy) == 1
+
+
+def test_logical_cpus_after_start_up_give_a_clear_error():
+    import tensorflow as tf
+    tf.constant(1.0) + 1.0  # make sure the runtime is initialised
+    current = len(tf.config.list_logical_devices("CPU"))
+    distribute.configure_logical_cpus(current)  # already so: nothing to do
+    with pytest.raises(distribute.DistributionError, match="before any TensorFlow op"):
+        distribute.configure_logical_cpus(current + 2)
+
+
+def _compare_main():
+    distribute.configure_logical_cpus(2)
+    import tempfile
+
+    import numpy as np
+
+    import test_training_toy as toy
+    from tf_depthseg import config as config_lib
+    from tf_depthseg.training import loop
+
+    # The SGD pair also evaluates and writes pictures under both strategies.
+    runs = {"sgd": ["optim.optimizer=sgd", "optim.learning_rate=0.05", "optim.momentum=0.5",
+                    "optim.weight_decay=1e-3", "train.eval_every=10",
+                    "train.image_summaries_every=10"],
+            "adam_clipped": ["optim.clip_norm=0.05"]}
+    report = {}
+    with tempfile.TemporaryDirectory() as root:
+        for name, overrides in runs.items():
+            weights, norms, replicas, maes = [], [], [], []
+            for distribution in ("mirrored", "default"):
+                config = config_lib.apply_overrides(
+                    toy.toy_config(steps=10, eval_every=0, best_metric="", log_every=1,
+                                   image_summaries_every=0, distribution=distribution),
+                    overrides)
+                trainer = loop.Trainer(config, toy.ToyTask(use_rng=False),
+                                       os.path.join(root, name, distribution))
+                initial = toy.model_weights(trainer)
+                maes.append(trainer.train().eval_metrics.get("mae"))
+                weights.append(toy.model_weights(trainer))
+                norms.append(np.array([row["grad_norm"] for row in trainer.history["train"]]))
+                replicas.append(trainer.num_replicas)
+            report[name] = {
+                "replicas": replicas,
+                "max_weight_diff": max(float(np.abs(a - b).max())
+                                       for a, b in zip(*weights)),
+                "max_grad_norm_rel_diff": float(np.max(np.abs(norms[0] - norms[1]) / norms[1])),
+                "max_grad_norm": float(norms[1].max()),
+                "eval_mae": maes,
+                "weights_moved": max(float(np.abs(a - b).max())
+                                     for a, b in zip(weights[1], initial)),
+            }
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    _compare_main()

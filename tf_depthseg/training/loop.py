@@ -1,0 +1,573 @@
+"""The custom training loop: a `Task` says what to train, the `Trainer` says how.
+
+Task protocol (subclass `Task`; the first four methods are required)
+-------------------------------------------------------------------
+
+    build(config) -> {"depth": keras.Model, "pose": keras.Model, ...}
+        Builds the task's models (Keras functional models returning dicts keyed by
+        `tf_depthseg.common` output keys). Called inside `strategy.scope()`.
+    make_train_dataset(config, input_context) -> tf.data.Dataset
+        Batches for ONE replica: batch size `input_context.get_per_replica_batch_size(
+        config.data.batch_size)`, `drop_remainder=True` (static shapes: the train step is traced
+        once), repeated forever, sharded by `input_context.input_pipeline_id` when
+        `num_input_pipelines > 1` (multi-worker). Each step the Trainer takes one batch per
+        local replica, in order, like `tf.distribute` does. Randomness must be stateless ops
+        seeded from the element's position in the stream, so that the checkpointed iterator
+        reproduces it after a resume.
+    compute_losses(models, batch, *, training, global_batch_size, rng) -> {"total": ..., ...}
+        Scalar float32 losses of this replica's batch, each the SUM over this replica's
+        examples divided by `global_batch_size` (e.g. `global_mean(per_example, gbs)`), so
+        that summing over replicas gives the mean over the global batch. "total" is what is
+        minimised; the other entries (per-term, already weighted) go to TensorBoard. `rng` is
+        the Trainer's checkpointed `tf.random.Generator` (replica-local streams under
+        MirroredStrategy) for randomness inside the step (e.g. drawing weak-label pairs).
+    make_eval_dataset(config) -> tf.data.Dataset | None
+        Finite evaluation batches (None: no evaluation).
+
+Optional hooks, with defaults:
+
+    eval_outputs(models, batch) -> {name: [batch] tensor}
+        Per-example values for the metrics (run as a tf.function). Default: no metrics.
+    init_metrics() / update_metrics(state, outputs_numpy) / result_metrics(state)
+        Metric accumulation on the host. Default: the mean over examples of every
+        `eval_outputs` entry (the KITTI protocol averages per-image metrics this way).
+    image_summaries(models, batch) -> {name: uint8 [B, H, W, 3]}
+        Pictures for TensorBoard (see `tf_depthseg.visualize`), for one replica's training
+        batch every `train.image_summaries_every` steps and the first evaluation batch.
+    trainable_variables(models) -> list
+        What the optimizer updates. Default: every trainable variable of every model.
+    num_train_examples(config) -> int | None
+        Training-set size, to turn epoch-based schedules into steps when
+        `train.steps_per_epoch` is 0.
+
+The Trainer (`Trainer(config, task, workdir).train()`) adds everything else: the strategy,
+mixed precision, the compiled train step, clipping, schedules, checkpoints and resume,
+keep-best, TensorBoard, the progress bar, and stopping on a non-finite loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from tf_depthseg import cli
+from tf_depthseg import config as config_lib
+from tf_depthseg.data.image_io import atomic_write_bytes
+from tf_depthseg.training import checkpoints, distribute, optimizers, schedules, summaries
+
+TOTAL_LOSS = "total"  # the compute_losses entry that is minimised
+HISTORY_FILENAME = "history.json"
+LOGS_SUBDIR = "logs"
+
+
+class NonFiniteLossError(cli.UserError, RuntimeError):
+    """Training produced a NaN/inf loss (or gradient); the update was not applied.
+
+    Attributes:
+      step: the step (1-based count of updates) that failed.
+      values: the per-term losses and the gradient norm of that step.
+      checkpoint: the last good checkpoint prefix, or None if none was written yet.
+    """
+
+    def __init__(self, message: str, step: int, values: Mapping[str, float],
+                 checkpoint: Optional[str]):
+        super().__init__(message)
+        self.step, self.values, self.checkpoint = step, dict(values), checkpoint
+
+
+def global_mean(per_example: tf.Tensor, global_batch_size: int) -> tf.Tensor:
+    """Sum of this replica's per-example values `[batch]` divided by the GLOBAL batch size.
+
+    Gradients are SUMMED across replicas, so each replica must contribute its share of the
+    global mean; dividing by the per-replica batch would multiply the effective learning rate
+    by the number of replicas.
+    """
+    per_example = tf.cast(per_example, tf.float32)
+    return tf.reduce_sum(per_example) / tf.cast(global_batch_size, tf.float32)
+
+
+class Task:
+    """Base class of training tasks; see the module docstring for the protocol."""
+
+    def build(self, config) -> Dict[str, keras.Model]:
+        raise NotImplementedError
+
+    def make_train_dataset(self, config, input_context: tf.distribute.InputContext
+                           ) -> tf.data.Dataset:
+        raise NotImplementedError
+
+    def make_eval_dataset(self, config) -> Optional[tf.data.Dataset]:
+        return None
+
+    def compute_losses(self, models: Mapping[str, keras.Model], batch: Mapping[str, tf.Tensor],
+                       *, training: bool, global_batch_size: int,
+                       rng: tf.random.Generator) -> Dict[str, tf.Tensor]:
+        raise NotImplementedError
+
+    def eval_outputs(self, models: Mapping[str, keras.Model],
+                     batch: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        return {}
+
+    def init_metrics(self) -> Any:
+        return {"sums": {}, "count": 0}
+
+    def update_metrics(self, state: Any, outputs: Mapping[str, np.ndarray]) -> Any:
+        count = None
+        for name, values in outputs.items():
+            values = np.asarray(values, dtype=np.float64).reshape(-1)
+            state["sums"][name] = state["sums"].get(name, 0.0) + float(values.sum())
+            count = values.size
+        state["count"] += count or 0
+        return state
+
+    def result_metrics(self, state: Any) -> Dict[str, float]:
+        count = max(state["count"], 1)
+        return {name: total / count for name, total in state["sums"].items()}
+
+    def image_summaries(self, models: Mapping[str, keras.Model],
+                        batch: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        return {}
+
+    def trainable_variables(self, models: Mapping[str, keras.Model]) -> list:
+        variables, seen = [], set()
+        for model in models.values():
+            for variable in model.trainable_variables:
+                if id(variable) not in seen:  # models may share layers (e.g. the encoder)
+                    seen.add(id(variable))
+                    variables.append(variable)
+        return variables
+
+    def num_train_examples(self, config) -> Optional[int]:
+        return None
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What `Trainer.train` did."""
+
+    start_step: int  # step the run resumed from (0 for a fresh run)
+    final_step: int
+    losses: Dict[str, float]  # mean of each term over the last logging interval
+    eval_metrics: Dict[str, float]  # the last evaluation (empty without one)
+    best: Optional[dict]  # best/best.json content, None without keep-best
+    checkpoint: Optional[str]  # the final checkpoint prefix
+
+
+StepCallback = Callable[["Trainer", int, Dict[str, float]], None]
+
+
+class Trainer:
+    """Trains a `Task` from a config into a workdir, resuming whatever is there.
+
+    Typical use:
+
+        trainer = Trainer(config, SuwTask(), workdir)
+        result = trainer.train()            # resumes from workdir/checkpoints if present
+        metrics = trainer.evaluate()
+
+    Attributes:
+      models: the task's models (dict), optimizer, strategy, step (int64 tf.Variable: updates
+        done), rng (tf.random.Generator), checkpoint / manager (tf.train.Checkpoint[Manager]).
+      train_step_traces: how many times the train step was traced (1 in a healthy run).
+    """
+
+    def __init__(self, config: config_lib.ExperimentConfig, task: Task, workdir: str,
+                 strategy: Optional[tf.distribute.Strategy] = None,
+                 callbacks: Sequence[StepCallback] = ()):
+        self.config, self.task, self.workdir = config, task, workdir
+        self.callbacks = list(callbacks)
+        train = config.train
+        # First: MultiWorkerMirroredStrategy must be created before any TensorFlow op runs.
+        self.strategy = strategy or distribute.get_strategy(train.distribution)
+        if train.deterministic:
+            checkpoints.enable_determinism(train.seed)
+        else:
+            keras.utils.set_random_seed(train.seed)  # reproducible initialisation anyway
+        # The policy must be set before the models are built: layers read it at creation.
+        keras.mixed_precision.set_global_policy(train.mixed_precision)
+        self.worker_index, self.num_workers, self.is_chief = distribute.worker_info(
+            self.strategy)
+        self.num_replicas = self.strategy.num_replicas_in_sync
+        self.local_replicas = self.num_replicas // self.num_workers
+        self.global_batch_size = config.data.batch_size
+        if self.global_batch_size % self.num_replicas:
+            raise ValueError(f"data.batch_size={self.global_batch_size} is the global batch and "
+                             f"must be divisible by the {self.num_replicas} replicas")
+        os.makedirs(workdir, exist_ok=True)
+        if self.is_chief:
+            config_lib.save_json(config, workdir)
+
+        steps_per_epoch = train.steps_per_epoch
+        if steps_per_epoch <= 0:
+            num_examples = task.num_train_examples(config)
+            if num_examples:
+                steps_per_epoch = math.ceil(num_examples / self.global_batch_size)
+        self.steps_per_epoch = steps_per_epoch
+        self.schedule = schedules.build_schedule(config.optim, train.steps, steps_per_epoch)
+
+        with self.strategy.scope():
+            self.models = dict(task.build(config))
+            for key, model in self.models.items():
+                if not isinstance(model, keras.Model):
+                    raise TypeError(f"{type(task).__name__}.build must return keras.Models, "
+                                    f"got {type(model).__name__} for '{key}'")
+            self.optimizer = optimizers.build_optimizer(config.optim, self.schedule,
+                                                        train.mixed_precision)
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
+                                    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+            self.rng = tf.random.Generator.from_seed(train.seed)
+            self._variables = task.trainable_variables(self.models)
+            if not self._variables:
+                raise ValueError(f"{type(task).__name__} has no trainable variables")
+            self.optimizer.build(self._variables)
+
+        input_context = tf.distribute.InputContext(
+            num_input_pipelines=self.num_workers, input_pipeline_id=self.worker_index,
+            num_replicas_in_sync=self.num_replicas)
+        # A plain tf.data iterator, not a tf.distribute one: only plain iterators can be
+        # checkpointed (TF 2.21), and the input position is part of a bitwise resume.
+        self._iterator = iter(task.make_train_dataset(config, input_context))
+        self.checkpoint = tf.train.Checkpoint(models=self.models, optimizer=self.optimizer,
+                                              step=self.step, rng=self.rng,
+                                              iterator=self._iterator)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, self._write_dir(checkpoints.CHECKPOINT_SUBDIR),
+            max_to_keep=train.keep_checkpoints, step_counter=self.step,
+            checkpoint_name=checkpoints.CHECKPOINT_NAME)
+        self.best_keeper = None
+        if train.best_metric:
+            self.best_keeper = checkpoints.BestKeeper(
+                self._write_dir(checkpoints.BEST_SUBDIR), train.best_metric, train.best_mode,
+                tf.train.Checkpoint(models=self.models, step=self.step), write=self.is_chief)
+
+        self.start_step = self._restore_or_initialize()
+        self.history = self._load_history(self.start_step)
+        self._train_writer = self._summary_writer("train")
+        self._eval_writer = self._summary_writer("eval")
+        self.train_step_traces = 0
+        self._train_step = tf.function(self._distributed_train_step)
+        self._forward = self._replica_forward
+        if train.jit_compile:
+            # XLA compiles the forward and backward pass only: cross-replica sums and the
+            # optimizer's distributed update stay outside the cluster.
+            self._forward = tf.function(self._replica_forward, jit_compile=True)
+        self._eval_fn = tf.function(lambda batch: self.task.eval_outputs(self.models, batch),
+                                    reduce_retracing=True)
+        self._image_fn = tf.function(
+            lambda batch: self.task.image_summaries(self.models, batch), reduce_retracing=True)
+
+    # ------------------------------------------------------------------------------------
+    # Setup helpers.
+    # ------------------------------------------------------------------------------------
+
+    def _write_dir(self, subdir: str) -> str:
+        """Where this worker writes `subdir`: the workdir for the chief, a scratch folder for
+        other workers (they must take part in saves, but only the chief's copy is kept)."""
+        if self.is_chief:
+            return os.path.join(self.workdir, subdir)
+        return os.path.join(self.workdir, f".worker{self.worker_index}", subdir)
+
+    def _summary_writer(self, name: str):
+        if not self.is_chief:
+            return tf.summary.create_noop_writer()
+        return tf.summary.create_file_writer(os.path.join(self.workdir, LOGS_SUBDIR, name))
+
+    def _restore_or_initialize(self) -> int:
+        """Resumes from the newest checkpoint of the workdir, or initialises selected modules
+        from `model.init_checkpoint`; returns the step training starts from."""
+        latest = tf.train.latest_checkpoint(
+            os.path.join(self.workdir, checkpoints.CHECKPOINT_SUBDIR))
+        if latest:
+            try:
+                self.checkpoint.restore(latest).assert_existing_objects_matched()
+            except (AssertionError, ValueError, tf.errors.OpError) as error:
+                raise checkpoints.CheckpointError(
+                    f"{latest}: cannot resume from this checkpoint ({error}). The workdir holds "
+                    f"a run of a different model, optimizer or input pipeline; use a new "
+                    f"--workdir, or delete {os.path.dirname(latest)} to start over.") from error
+            step = int(self.step.numpy())
+            logging.info("Resumed from %s at step %d", latest, step)
+            return step
+        model_config = self.config.model
+        if model_config.init_checkpoint:
+            def build_donor(config_path):
+                donor_config = (config_lib.load_config(config_path) if config_path
+                                else self.config)
+                return self.task.build(donor_config)
+            checkpoints.init_modules_from_checkpoint(
+                self.models, model_config.init_checkpoint, model_config.init_modules,
+                build_donor)
+        return 0
+
+    def _load_history(self, step: int) -> dict:
+        """history.json without entries after `step` (a killed run may have logged more)."""
+        path = os.path.join(self.workdir, HISTORY_FILENAME)
+        history = {"train": [], "eval": []}
+        if tf.io.gfile.exists(path):
+            with tf.io.gfile.GFile(path) as f:
+                history = json.load(f)
+        return {part: [row for row in history.get(part, []) if row["step"] <= step]
+                for part in ("train", "eval")}
+
+    def _save_history(self) -> None:
+        if self.is_chief:
+            atomic_write_bytes(os.path.join(self.workdir, HISTORY_FILENAME),
+                               (json.dumps(self.history) + "\n").encode())
+
+    # ------------------------------------------------------------------------------------
+    # The compiled train step.
+    # ------------------------------------------------------------------------------------
+
+    def _replica_forward(self, batch):
+        """Losses and this replica's gradients of its local batch."""
+        with tf.GradientTape() as tape:
+            losses = self.task.compute_losses(
+                self.models, batch, training=True, global_batch_size=self.global_batch_size,
+                rng=self.rng)
+            if TOTAL_LOSS not in losses:
+                raise KeyError(f"{type(self.task).__name__}.compute_losses must return a "
+                               f"'{TOTAL_LOSS}' entry, got {sorted(losses)}")
+            losses = {name: tf.cast(value, tf.float32) for name, value in losses.items()}
+            regularization = [tf.cast(l, tf.float32) for m in self.models.values()
+                              for l in m.losses]
+            if regularization:
+                # Layer regularisers are per model, not per example: each replica adds its
+                # 1/num_replicas share so that the sum over replicas counts them once.
+                losses["regularization"] = tf.add_n(regularization) / self.num_replicas
+                losses[TOTAL_LOSS] = losses[TOTAL_LOSS] + losses["regularization"]
+            objective = losses[TOTAL_LOSS]
+            if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+                objective = self.optimizer.scale_loss(objective)
+        grads = tape.gradient(objective, self._variables)
+        return losses, grads
+
+    def _replica_step(self, batch):
+        losses, grads = self._forward(batch)
+        missing = [v.path for v, g in zip(self._variables, grads) if g is None]
+        if missing:
+            raise ValueError(f"the total loss does not depend on {len(missing)} trainable "
+                             f"variables, e.g. {missing[:5]}; leave them out in "
+                             f"{type(self.task).__name__}.trainable_variables (e.g. the pose "
+                             "net when the unsupervised loss is off)")
+        # Sum over replicas here, not in the optimizer, so that the clipping norm is the norm
+        # of the global gradient (the optimizers of optimizers.py skip their own sum).
+        grads = tf.distribute.get_replica_context().all_reduce(
+            tf.distribute.ReduceOp.SUM, grads)
+        grads, grad_norm = optimizers.clip_by_global_norm(
+            grads, self.config.optim.clip_norm, optimizers.loss_scale(self.optimizer))
+        return losses, grads, grad_norm
+
+    def _replica_apply(self, grads):
+        self.optimizer.apply(grads, self._variables)
+
+    def _distributed_train_step(self, batch):
+        self.train_step_traces += 1  # runs only while tracing
+        strategy = self.strategy
+        losses, grads, grad_norm = strategy.run(self._replica_step, args=(batch,))
+        # Every replica's loss is its share of the global mean (see global_mean): sum them.
+        losses = {name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+                  for name, value in losses.items()}
+        grad_norm = strategy.experimental_local_results(grad_norm)[0]  # equal on all replicas
+        finite = tf.reduce_all([tf.math.is_finite(v) for v in losses.values()])
+        if not isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            # With float16 loss scaling an overflowing gradient is routine: the loss-scale
+            # optimizer skips that update and lowers the scale. Otherwise it is a failure.
+            finite = tf.logical_and(finite, tf.math.is_finite(grad_norm))
+        learning_rate = tf.cast(self.optimizer.learning_rate, tf.float32)
+
+        def apply():
+            strategy.run(self._replica_apply, args=(grads,))
+            return tf.constant(True)
+
+        # A non-finite step is not applied, so the models keep their last good values.
+        applied = tf.cond(finite, apply, lambda: tf.constant(False))
+        self.step.assign_add(tf.cast(applied, tf.int64))
+        outputs = {"losses": losses, "grad_norm": grad_norm, "learning_rate": learning_rate,
+                   "applied": applied}
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            outputs["loss_scale"] = tf.cast(self.optimizer.dynamic_scale, tf.float32)
+        return outputs
+
+    def _next_batches(self) -> List[Any]:
+        """One batch per local replica, in order (what tf.distribute itself would do)."""
+        try:
+            return [next(self._iterator) for _ in range(self.local_replicas)]
+        except StopIteration:
+            raise ValueError(f"{type(self.task).__name__}.make_train_dataset ran out of data at "
+                             f"step {int(self.step.numpy())}; it must repeat forever "
+                             "(dataset.repeat()).") from None
+
+    def _distribute(self, local_batches: List[Any]):
+        if self.num_replicas == 1:
+            return local_batches[0]
+        return self.strategy.experimental_distribute_values_from_function(
+            lambda context: local_batches[context.replica_id_in_sync_group %
+                                          self.local_replicas])
+
+    # ------------------------------------------------------------------------------------
+    # Training.
+    # ------------------------------------------------------------------------------------
+
+    def save(self) -> Optional[str]:
+        """Saves a resumable checkpoint at the current step; returns its prefix."""
+        path = self.manager.save(checkpoint_number=int(self.step.numpy()))
+        if not self.is_chief:
+            shutil.rmtree(os.path.dirname(self._write_dir(checkpoints.CHECKPOINT_SUBDIR)),
+                          ignore_errors=True)
+        return path
+
+    def _non_finite(self, step: int, values: Dict[str, float]) -> NonFiniteLossError:
+        latest = tf.train.latest_checkpoint(
+            os.path.join(self.workdir, checkpoints.CHECKPOINT_SUBDIR))
+        terms = ", ".join(f"{name}={value:.6g}" for name, value in values.items())
+        what = ("loss" if not all(math.isfinite(v) for k, v in values.items()
+                                  if k != "grad_norm") else "gradient norm")
+        kept = (f"The last good checkpoint is {latest}; rerunning the same command resumes "
+                "from it." if latest else "No checkpoint had been written yet.")
+        return NonFiniteLossError(
+            f"Non-finite {what} at step {step}: {terms}. The update was not applied and "
+            f"nothing was saved. {kept} Likely causes: a learning rate too high for this "
+            "model (lower optim.learning_rate or set optim.clip_norm), or invalid inputs "
+            "(NaN/inf pixels or depth) in the batch.", step, values, latest)
+
+    def train(self) -> TrainResult:
+        """Runs until `train.steps`, checkpointing, logging and evaluating on the way."""
+        train = self.config.train
+        total_steps = train.steps
+        step = self.start_step
+        interval: Dict[str, List[float]] = {}
+        interval_seconds, interval_steps = 0.0, 0  # timed steps of the logging interval
+        last_losses: Dict[str, float] = {}
+        eval_metrics: Dict[str, float] = {}
+        evaluated_at = saved_at = None
+        progress = cli.progress(range(step, total_steps), total=total_steps - step,
+                                desc="train", unit="step")
+        try:
+            for _ in progress:
+                started = time.perf_counter()
+                local_batches = self._next_batches()
+                outputs = self._train_step(self._distribute(local_batches))
+                losses = {k: float(v) for k, v in outputs["losses"].items()}
+                values = dict(losses, grad_norm=float(outputs["grad_norm"]))
+                if step > self.start_step:  # the first step traces and compiles: not timed
+                    interval_seconds += time.perf_counter() - started
+                    interval_steps += 1
+                if not bool(outputs["applied"]):
+                    raise self._non_finite(step + 1, values)
+                step += 1
+                values["learning_rate"] = float(outputs["learning_rate"])
+                if "loss_scale" in outputs:
+                    values["loss_scale"] = float(outputs["loss_scale"])
+                for name, value in values.items():
+                    interval.setdefault(name, []).append(value)
+
+                if (train.log_every and step % train.log_every == 0) or step == total_steps:
+                    last_losses = self._log_train(step, interval, interval_steps,
+                                                  interval_seconds)
+                    progress.set_postfix(loss=f"{last_losses[TOTAL_LOSS]:.4g}",
+                                         lr=f"{values['learning_rate']:.2g}", refresh=False)
+                    interval, interval_seconds, interval_steps = {}, 0.0, 0
+                if train.image_summaries_every and step % train.image_summaries_every == 0:
+                    self._write_images(self._train_writer, step, local_batches[0])
+                if train.checkpoint_every and step % train.checkpoint_every == 0:
+                    self.save()
+                    saved_at = step
+                if train.eval_every and step % train.eval_every == 0:
+                    eval_metrics = self.evaluate(step)
+                    evaluated_at = step
+                for callback in self.callbacks:
+                    callback(self, step, values)
+        finally:
+            progress.close()
+            self._train_writer.flush()
+        if saved_at != step:
+            self.save()
+        if train.eval_every and evaluated_at != step and step > self.start_step:
+            eval_metrics = self.evaluate(step)
+        return TrainResult(start_step=self.start_step, final_step=step, losses=last_losses,
+                           eval_metrics=eval_metrics,
+                           best=self.best_keeper.best if self.best_keeper else None,
+                           checkpoint=self.manager.latest_checkpoint)
+
+    def _log_train(self, step: int, interval: Dict[str, List[float]], steps: int,
+                   elapsed: float) -> Dict[str, float]:
+        """Writes the interval's mean losses, lr, grad norm, and the speed of its `steps`
+        timed steps (data + train step, without evaluation and checkpoint time)."""
+        means = {name: float(np.mean(v)) for name, v in interval.items()}
+        step_time = elapsed / steps if steps else None  # None: only the untimed first step
+        row = {"step": step, **means, "step_time_s": step_time,
+               "examples_per_s": self.global_batch_size / step_time if steps else None}
+        with self._train_writer.as_default():
+            for name, value in row.items():
+                if name == "step" or value is None:
+                    continue
+                group = "loss" if name in interval and name not in (
+                    "grad_norm", "learning_rate", "loss_scale") else "train"
+                summaries.scalar(f"{group}/{name}", value, step)
+        self.history["train"].append(row)
+        self._save_history()
+        return {k: v for k, v in means.items()}
+
+    def _write_images(self, writer, step: int, batch) -> None:
+        images = self._image_fn(batch)
+        if not images:
+            return
+        with writer.as_default():
+            for name, image in images.items():
+                summaries.image(name, image, step, max_outputs=4)
+
+    # ------------------------------------------------------------------------------------
+    # Evaluation.
+    # ------------------------------------------------------------------------------------
+
+    def evaluate(self, step: Optional[int] = None) -> Dict[str, float]:
+        """Runs the task's metrics over its eval dataset; logs them and updates keep-best.
+
+        Returns the metrics ({} when the task has no eval dataset).
+        """
+        dataset = self.task.make_eval_dataset(self.config)
+        if dataset is None:
+            return {}
+        step = int(self.step.numpy()) if step is None else step
+        max_examples = self.config.eval.max_examples
+        state = self.task.init_metrics()
+        seen = 0
+        first_batch = None
+        for batch in dataset:
+            if first_batch is None:
+                first_batch = batch
+            outputs = self._eval_fn(batch)
+            state = self.task.update_metrics(
+                state, {k: np.asarray(v) for k, v in outputs.items()})
+            seen += int(tf.shape(tf.nest.flatten(batch)[0])[0])
+            if max_examples and seen >= max_examples:
+                break
+        metrics = self.task.result_metrics(state)
+        with self._eval_writer.as_default():
+            for name, value in metrics.items():
+                summaries.scalar(f"metrics/{name}", value, step)
+        if first_batch is not None:
+            self._write_images(self._eval_writer, step, first_batch)
+        self._eval_writer.flush()
+        self.history["eval"] = [r for r in self.history["eval"] if r["step"] != step]
+        self.history["eval"].append({"step": step, **{k: float(v) for k, v in metrics.items()}})
+        self._save_history()
+        if self.best_keeper is not None and metrics:
+            if self.best_keeper.update(step, metrics):
+                logging.info("New best %s=%.6g at step %d", self.best_keeper.metric,
+                             metrics[self.best_keeper.metric], step)
+            if not self.is_chief:
+                shutil.rmtree(os.path.dirname(self._write_dir(checkpoints.BEST_SUBDIR)),
+                              ignore_errors=True)
+        logging.info("Eval at step %d: %s", step, metrics)
+        return metrics

@@ -1,0 +1,131 @@
+"""Optimizers (Adam, AdamW, SGD with momentum), weight decay, and global-norm clipping.
+
+The Trainer sums gradients across replicas itself, before clipping, because the global norm
+must be the norm of the *summed* gradient (Keras clips each replica's partial gradient
+separately, and then sums). The optimizers built here therefore take gradients that are
+already summed and must not sum them again: `_PreReducedGradients` turns Keras' own
+cross-replica sum into a pass-through. The two-device test
+(`tests/test_training_distribute.py`) would catch a Keras change that reintroduced the sum.
+
+Weight decay follows the usual (PyTorch and paper) meanings:
+
+* `adam`, `sgd`: L2 regularisation added to the gradient, `g + weight_decay * w`, before the
+  moments/momentum (Hoyer et al.'s SGD 5e-4 is this kind),
+* `adamw`: decoupled weight decay, `w -= lr * weight_decay * w` (`keras.optimizers.AdamW`).
+"""
+
+from __future__ import annotations
+
+from typing import List, Sequence, Tuple
+
+import keras
+import tensorflow as tf
+
+from tf_depthseg.config import OptimConfig
+
+if not hasattr(keras.optimizers.Adam, "_all_reduce_sum_gradients"):
+    # Without this hook Keras would sum the already-summed gradients again, silently
+    # multiplying them by the number of replicas; fail loudly instead.
+    raise ImportError("this Keras version has no Optimizer._all_reduce_sum_gradients; "
+                      "tf_depthseg.training.optimizers needs updating for it")
+
+
+class _PreReducedGradients:
+    """Mixin: the gradients given to `apply` are already summed over replicas."""
+
+    def _all_reduce_sum_gradients(self, grads_and_vars):
+        return list(grads_and_vars)
+
+
+class _CoupledL2:
+    """Mixin: adds `l2 * variable` to each gradient before the optimizer's update rule."""
+
+    def _init_l2(self, l2: float) -> None:
+        self._l2 = float(l2)
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self._l2 > 0.0:
+            gradient = gradient + tf.cast(self._l2, gradient.dtype) * tf.cast(
+                variable, gradient.dtype)
+        return super().update_step(gradient, variable, learning_rate)
+
+
+class Adam(_PreReducedGradients, _CoupledL2, keras.optimizers.Adam):
+    """Adam with optional L2 (coupled) weight decay; takes pre-summed gradients."""
+
+    def __init__(self, learning_rate, l2: float = 0.0, **kwargs):
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        self._init_l2(l2)
+
+
+class SGD(_PreReducedGradients, _CoupledL2, keras.optimizers.SGD):
+    """SGD (momentum) with optional L2 (coupled) weight decay; takes pre-summed gradients."""
+
+    def __init__(self, learning_rate, l2: float = 0.0, **kwargs):
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        self._init_l2(l2)
+
+
+class AdamW(_PreReducedGradients, keras.optimizers.AdamW):
+    """`keras.optimizers.AdamW` (decoupled weight decay); takes pre-summed gradients."""
+
+
+def build_optimizer(optim: OptimConfig, learning_rate,
+                    mixed_precision: str = "float32") -> keras.optimizers.Optimizer:
+    """The optimizer `optim` describes, wrapped for loss scaling under `mixed_float16`.
+
+    Args:
+      optim: the optimizer section (optimizer, weight_decay, momentum).
+      learning_rate: a float or a `LearningRateSchedule` (see `schedules.build_schedule`).
+      mixed_precision: the Keras dtype policy; float16 needs dynamic loss scaling so small
+        gradients do not underflow, bfloat16 has float32's range and does not.
+
+    Returns:
+      A Keras optimizer. Gradient clipping is not configured on it: the Trainer clips by the
+      global norm of the replica-summed gradient (`clip_by_global_norm`).
+    """
+    if optim.optimizer == "adam":
+        optimizer = Adam(learning_rate, l2=optim.weight_decay)
+    elif optim.optimizer == "adamw":
+        optimizer = AdamW(learning_rate=learning_rate, weight_decay=optim.weight_decay)
+    elif optim.optimizer == "sgd":
+        optimizer = SGD(learning_rate, l2=optim.weight_decay, momentum=optim.momentum)
+    else:
+        raise ValueError(f"unknown optim.optimizer {optim.optimizer!r}; use adam, adamw or sgd")
+    if mixed_precision == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def loss_scale(optimizer: keras.optimizers.Optimizer):
+    """The current loss scale (1.0 without a `LossScaleOptimizer`)."""
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return optimizer.dynamic_scale if optimizer.built else optimizer.initial_scale
+    return 1.0
+
+
+def clip_by_global_norm(grads: Sequence[tf.Tensor], clip_norm: float, scale=1.0
+                        ) -> Tuple[List[tf.Tensor], tf.Tensor]:
+    """Clips gradients by their global norm; returns (gradients, norm before clipping).
+
+    Args:
+      grads: gradients (None entries are kept as None), possibly multiplied by a loss scale.
+      clip_norm: maximum global norm of the *unscaled* gradients; 0 turns clipping off.
+      scale: the loss scale the gradients carry. Clipping scaled gradients at
+        `clip_norm * scale` equals clipping unscaled ones at `clip_norm`, so the loss-scale
+        optimizer can still unscale (and detect overflow) afterwards.
+
+    Returns:
+      The (clipped) gradients and the global norm of the unscaled gradients before clipping
+      (inf/nan when a gradient overflowed).
+    """
+    present = [g for g in grads if g is not None]
+    if not present:
+        raise ValueError("no gradients: the loss does not depend on any trainable variable")
+    scale = tf.cast(scale, tf.float32)
+    scaled_norm = tf.linalg.global_norm([tf.cast(g, tf.float32) for g in present])
+    if clip_norm > 0:
+        clipped, _ = tf.clip_by_global_norm(present, clip_norm * scale, use_norm=scaled_norm)
+        clipped_iter = iter(clipped)
+        grads = [None if g is None else next(clipped_iter) for g in grads]
+    return list(grads), scaled_norm / scale
