@@ -1,0 +1,182 @@
+"""Prediction on folders and videos with exported models (library and tools/predict.py)."""
+
+import os
+import subprocess
+import sys
+
+import cv2
+import keras
+import numpy as np
+import pytest
+
+from tf_depthseg import common
+from tf_depthseg.data import image_io
+from tf_depthseg.data.image_io import BadInputError
+from tf_depthseg.export import exporter, predict
+from tf_depthseg.models import layers
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIZE = (24, 32)
+
+
+def build_small_depth_model():
+    """Pad -> conv s2 + BN -> 16 bin logits -> the SUW soft-classification head."""
+    keras.utils.set_random_seed(3)
+    image = keras.Input((None, None, 3), name="image")
+    x = layers.PadToMultiple(2)(image)
+    x = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(x)
+    x = keras.layers.BatchNormalization()(x)
+    logits = keras.layers.Conv2D(16, 3, padding="same")(x)
+    _, _, depth, uncertainty = layers.DepthBinsHead(16, 1.0, 80.0, upsample_factor=2)(
+        [logits, image])
+    return keras.Model(image, {common.OUT_DEPTH: depth, common.OUT_UNCERTAINTY: uncertainty})
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    model = build_small_depth_model()
+    export_dir = str(tmp_path_factory.mktemp("predict") / "export")
+    exporter.export_depth_model(model, export_dir, image_size=SIZE, verify=False)
+    return {"model": model, "export_dir": export_dir,
+            "tflite": os.path.join(export_dir, exporter.TFLITE_FILENAME)}
+
+
+def reference_depth(model, images, size=SIZE):
+    """The Keras model at the export size, resized back (what the signature promises)."""
+    import tensorflow as tf
+    x = tf.image.resize(images.astype(np.float32) / 255.0, size, method="bilinear")
+    depth = model(x, training=False)[common.OUT_DEPTH]
+    return tf.image.resize(depth, images.shape[1:3], method="bilinear").numpy()
+
+
+def smooth_images(count, size, seed):
+    """Images with smooth structure (JPEG and video codecs keep them close to the original)."""
+    rng = np.random.default_rng(seed)
+    rows = np.linspace(0, 1, size[0])[:, None]
+    cols = np.linspace(0, 1, size[1])[None, :]
+    images = []
+    for _ in range(count):
+        a, b, c = rng.uniform(0.2, 1.0, 3)
+        image = np.stack([a * rows + 0 * cols, b * cols + 0 * rows,
+                          c * (rows + cols) / 2], axis=-1)
+        images.append(np.round(image * 255).astype(np.uint8))
+    return np.stack(images)
+
+
+def make_folder(root, with_corrupt=False):
+    folder = os.path.join(root, "frames")
+    os.makedirs(folder, exist_ok=True)
+    images = smooth_images(3, SIZE, seed=0)
+    for index, image in enumerate(images):
+        image_io.write_png(os.path.join(folder, f"f{index}.png"), image)
+    other = smooth_images(1, (30, 44), seed=1)[0]  # another size: its own batch
+    image_io.write_png(os.path.join(folder, "f1.jpg.png"), other)
+    # Same stem as f0.png: outputs must not collide.
+    from PIL import Image
+    Image.fromarray(images[0]).save(os.path.join(folder, "f0.jpg"), quality=95)
+    if with_corrupt:
+        with open(os.path.join(folder, "f2_broken.png"), "wb") as f:
+            f.write(b"\x89PNG\r\n\x1a\n truncated")
+    return folder, images, other
+
+
+def test_folder_with_saved_model(exported, tmp_path):
+    folder, images, other = make_folder(str(tmp_path))
+    predictor = predict.load_predictor(exported["export_dir"])
+    out = str(tmp_path / "out")
+    summary = predict.predict_path(predictor, folder, out, batch_size=2, show_progress=False)
+    assert summary.written == ["f0_jpg", "f0_png", "f1.jpg", "f1", "f2"]
+    assert summary.skipped == []
+    expected = reference_depth(exported["model"], images)
+    for index in range(3):
+        stored = image_io.read_image(os.path.join(out, f"f{index}" + predict.DEPTH_SUFFIX)
+                                     if index else os.path.join(out, "f0_png_depth.png"))
+        assert stored.dtype == np.uint16 and stored.shape == SIZE
+        # KITTI convention: metres * 256, rounded.
+        np.testing.assert_allclose(stored / 256.0, expected[index, ..., 0], atol=0.5 / 256 + 1e-4)
+    stored = image_io.read_image(os.path.join(out, "f1.jpg" + predict.DEPTH_SUFFIX))
+    assert stored.shape == (30, 44)  # at the input's own size
+    np.testing.assert_allclose(stored / 256.0, reference_depth(exported["model"], other[None])
+                               [0, ..., 0], atol=0.5 / 256 + 1e-4)
+    viz = image_io.read_image(os.path.join(out, "f1" + predict.VIZ_SUFFIX))
+    # input | depth | uncertainty with 4-pixel gaps.
+    assert viz.shape == (SIZE[0], 3 * SIZE[1] + 8, 3)
+    np.testing.assert_array_equal(viz[:, :SIZE[1]], images[1])
+
+
+def test_bad_file_is_named_or_skipped(exported, tmp_path):
+    folder, _, _ = make_folder(str(tmp_path), with_corrupt=True)
+    predictor = predict.load_predictor(exported["tflite"])
+    with pytest.raises(BadInputError, match="f2_broken.png"):
+        predict.predict_path(predictor, folder, str(tmp_path / "out"), show_progress=False)
+    summary = predict.predict_path(predictor, folder, str(tmp_path / "out2"), skip_bad=True,
+                                   show_progress=False)
+    assert [os.path.basename(path) for path, _ in summary.skipped] == ["f2_broken.png"]
+    assert len(summary.written) == 5
+    assert not os.path.exists(str(tmp_path / "out2" / ("f2_broken" + predict.DEPTH_SUFFIX)))
+
+
+def test_tflite_predictor_matches_saved_model_at_other_sizes(exported):
+    images = smooth_images(2, (30, 44), seed=5)
+    saved = predict.load_predictor(exported["export_dir"])(images)
+    lite = predict.load_predictor(exported["tflite"])(images)
+    assert lite["depth"].shape == saved["depth"].shape == (2, 30, 44, 1)
+    # Same resize in and out; the TFLite input is rounded to uint8 after resizing.
+    np.testing.assert_allclose(lite["depth"], saved["depth"], rtol=0.02)
+    np.testing.assert_allclose(lite["uncertainty"], saved["uncertainty"], atol=0.01)
+
+
+def test_video_input(exported, tmp_path):
+    path = str(tmp_path / "clip.avi")
+    frames = smooth_images(4, SIZE, seed=7)
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 10, (SIZE[1], SIZE[0]))
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    decoded = np.stack([frame.image for frame in predict.iterate_frames(path)])
+    assert decoded.shape == (4, *SIZE, 3)
+    assert np.mean(np.abs(decoded.astype(float) - frames)) < 8  # RGB order kept, lossy codec
+    out = str(tmp_path / "out")
+    summary = predict.predict_path(predict.load_predictor(exported["tflite"]), path, out,
+                                   batch_size=3, show_progress=False)
+    assert summary.written == [f"clip_{i:06d}" for i in range(4)]
+    stored = image_io.read_image(os.path.join(out, "clip_000003" + predict.DEPTH_SUFFIX))
+    expected = reference_depth(exported["model"], decoded[3:])
+    np.testing.assert_allclose(stored / 256.0, expected[0, ..., 0], rtol=1e-3, atol=0.01)
+
+
+def test_input_errors(exported, tmp_path):
+    with pytest.raises(BadInputError, match="not found"):
+        list(predict.iterate_frames(str(tmp_path / "missing")))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(BadInputError, match="no .png"):
+        list(predict.iterate_frames(str(empty)))
+    broken_video = tmp_path / "broken.mp4"
+    broken_video.write_bytes(b"not a video")
+    with pytest.raises(BadInputError, match="broken.mp4"):
+        list(predict.iterate_frames(str(broken_video)))
+    sixteen = tmp_path / "sixteen"
+    sixteen.mkdir()
+    image_io.write_png(str(sixteen / "depth.png"), np.ones(SIZE, np.uint16))
+    with pytest.raises(BadInputError, match="depth.png.*8-bit"):
+        list(predict.iterate_frames(str(sixteen)))
+    with pytest.raises(BadInputError, match="neither an export folder"):
+        predict.load_predictor(str(tmp_path / "model.onnx"))
+    with pytest.raises(BadInputError, match="not a SavedModel"):
+        predict.load_predictor(str(empty))
+
+
+def test_predict_tool(exported, tmp_path):
+    folder, _, _ = make_folder(str(tmp_path), with_corrupt=True)
+    out = tmp_path / "out"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_DEPTHSEG_PROGRESS="0")
+    command = [sys.executable, "-m", "tools.predict", f"--model={exported['tflite']}",
+               f"--input={folder}", f"--output_dir={out}", "--batch_size=2", "--skip_bad"]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "wrote 5 depth PNGs" in result.stdout
+    assert "skipped" in result.stdout and "f2_broken.png" in result.stdout
+    assert len(list(out.glob("*" + predict.DEPTH_SUFFIX))) == 5
+    assert len(list(out.glob("*" + predict.VIZ_SUFFIX))) == 5

@@ -1,0 +1,138 @@
+"""Restore a training run's depth network for inference (export, prediction).
+
+A run's workdir (see `tf_depthseg.training.checkpoints`) holds `config.json`, the resumable
+checkpoints in `checkpoints/` and, with keep-best, the best models in `best/`. Restoring builds
+the models with the run's Task (`tf_depthseg.training.tasks.make_task(config).build(config)`),
+so the object graph is the one the engine saved (`models/<key>/...`), and restores only the
+models (`checkpoints.restore_models`: no optimizer, iterator or RNG state needed).
+
+The models are built with the float32 policy whatever `train.mixed_precision` was: mixed
+precision keeps float32 variables, so the checkpoint fits, and exports should compute in
+float32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from typing import Callable, Dict, Mapping, Optional
+
+import keras
+import tensorflow as tf
+
+from tf_depthseg import config as config_lib
+from tf_depthseg.training import checkpoints
+
+DEPTH_MODEL_KEY = "depth"  # the Task models' key of the depth network
+STEP_CHECKPOINT_KEY = "step/.ATTRIBUTES/VARIABLE_VALUE"  # the Trainer's `step` variable
+CHECKPOINT_CHOICES = ("latest", "best")
+
+BuildModels = Callable[[config_lib.ExperimentConfig], Mapping[str, keras.Model]]
+
+
+@dataclasses.dataclass
+class RestoredModel:
+    """A depth network restored from a run.
+
+    Attributes:
+      model: the depth network (inference only; float32).
+      config: the run's resolved config.
+      checkpoint: the checkpoint prefix restored.
+      step: the training step of that checkpoint (None if unknown).
+    """
+
+    model: keras.Model
+    config: config_lib.ExperimentConfig
+    checkpoint: str
+    step: Optional[int]
+
+
+def select_checkpoint(workdir: str, checkpoint: str = "latest") -> str:
+    """The checkpoint prefix for `checkpoint` = "latest", "best" or a path (prefix/folder).
+
+    Raises CheckpointError with the fix when there is none.
+    """
+    if checkpoint in ("", "latest"):
+        folder = os.path.join(workdir, checkpoints.CHECKPOINT_SUBDIR)
+        prefix = tf.train.latest_checkpoint(folder) if tf.io.gfile.isdir(folder) else None
+        if not prefix:
+            raise checkpoints.CheckpointError(
+                f"{folder}: no checkpoint found. Is {workdir} the --workdir of a training run "
+                "(tools/train.py) that has saved at least once?")
+        return prefix
+    if checkpoint == "best":
+        best_dir = os.path.join(workdir, checkpoints.BEST_SUBDIR)
+        prefix = tf.train.latest_checkpoint(best_dir)
+        if not prefix:
+            raise checkpoints.CheckpointError(
+                f"{best_dir}: no best checkpoint. The run kept none (train.best_metric empty, "
+                "or no evaluation ran yet); use --checkpoint=latest.")
+        return prefix
+    return checkpoints.resolve_checkpoint(checkpoint)
+
+
+def checkpoint_step(prefix: str) -> Optional[int]:
+    """The `step` saved in a checkpoint, else the N of a `ckpt-N` prefix, else None."""
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        if reader.has_tensor(STEP_CHECKPOINT_KEY):
+            return int(reader.get_tensor(STEP_CHECKPOINT_KEY))
+    except (tf.errors.OpError, ValueError):
+        pass
+    match = re.search(r"-(\d+)$", prefix)
+    return int(match.group(1)) if match else None
+
+
+def load_run_config(prefix: str, config_path: Optional[str] = None
+                    ) -> config_lib.ExperimentConfig:
+    """The config of the run that wrote `prefix` (its config.json), or `config_path`."""
+    path = config_path or checkpoints.find_run_config(prefix)
+    if not path:
+        raise checkpoints.CheckpointError(
+            f"{prefix}: no config.json next to this checkpoint or one folder up, so the model "
+            "cannot be rebuilt; pass the run's config (--config=.../config.json).")
+    return config_lib.load_config(path)
+
+
+def build_task_models(config: config_lib.ExperimentConfig) -> Dict[str, keras.Model]:
+    """The models of `config.task`, built exactly as the Trainer builds them."""
+    from tf_depthseg.training import tasks  # imported lazily: pulls in the data pipelines
+    return dict(tasks.make_task(config).build(config))
+
+
+def restore_depth_model(workdir: Optional[str] = None, checkpoint: str = "latest",
+                        config: Optional[config_lib.ExperimentConfig] = None,
+                        build_models: BuildModels = build_task_models) -> RestoredModel:
+    """Restores the depth network of a run for inference.
+
+    Args:
+      workdir: the run's workdir (needed for "latest"/"best"; optional with a path).
+      checkpoint: "latest", "best", or a checkpoint prefix / folder.
+      config: the run's config; default: the config.json of the run that wrote the checkpoint.
+      build_models: builds the run's models from its config (default: the Task's `build`).
+    Returns:
+      RestoredModel.
+    Raises:
+      CheckpointError: no checkpoint, no config, or a checkpoint that does not fit.
+    """
+    if checkpoint in ("", "latest", "best") and not workdir:
+        raise ValueError(f"checkpoint={checkpoint!r} needs the run's workdir")
+    prefix = select_checkpoint(workdir or "", checkpoint)
+    config = config or load_run_config(prefix)
+    previous_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        models = build_models(config)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+    if DEPTH_MODEL_KEY not in models:
+        raise checkpoints.CheckpointError(
+            f"task {config.task!r} has no '{DEPTH_MODEL_KEY}' model (it has {sorted(models)}); "
+            "only depth networks can be exported.")
+    # Only the depth network: it is all inference needs; the other models (pose nets) may
+    # share its encoder but their own layers are not restored.
+    depth_model = models[DEPTH_MODEL_KEY]
+    checkpoints.restore_models({DEPTH_MODEL_KEY: depth_model}, prefix)
+    return RestoredModel(model=depth_model, config=config, checkpoint=prefix,
+                         step=checkpoint_step(prefix))

@@ -1,0 +1,103 @@
+r"""Exports a training run's depth network as a SavedModel (+ TFLite) with metadata.json.
+
+Restores the depth model of `--workdir` (the newest checkpoint, or `--checkpoint=best` for the
+keep-best one, or a checkpoint prefix) with the run's config.json, and writes `--output_dir`
+atomically (a temporary folder renamed when complete):
+
+  <output_dir>/saved_model.pb   SavedModel (weights frozen in), signature "serving_default":
+      inputs:  images       uint8   [batch, height, width, 3]  RGB, any batch and size
+      outputs: depth        float32 [batch, height, width, 1]  metres, at the input size
+               uncertainty  float32 [batch, height, width, 1]  std of the depth-bin
+                                                               distribution, log10 metres
+                                                               (soft-classification heads)
+      Inside the signature: uint8 / 255 -> RGB in [0, 1]; images of another size than
+      export.image_size are resized to it (bilinear, as in training) and the outputs resized
+      back (--dynamic_size: the network runs at the input size instead).
+  <output_dir>/model.tflite   the same signature at a fixed [1, h, w, 3] = export.image_size,
+      float32 or quantised (--tflite_quantize=dynamic|float16), TFLite builtin ops only
+  <output_dir>/metadata.json  config, input size, depth range, source checkpoint and step,
+      file sizes, and the max abs difference of both exports to the Keras model (--verify)
+
+Check it with:  saved_model_cli show --dir <output_dir> --all
+
+Example:
+  python -m tools.export --workdir=workdir/suw_synthetic --output_dir=workdir/export \
+      --checkpoint=best --tflite_quantize=float16
+  bazel run //tools:export -- --workdir=workdir/suw_synthetic --output_dir=workdir/export
+"""
+
+import os
+
+from absl import flags
+
+from tf_depthseg import cli
+
+cli.define_common_flags()
+flags.DEFINE_string("checkpoint", "latest", "Which weights: 'latest' (newest of "
+                    "<workdir>/checkpoints), 'best' (<workdir>/best), or a checkpoint prefix.")
+flags.DEFINE_string("output_dir", None, "Export folder to create (a SavedModel folder).")
+flags.DEFINE_bool("tflite", None, "Also write model.tflite (default: config export.tflite).")
+flags.DEFINE_enum("tflite_quantize", None, ["none", "dynamic", "float16"],
+                  "TFLite quantisation (default: config export.tflite_quantize).")
+flags.DEFINE_bool("dynamic_size", False, "SavedModel runs the network at the caller's image "
+                  "size instead of resizing to export.image_size.")
+flags.DEFINE_bool("verify", True, "Load the export back and record its max abs difference to "
+                  "the Keras model in metadata.json.")
+flags.DEFINE_bool("overwrite", False, "Replace an existing --output_dir (only once the new "
+                  "export is complete).")
+flags.mark_flags_as_required(["workdir", "output_dir"])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    from tf_depthseg import config as config_lib
+    from tf_depthseg.export import exporter, restore
+
+    workdir = cli.resolve_path(FLAGS.workdir)
+    output_dir = cli.resolve_path(FLAGS.output_dir)
+    checkpoint = FLAGS.checkpoint
+    if checkpoint not in restore.CHECKPOINT_CHOICES:
+        checkpoint = cli.resolve_path(checkpoint)
+    if os.path.lexists(output_dir) and not FLAGS.overwrite:  # fail before the slow part
+        raise cli.UserError(f"{output_dir} already exists; pass --overwrite to replace it (the "
+                            "old export stays until the new one is complete).")
+    prefix = restore.select_checkpoint(workdir, checkpoint)
+    if FLAGS.config:
+        config = config_lib.load_config(cli.resolve_path(FLAGS.config)
+                                        if FLAGS.config.endswith((".py", ".json"))
+                                        else FLAGS.config, smoke=FLAGS.smoke)
+    else:
+        config = restore.load_run_config(prefix)
+    config = config_lib.apply_overrides(config, FLAGS.set)
+    restored = restore.restore_depth_model(workdir, prefix, config=config)
+    export = config.export
+    tflite_export = export.tflite if FLAGS.tflite is None else FLAGS.tflite
+    quantize = FLAGS.tflite_quantize or export.tflite_quantize
+    print(f"restored {restored.model.name} from {restored.checkpoint} (step {restored.step})")
+    try:
+        result = exporter.export_depth_model(
+            restored.model, output_dir, image_size=export.image_size,
+            dynamic_size=FLAGS.dynamic_size, tflite_export=tflite_export,
+            tflite_quantize=quantize, config=config,
+            source={"workdir": workdir, "checkpoint": restored.checkpoint,
+                    "step": restored.step},
+            verify=FLAGS.verify, overwrite=FLAGS.overwrite)
+    except (FileExistsError, ValueError) as error:
+        raise cli.UserError(str(error)) from error
+    metadata = result.metadata
+    print(f"SavedModel: {result.export_dir} ({metadata['saved_model_bytes'] / 1e6:.2f} MB), "
+          f"signature 'serving_default': images uint8 [batch, h, w, 3] -> "
+          f"{', '.join(metadata['signature']['outputs'])}")
+    if result.tflite_path:
+        print(f"TFLite:     {result.tflite_path} ({metadata['tflite']['bytes'] / 1e6:.2f} MB, "
+              f"quantize={quantize}, input [1, {export.image_size[0]}, "
+              f"{export.image_size[1]}, 3])")
+    for kind, diffs in metadata.get("verification", {}).items():
+        if isinstance(diffs, dict):
+            print(f"max |{kind} - keras|: " + ", ".join(f"{k} {v:.3g}" for k, v in diffs.items()))
+    print(f"metadata:   {result.export_dir}/{exporter.METADATA_FILENAME}")
+
+
+if __name__ == "__main__":
+    cli.run(main, usage=__doc__)

@@ -1,0 +1,56 @@
+r"""Predicts depth for a folder of images or a video with an exported model.
+
+For every frame <name> writes into --output_dir:
+  <name>_depth.png  uint16 PNG, round(depth in metres * 256), 0 = invalid (KITTI convention),
+                    at the input's size
+  <name>_viz.png    input | colourised depth (near = bright) | colourised uncertainty
+
+--input: a folder of .png/.jpg/.jpeg images (sorted; <name> = file stem) or a video
+(.mp4/.avi/.mov/.mkv; <name> = <video stem>_<frame:06d>).
+--model: an export folder of tools/export.py (SavedModel, any image size) or its
+model.tflite (fixed size; images are resized to it and the outputs back).
+Unreadable images stop the run with the file's name, or are skipped with --skip_bad.
+
+Example:
+  python -m tools.predict --model=workdir/export --input=frames/ --output_dir=workdir/pred
+  bazel run //tools:predict -- --model=workdir/export/model.tflite --input=drive.mp4 \
+      --output_dir=workdir/pred_video
+"""
+
+import os
+
+from absl import flags
+
+from tf_depthseg import cli
+
+flags.DEFINE_string("input", None, "Folder of images or a video file.")
+flags.DEFINE_string("model", None, "Export folder (SavedModel) or a .tflite file.")
+flags.DEFINE_string("output_dir", None, "Where to write the PNGs (created).")
+flags.DEFINE_integer("batch_size", 4, "Frames per model call.")
+flags.DEFINE_bool("skip_bad", False, "Skip unreadable images (listed at the end) instead of "
+                  "stopping.")
+flags.mark_flags_as_required(["input", "model", "output_dir"])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    from tf_depthseg.export import predict
+
+    if FLAGS.batch_size < 1:
+        raise cli.UserError(f"--batch_size must be >= 1, got {FLAGS.batch_size}")
+    input_path = cli.resolve_path(FLAGS.input)
+    output_dir = cli.resolve_path(FLAGS.output_dir)
+    predict.check_input(input_path)  # before the slow model loading
+    predictor = predict.load_predictor(cli.resolve_path(FLAGS.model))
+    summary = predict.predict_path(predictor, input_path, output_dir,
+                                   batch_size=FLAGS.batch_size, skip_bad=FLAGS.skip_bad)
+    for path, reason in summary.skipped:
+        print(f"skipped {path}: {reason}")
+    print(f"wrote {len(summary.written)} depth PNGs (*{predict.DEPTH_SUFFIX}, metres*256) and "
+          f"pictures (*{predict.VIZ_SUFFIX}) to {os.path.abspath(output_dir)}"
+          + (f"; skipped {len(summary.skipped)} unreadable inputs" if summary.skipped else ""))
+
+
+if __name__ == "__main__":
+    cli.run(main, usage=__doc__)
