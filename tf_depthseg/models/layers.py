@@ -1,0 +1,239 @@
+"""Building blocks shared by the SUW networks: conv-BN, depthwise separable, SAM, inception,
+and the few layers that need a class (dynamic-size padding/cropping, the depth-bins head).
+
+Blocks are plain functions `apply_<block>(x, ..., name)` that create uniquely named Keras layers
+(`f"{name}_conv"`, `f"{name}_bn"`, ...). Tensors are `[batch, height, width, channels]`.
+
+Activation choice (the SUW tables list "convbn" only): every conv-BN is followed by ReLU,
+except where a block feeds a softmax or a regression output. ReLU (not ReLU6) keeps the nets
+plain and TFLite-friendly. Convolutions followed by BN have no bias (BN's beta replaces it).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import keras
+import tensorflow as tf
+
+from tf_depthseg.losses import depth as depth_losses
+
+_PACKAGE = "tf_depthseg"
+
+
+# ----------------------------------------------------------------------------------------------
+# Blocks
+# ----------------------------------------------------------------------------------------------
+def apply_conv_bn(x, filters: int, kernel_size: int, *, strides: int = 1,
+                  dilation_rate: int = 1, activation: Optional[str] = "relu", name: str):
+    """"convbn": Conv2D (no bias, 'same' padding) -> BatchNorm -> activation.
+
+    Args:
+      x: `[batch, height, width, c_in]`.
+      activation: "relu" or None (e.g. before a softmax).
+    Returns:
+      `[batch, ceil(height / s), ceil(width / s), filters]`.
+    """
+    x = keras.layers.Conv2D(filters, kernel_size, strides=strides, dilation_rate=dilation_rate,
+                            padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    if activation is not None:
+        x = keras.layers.Activation(activation, name=f"{name}_{activation}")(x)
+    return x
+
+
+def apply_separable_conv_bn(x, filters: int, kernel_size: int = 3, *, strides: int = 1,
+                            dilation_rate: int = 1, name: str):
+    """"convbn ..., dw" (Xception/MobileNet style): depthwise kxk -> BN -> ReLU, then
+    pointwise 1x1 to `filters` -> BN -> ReLU. Stride and dilation act on the depthwise conv.
+
+    Args:
+      x: `[batch, height, width, c_in]`.
+    Returns:
+      `[batch, ceil(height / s), ceil(width / s), filters]`.
+    """
+    x = keras.layers.DepthwiseConv2D(kernel_size, strides=strides, dilation_rate=dilation_rate,
+                                     padding="same", use_bias=False, name=f"{name}_dwconv")(x)
+    x = keras.layers.BatchNormalization(name=f"{name}_dwbn")(x)
+    x = keras.layers.Activation("relu", name=f"{name}_dwrelu")(x)
+    x = keras.layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_pwconv")(x)
+    x = keras.layers.BatchNormalization(name=f"{name}_pwbn")(x)
+    return keras.layers.Activation("relu", name=f"{name}_pwrelu")(x)
+
+
+def apply_sam(x, filters: int, dilations: Sequence[int], *, name: str):
+    """Stacked atrous multi-scale module (AMNet, Du et al. 2019).
+
+    3x3 conv-BN-ReLU layers applied in sequence with the given dilations (e.g. 1, 2, 2, 4, 4,
+    8), then two 1x1 conv-BN-ReLU layers. All layers have `filters` channels (AMNet keeps the
+    width constant; SUW Table 1 lists 32 output channels).
+
+    Args:
+      x: `[batch, height, width, c_in]`.
+      dilations: one dilation rate per 3x3 layer; at least one.
+    Returns:
+      `[batch, height, width, filters]`.
+    """
+    dilations = [int(d) for d in dilations]
+    if not dilations or min(dilations) < 1:
+        raise ValueError(f"SAM needs at least one dilation, all >= 1; got {dilations}.")
+    for index, rate in enumerate(dilations, start=1):
+        x = apply_conv_bn(x, filters, 3, dilation_rate=rate, name=f"{name}_atrous{index}_d{rate}")
+    x = apply_conv_bn(x, filters, 1, name=f"{name}_proj1")
+    return apply_conv_bn(x, filters, 1, name=f"{name}_proj2")
+
+
+def apply_inception(x, out_channels: int, inter_channels: int, kernel_sizes: Sequence[int], *,
+                    name: str):
+    """Inception block of Chen et al. 2016 (SUW supplement Fig. 3 / Table 2).
+
+    Four branches concatenated, each producing out_channels / 4 channels:
+    Conv1 = 1x1; Conv2..Conv4 = 1x1 reduction to `inter_channels` ("Inter Dim") then a kxk
+    conv with k from `kernel_sizes`. Every conv is conv-BN-ReLU.
+
+    Args:
+      x: `[batch, height, width, c_in]`.
+      kernel_sizes: the three kernel sizes of Conv2..Conv4, e.g. (3, 5, 7).
+    Returns:
+      `[batch, height, width, out_channels]`.
+    """
+    if out_channels % 4:
+        raise ValueError(f"inception out_channels must be divisible by 4, got {out_channels}.")
+    if len(kernel_sizes) != 3:
+        raise ValueError(f"inception needs 3 kernel sizes (Conv2..Conv4), got {kernel_sizes}.")
+    branch_channels = out_channels // 4
+    branches = [apply_conv_bn(x, branch_channels, 1, name=f"{name}_conv1")]
+    for index, size in enumerate(kernel_sizes, start=2):
+        reduced = apply_conv_bn(x, inter_channels, 1, name=f"{name}_conv{index}_reduce")
+        branches.append(apply_conv_bn(reduced, branch_channels, int(size),
+                                      name=f"{name}_conv{index}_{size}x{size}"))
+    return keras.layers.Concatenate(name=f"{name}_concat")(branches)
+
+
+# ----------------------------------------------------------------------------------------------
+# Layers with behaviour of their own
+# ----------------------------------------------------------------------------------------------
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class PadToMultiple(keras.layers.Layer):
+    """Pads height and width at the bottom/right up to a multiple of `multiple`.
+
+    A layer (not an op) because the padding depends on the run-time size. Padding at the
+    bottom/right keeps pixel (0, 0) fixed, so a feature map at stride s covers input rows
+    [s*i, s*i + s) exactly, for any input size. SYMMETRIC padding (edge mirrored) avoids an
+    artificial black border; the padded rows are cropped away again at the output.
+
+    Input `[batch, height, width, channels]` -> `[batch, ceil(h/m)*m, ceil(w/m)*m, channels]`.
+    """
+
+    def __init__(self, multiple: int, **kwargs):
+        super().__init__(**kwargs)
+        if int(multiple) < 1:
+            raise ValueError(f"multiple must be >= 1, got {multiple}.")
+        self.multiple = int(multiple)
+
+    def call(self, inputs):
+        height, width = tf.shape(inputs)[1], tf.shape(inputs)[2]
+        pad_h, pad_w = (-height) % self.multiple, (-width) % self.multiple
+        return tf.pad(inputs, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="SYMMETRIC")
+
+    def compute_output_shape(self, input_shape):
+        def padded(size):
+            return None if size is None else -(-size // self.multiple) * self.multiple
+        return (input_shape[0], padded(input_shape[1]), padded(input_shape[2]), input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "multiple": self.multiple}
+
+
+def _upsample_crop(x, reference, factor: int, interpolation: str):
+    """Resizes `x` by `factor` (half-pixel centres) and crops to `reference`'s height/width."""
+    if factor != 1:
+        size = tf.shape(x)[1:3] * factor
+        x = tf.image.resize(x, size, method=interpolation)
+    return x[:, :tf.shape(reference)[1], :tf.shape(reference)[2], :]
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class UpsampleCropToReference(keras.layers.Layer):
+    """Upsamples by an integer factor, then crops to the size of a reference tensor.
+
+    The inverse of `PadToMultiple` + stride `factor`: a stride-f map of a bottom/right padded
+    input upsampled by exactly f (tf.image.resize, half-pixel centres) lies on the padded input
+    grid, and cropping the bottom/right returns the input's exact size and alignment.
+
+    Call with `[x, reference]`: x `[batch, h, w, c]`, reference `[batch, H, W, any]` with
+    H <= f*h, W <= f*w. Returns `[batch, H, W, c]`.
+    """
+
+    def __init__(self, factor: int = 1, interpolation: str = "bilinear", **kwargs):
+        super().__init__(**kwargs)
+        if int(factor) < 1:
+            raise ValueError(f"factor must be >= 1, got {factor}.")
+        self.factor = int(factor)
+        self.interpolation = interpolation
+
+    def call(self, inputs):
+        x, reference = inputs
+        return _upsample_crop(x, reference, self.factor, self.interpolation)
+
+    def compute_output_shape(self, input_shapes):
+        x_shape, reference_shape = input_shapes
+        return (x_shape[0], reference_shape[1], reference_shape[2], x_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor,
+                "interpolation": self.interpolation}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class DepthBinsHead(keras.layers.Layer):
+    """Soft-classification output: softmax over log10-depth bins -> depth and uncertainty.
+
+    Holds the bin centres of Eq. 1 (`losses.depth.bin_centres_log10`, derived from its config,
+    so they round-trip through get_config). Depth is `10 ** sum_i p_i c_i` (probability-weighted
+    mean in log10 space, the space of the bins and of the loss); uncertainty is the std of the
+    bin distribution in log10 depth, `sqrt(sum_i p_i (c_i - mean)^2)`.
+
+    Call with `[logits, reference]`:
+      logits: `[batch, h, w, num_bins]` at stride `upsample_factor` of the (padded) input.
+      reference: `[batch, H, W, any]`, the network input (gives the full-resolution size).
+    Returns a tuple:
+      probs `[batch, h, w, num_bins]`, depth_low `[batch, h, w, 1]`,
+      depth `[batch, H, W, 1]`, uncertainty `[batch, H, W, 1]`.
+    The full-resolution maps upsample the log10 mean and the std bilinearly (half-pixel
+    centres) by `upsample_factor` and crop to H x W, so they align with the input exactly.
+    """
+
+    def __init__(self, num_bins: int, min_depth: float, max_depth: float,
+                 upsample_factor: int = 4, **kwargs):
+        super().__init__(**kwargs)
+        self.num_bins = int(num_bins)
+        self.min_depth = float(min_depth)
+        self.max_depth = float(max_depth)
+        self.upsample_factor = int(upsample_factor)
+        self.centres = depth_losses.bin_centres_log10(self.num_bins, self.min_depth,
+                                                      self.max_depth)
+
+    def call(self, inputs):
+        logits, reference = inputs
+        probs = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+        centres = tf.constant(self.centres, tf.float32)
+        mean_log10 = tf.reduce_sum(probs * centres, axis=-1, keepdims=True)
+        variance = tf.reduce_sum(probs * tf.square(centres - mean_log10), axis=-1, keepdims=True)
+        # The epsilon keeps sqrt differentiable when the distribution collapses to one bin.
+        std_log10 = tf.sqrt(tf.maximum(variance, 0.0) + 1e-12)
+        full = _upsample_crop(tf.concat([mean_log10, std_log10], axis=-1), reference,
+                              self.upsample_factor, "bilinear")
+        depth_low = tf.pow(10.0, mean_log10)
+        depth = tf.pow(10.0, full[..., :1])
+        return probs, depth_low, depth, full[..., 1:]
+
+    def compute_output_shape(self, input_shapes):
+        logits_shape, reference_shape = input_shapes
+        low = tuple(logits_shape[:3])
+        high = (logits_shape[0], reference_shape[1], reference_shape[2])
+        return (low + (self.num_bins,), low + (1,), high + (1,), high + (1,))
+
+    def get_config(self):
+        return {**super().get_config(), "num_bins": self.num_bins, "min_depth": self.min_depth,
+                "max_depth": self.max_depth, "upsample_factor": self.upsample_factor}
