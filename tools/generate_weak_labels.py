@@ -69,7 +69,7 @@ def load_mask(sample: schema.Sample, masks_dir, mask_suffix: str, mask_ids: str)
     if mask_ids == "label":
         mask = datasets.label_ids_to_train_ids(mask, path)
     else:
-        mask = weak_labels.check_train_ids(mask, path)
+        mask = datasets.check_train_ids(mask, path)
     if mask.shape != sample.image.shape[:2]:
         raise image_io.BadInputError(f"{path}: mask is {mask.shape}, the record's image is "
                                      f"{sample.image.shape[:2]}; masks must have the stored "

@@ -173,6 +173,31 @@ def label_ids_to_train_ids(label_ids: np.ndarray, name: str = "<labels>") -> np.
     return CITYSCAPES_LABEL_TO_TRAIN[label_ids]
 
 
+def check_train_ids(semantic: np.ndarray, name: str = "<mask>") -> np.ndarray:
+    """Validates a train-id mask and returns it as uint8 `[H, W]`.
+
+    Raises:
+      BadInputError naming `name` for a wrong shape or values that are not Cityscapes
+        train ids (0..18, 255), e.g. a label-id PNG read as train ids.
+    """
+    semantic = np.asarray(semantic)
+    if semantic.ndim == 3 and semantic.shape[-1] == 1:
+        semantic = semantic[..., 0]
+    if semantic.ndim != 2:
+        raise BadInputError(f"{name}: a semantic mask must be [H, W], got shape "
+                                     f"{semantic.shape}.")
+    if semantic.size and (semantic.max() > 255 or semantic.min() < 0):
+        raise BadInputError(f"{name}: semantic ids outside 0..255.")
+    semantic = semantic.astype(np.uint8)
+    bad = (semantic >= CITYSCAPES_NUM_CLASSES) & (semantic != IGNORE_ID)
+    if bad.any():
+        raise BadInputError(
+            f"{name}: values {np.unique(semantic[bad])[:10].tolist()} are not Cityscapes train "
+            "ids (0..18, 255 = ignore). If the masks hold label ids (e.g. *_labelIds.png), "
+            "convert them with label_ids_to_train_ids (tools: --mask_ids=label).")
+    return semantic
+
+
 def instance_ids_to_label_ids(instance_ids: np.ndarray) -> np.ndarray:
     """Label ids of a Cityscapes instanceIds map (ids >= 1000 are label_id * 1000 + k)."""
     instance_ids = np.asarray(instance_ids)

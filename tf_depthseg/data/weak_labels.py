@@ -157,31 +157,6 @@ class WeakLabelConfig:
 # --------------------------------------------------------------------------------------------
 # Mask helpers.
 # --------------------------------------------------------------------------------------------
-def check_train_ids(semantic: np.ndarray, name: str = "<mask>") -> np.ndarray:
-    """Validates a train-id mask and returns it as uint8 `[H, W]`.
-
-    Raises:
-      image_io.BadInputError naming `name` for a wrong shape or values that are not Cityscapes
-        train ids (0..18, 255), e.g. a label-id PNG read as train ids.
-    """
-    semantic = np.asarray(semantic)
-    if semantic.ndim == 3 and semantic.shape[-1] == 1:
-        semantic = semantic[..., 0]
-    if semantic.ndim != 2:
-        raise image_io.BadInputError(f"{name}: a semantic mask must be [H, W], got shape "
-                                     f"{semantic.shape}.")
-    if semantic.size and (semantic.max() > 255 or semantic.min() < 0):
-        raise image_io.BadInputError(f"{name}: semantic ids outside 0..255.")
-    semantic = semantic.astype(np.uint8)
-    bad = (semantic >= datasets.CITYSCAPES_NUM_CLASSES) & (semantic != common.IGNORE_LABEL)
-    if bad.any():
-        raise image_io.BadInputError(
-            f"{name}: values {np.unique(semantic[bad])[:10].tolist()} are not Cityscapes train "
-            "ids (0..18, 255 = ignore). If the masks hold label ids (e.g. *_labelIds.png), "
-            "use --mask_ids=label.")
-    return semantic
-
-
 def _erode_once(mask: np.ndarray) -> np.ndarray:
     """Binary erosion by a 3x3 square, pixels outside the image counting as False."""
     vertical = np.zeros_like(mask)
@@ -506,7 +481,7 @@ def generate_weak_pairs(semantic: Optional[np.ndarray], config: WeakLabelConfig,
     if semantic is None:
         raise image_io.BadInputError(f"{name}: strategy {config.strategy!r} needs a semantic "
                                      "mask (segmentation/class/encoded or --masks_dir).")
-    semantic = check_train_ids(semantic, name)
+    semantic = datasets.check_train_ids(semantic, name)
     if depth is not None and np.shape(depth)[:2] != semantic.shape:
         raise image_io.BadInputError(f"{name}: semantic mask {semantic.shape} and depth "
                                      f"{np.shape(depth)[:2]} differ in size.")

@@ -128,13 +128,8 @@ def image_path(spec: Spec, frame: int, root: Optional[str] = None) -> str:
 def _read_semantic(spec: Spec, options: Options, image: np.ndarray, size) -> np.ndarray:
     path = base.require_file(image_path(spec, spec.frame, options.semantic_dir),
                              "semantic segmentation (train ids) of this frame")
-    semantic = image_io.read_label_png(path)
+    semantic = datasets.check_train_ids(image_io.read_label_png(path), path)
     base.same_size_or_error(image, semantic, path, "the semantic mask")
-    bad = (semantic >= datasets.CITYSCAPES_NUM_CLASSES) & (semantic != datasets.IGNORE_ID)
-    if bad.any():
-        raise base.BadInputError(
-            f"{path}: values {sorted(set(semantic[bad].tolist()))[:5]} are not Cityscapes train "
-            "ids (0..18, 255 = ignore); save train ids, or convert label ids first.")
     return base.resize_nearest(semantic, size)
 
 
