@@ -66,12 +66,13 @@ class UserError(Exception):
 
 def run(main, usage: Optional[str] = None) -> None:
     """absl `app.run` with friendly errors for bad input and configs."""
+    from tf_depthseg.config import ConfigError
     from tf_depthseg.data.image_io import BadInputError
 
     def usage_main(argv):
         try:
             return main(argv)
-        except (BadInputError, UserError) as error:
+        except (BadInputError, ConfigError, UserError) as error:
             logging.error("%s", error)
             print(f"error: {error}", file=sys.stderr)
             sys.exit(2)

@@ -45,10 +45,12 @@ class _Section:
         hints = typing.get_type_hints(type(self))
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            coerced = _coerce(value, hints[field.name], f"{type(self).__name__}.{field.name}")
-            if coerced is not value:
-                object.__setattr__(self, field.name, coerced)
             choices = field.metadata.get("choices")
+            if value is None and choices and "none" in choices:
+                value = "none"  # `--set loss.weak=none` parses as None; the choice is "none"
+            coerced = _coerce(value, hints[field.name], f"{type(self).__name__}.{field.name}")
+            if coerced is not getattr(self, field.name):
+                object.__setattr__(self, field.name, coerced)
             if choices and coerced not in choices:
                 raise ConfigError(f"{type(self).__name__}.{field.name}={coerced!r} is not one of "
                                   f"{list(choices)}")
@@ -135,6 +137,11 @@ class DataConfig(_Section):
     eval_batch_size: int = 4
     shuffle_buffer: int = 256
     weak_pairs_per_image: int = 1  # SUW draws one pair per image per iteration
+    # A second training set that contributes ONLY the weak (W) loss, mixed into every batch
+    # (SUW text 2.2: Mannequin Challenge examples give L_u, MegaDepth examples give L_w).
+    # "" = off; then `weak_batch_size` of the global `batch_size` examples come from it.
+    weak_train_pattern: str = ""
+    weak_batch_size: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,6 +157,13 @@ class ModelConfig(_Section):
     pose_net: bool = True  # build the pose net (shares the encoder) for the U loss
     object_motion_net: bool = False  # per-object motion net (struct2depth-style U loss)
     max_objects: int = 4  # aligned objects per clip fed to the object-motion net
+    # Hourglass output head: "auto" = the soft-classification bins head when
+    # loss.supervised is soft_classification, else natural-log depth regression.
+    hourglass_head: str = _choices("auto", "auto", "log_depth", "bins")
+    # Batch-norm moving-average momentum of every BN layer (Keras default 0.99). Short runs
+    # (CPU smoke, the synthetic study) need ~0.9: with 0.99 the inference statistics still
+    # hold 22 % of their initial values after 150 steps and evaluation suffers.
+    bn_momentum: float = 0.99
     init_checkpoint: str = ""  # initialise modules from another checkpoint ("" = none)
     init_modules: Tuple[str, ...] = ("encoder",)
 
@@ -223,6 +237,11 @@ class EvalConfig(_Section):
     max_depth: float = 80.0
     median_scaling: bool = False  # on for monocular (scale-ambiguous) models
     max_examples: int = 0  # 0 = the whole eval split
+    # True: compare with the ground truth at the stored record size (Eigen protocol: the
+    # prediction is resized to the ground truth), the image resized to data.image_size for the
+    # model; records of different sizes then need data.eval_batch_size=1. False: resize the
+    # ground truth (nearest) to data.image_size in the pipeline.
+    native_resolution: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,110 @@
+"""Shared settings of the SUW-Learn experiment configs (not an experiment itself).
+
+`suw_config(...)` builds every `configs/suw/*.py` experiment from a few choices: the data
+(synthetic drives, KITTI Eigen split, M&M), the network, which S/U/W terms are on. Paper
+values (SUW supplement): encoder-decoder Adam 1e-4, x0.1 after 10 epochs; hourglass Adam 5e-4,
+x0.1 every 5 epochs; log-depth bins over [1, 80] m (B is not stated: 64 here); one weak pair
+per image per iteration, patches 3x3..9x9.
+"""
+
+from tf_depthseg import config as cfg
+
+# Where `make demo` / the README put the converted synthetic drives (relative paths are
+# resolved against the directory the command runs from). The records carry depth, neighbour
+# frames, K and weak pairs (make_synthetic -> convert_kitti -> generate_weak_labels).
+SYNTHETIC_TRAIN = "workdir/data/kitti_records/train-*.tfrecord"
+SYNTHETIC_EVAL = "workdir/data/kitti_records/val-*.tfrecord"
+# KITTI Eigen split converted by tools/convert_kitti.py, then tools/align_object_masks.py
+# (instance masks, for the object-motion U loss) and tools/generate_weak_labels.py (pairs).
+KITTI_TRAIN = "data/kitti_suw/train-*.tfrecord"
+KITTI_EVAL = "data/kitti/test-*.tfrecord"
+# Mannequin Challenge (known poses, U) and MegaDepth (ordinal pairs, W).
+MC_TRAIN = "data/mannequin/train-*.tfrecord"
+MC_EVAL = "data/mannequin/val-*.tfrecord"
+MD_TRAIN = "data/megadepth/train-*.tfrecord"
+
+ENCODER_DECODER = "suw_encoder_decoder"
+HOURGLASS = "hourglass"
+NUM_BINS = 64
+
+SMOKE_OVERRIDES = [
+    "train.steps=6", "train.log_every=2", "train.checkpoint_every=3", "train.eval_every=6",
+    "train.image_summaries_every=0", "eval.max_examples=4", "data.batch_size=2",
+    "data.eval_batch_size=2", "data.shuffle_buffer=16", "data.image_size=[64,208]",
+    "export.image_size=[64,208]",
+]
+
+
+def _optim(network: str) -> cfg.OptimConfig:
+    if network == HOURGLASS:
+        return cfg.OptimConfig(optimizer="adam", learning_rate=5e-4, schedule="paper_hourglass",
+                               decay_epochs=5.0)
+    return cfg.OptimConfig(optimizer="adam", learning_rate=1e-4,
+                           schedule="paper_encoder_decoder", decay_epochs=10.0)
+
+
+def suw_config(name: str, *, supervised: str = "soft_classification",
+               unsupervised: str = "none", weak: str = "none", network: str = ENCODER_DECODER,
+               dataset: str = "synthetic", smoke: bool = False, steps: int = 20000,
+               extra=()) -> cfg.ExperimentConfig:
+    """One SUW experiment.
+
+    Args:
+      name: experiment name.
+      supervised, unsupervised, weak: `LossConfig` choices ("none" = term off).
+      network: ENCODER_DECODER or HOURGLASS.
+      dataset: "synthetic", "kitti" or "mannequin" (M&M: MC for U, MegaDepth for W).
+      smoke: the seconds-long variant (tiny images, a few steps).
+      steps: training steps of the full run.
+      extra: further `key=value` overrides (applied before the smoke ones).
+    """
+    scale_ambiguous = supervised == "none" and unsupervised != "known_pose"
+    if dataset == "synthetic":
+        data = cfg.DataConfig(dataset="synthetic", train_pattern=SYNTHETIC_TRAIN,
+                              eval_pattern=SYNTHETIC_EVAL, keys=("image",),
+                              image_size=(128, 416), batch_size=4, eval_batch_size=4)
+        evaluation = cfg.EvalConfig(median_scaling=scale_ambiguous)
+    elif dataset == "kitti":
+        # Eigen test images keep their native size (375x1242 and a few others): batch 1.
+        data = cfg.DataConfig(dataset="kitti", train_pattern=KITTI_TRAIN,
+                              eval_pattern=KITTI_EVAL, keys=("image",), image_size=(128, 416),
+                              batch_size=4, eval_batch_size=1)
+        evaluation = cfg.EvalConfig(median_scaling=scale_ambiguous)
+    elif dataset == "mannequin":
+        # SUW text 2.2: 320x240; MC examples give L_u (known poses), MegaDepth examples L_w.
+        data = cfg.DataConfig(dataset="mannequin", train_pattern=MC_TRAIN, eval_pattern=MC_EVAL,
+                              keys=("image",), image_size=(240, 320), batch_size=8,
+                              eval_batch_size=4, weak_train_pattern=MD_TRAIN if weak != "none"
+                              else "", weak_batch_size=4 if weak != "none" else 0)
+        # COLMAP depth and poses share an unknown scale: compare shapes, not metres.
+        evaluation = cfg.EvalConfig(crop="none", median_scaling=True)
+    else:
+        raise ValueError(f"unknown dataset {dataset!r}")
+    config = cfg.ExperimentConfig(
+        name=name,
+        data=data,
+        model=cfg.ModelConfig(name=network, num_bins=NUM_BINS, min_depth=1.0, max_depth=80.0,
+                              pose_net=unsupervised in ("ego", "ego_object"),
+                              object_motion_net=unsupervised == "ego_object"),
+        # One output scale per network (see tf_depthseg/training/tasks/suw.py).
+        loss=cfg.LossConfig(supervised=supervised, unsupervised=unsupervised, weak=weak,
+                            num_scales=1),
+        optim=_optim(network),
+        train=cfg.TrainConfig(steps=steps, eval_every=1000, checkpoint_every=500,
+                              log_every=50),
+        eval=evaluation,
+        export=cfg.ExportConfig(image_size=data.image_size,
+                                tflite=network == ENCODER_DECODER))
+    if dataset == "synthetic":
+        # CPU-sized runs of a few hundred steps: faster batch-norm statistics (see
+        # ModelConfig.bn_momentum).
+        config = cfg.apply_overrides(config, ["model.bn_momentum=0.9"])
+    config = cfg.apply_overrides(config, list(extra))
+    if smoke:
+        overrides = list(SMOKE_OVERRIDES) + ["model.bn_momentum=0.5"]
+        if dataset == "mannequin":
+            overrides += ["data.image_size=[48,64]", "export.image_size=[48,64]"]
+            if weak != "none":
+                overrides.append("data.weak_batch_size=1")
+        config = cfg.apply_overrides(config, overrides)
+    return config

@@ -1,0 +1,302 @@
+"""SUW task: every S/U/W combination trains for both networks; S measurably learns.
+
+The records are tiny synthetic drives (`synthetic.generate_drive` at 32x96) written with
+`schema.encode_example`: target, neighbours (t-1, t+1), K, poses, dense depth, train ids,
+instance maps aligned with `object_alignment.align_objects`, and weak pairs from
+`weak_labels.generate_weak_pairs`, i.e. everything any loss of the task can ask for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_depthseg import common
+from tf_depthseg import config as cfg
+from tf_depthseg.data import object_alignment, records, schema, synthetic, weak_labels
+from tf_depthseg.training import loop
+from tf_depthseg.training.tasks import TASKS, make_task
+from tf_depthseg.training.tasks import suw as suw_task
+
+HEIGHT, WIDTH = 32, 96
+
+
+def drive_samples(seed: int, frames: int = 6, height: int = HEIGHT, width: int = WIDTH,
+                  pairs_per_rule: int = 8, name: str = "drive"):
+    """Every middle frame of one generated drive as a full `schema.Sample`."""
+    scene = dataclasses.replace(synthetic.SceneConfig(), height=height, width=width,
+                                frames_per_drive=frames)
+    drive = synthetic.generate_drive(scene, seed)
+    weak_config = weak_labels.WeakLabelConfig(strategy="same+diff",
+                                              pairs_per_rule=pairs_per_rule,
+                                              half_sizes=(0, 1, 2))
+    samples = []
+    for t in range(1, frames - 1):
+        clip = [drive.frames[t], drive.frames[t - 1], drive.frames[t + 1]]
+        aligned, _ = object_alignment.align_objects([f.instance_ids for f in clip])
+        source_id = f"{name}{seed}/{t:04d}"
+        pairs = weak_labels.concat_pairs(weak_labels.generate_weak_pairs(
+            clip[0].train_ids, weak_config, weak_labels.image_rng(0, source_id)))
+        samples.append(schema.Sample(
+            image=clip[0].rgb, source_id=source_id, context=[f.rgb for f in clip[1:]],
+            intrinsics=drive.intrinsics, poses=np.stack([f.world_from_camera for f in clip]),
+            depth=clip[0].depth, semantic=clip[0].train_ids, instances=aligned,
+            weak_pairs=pairs))
+    return samples
+
+
+def write_tiny_records(out_dir: str, train_seeds=(1, 2), eval_seeds=(3,), frames: int = 6,
+                       **kwargs) -> dict:
+    """Writes train/val shards; returns {"train": pattern, "val": pattern}."""
+    patterns = {}
+    for split, seeds in (("train", train_seeds), ("val", eval_seeds)):
+        serialized = [schema.encode_example(s) for seed in seeds
+                      for s in drive_samples(seed, frames, **kwargs)]
+        records.write_split(out_dir, split, serialized, num_shards=1)
+        patterns[split] = records.split_pattern(out_dir, split)
+    return patterns
+
+
+@pytest.fixture(scope="module")
+def tiny_records(tmp_path_factory):
+    return write_tiny_records(str(tmp_path_factory.mktemp("suw_records")))
+
+
+def tiny_config(patterns, supervised="soft_classification", unsupervised="none", weak="none",
+                model="suw_encoder_decoder", steps=2, **train):
+    config = cfg.ExperimentConfig(
+        name="tiny",
+        data=cfg.DataConfig(train_pattern=patterns["train"], eval_pattern=patterns["val"],
+                            keys=("image",), image_size=(HEIGHT, WIDTH), batch_size=2,
+                            eval_batch_size=2, shuffle_buffer=8, color_jitter=0.0),
+        model=cfg.ModelConfig(name=model, num_bins=16, sam_dilations=(1, 2)),
+        loss=cfg.LossConfig(supervised=supervised, unsupervised=unsupervised, weak=weak),
+        optim=cfg.OptimConfig(learning_rate=1e-3),
+        train=cfg.TrainConfig(**{"steps": steps, "log_every": 1, "checkpoint_every": 0,
+                                 "eval_every": 0, "image_summaries_every": 0,
+                                 "best_metric": "", **train}))
+    return config
+
+
+# (supervised, unsupervised, weak). The encoder-decoder runs all seven non-empty S/U/W
+# combinations; together they use every variant of every term. The hourglass (several times
+# the compute) runs the combinations that exercise its own code paths: the bins head (soft
+# classification), the full-resolution disparity for U, and the three U variants.
+COMBINATIONS = {
+    "suw_encoder_decoder": [
+        ("soft_classification", "none", "none"),
+        ("none", "ego", "none"),
+        ("none", "none", "patch"),
+        ("l1_log", "ego_object", "none"),
+        ("scale_invariant", "none", "pixel"),
+        ("none", "known_pose", "patch"),
+        ("soft_classification", "ego_object", "patch"),
+        ("berhu", "ego", "patch"),
+    ],
+    "hourglass": [
+        ("soft_classification", "ego_object", "patch"),
+        ("l1_log", "known_pose", "pixel"),
+        ("none", "ego", "none"),
+    ],
+}
+
+
+def _every_key_batch(config):
+    """One training example carrying every key any loss reads (batch of 1: these tests check
+    wiring, not statistics)."""
+    task = make_task(dataclasses.replace(config, data=dataclasses.replace(
+        config.data, batch_size=1,
+        keys=("image", "context", "intrinsics", "poses", "depth", "instances",
+              "weak_pairs"))))
+    return next(iter(task.make_train_dataset(task.config, tf.distribute.InputContext())))
+
+
+def _norm(gradients):
+    present = [g for g in gradients if g is not None]
+    return float(tf.linalg.global_norm(present)) if present else 0.0
+
+
+@pytest.mark.parametrize("model", sorted(COMBINATIONS))
+def test_every_combination_gives_finite_losses_and_gradients(tiny_records, model):
+    """Each combination's losses and gradients: finite, summing to the total, and reaching
+    exactly the networks its terms involve (the pose net only with ego / ego_object, the
+    object-motion net only with ego_object). Eager, one example: the compiled Trainer path is
+    covered by the learning test below and by test_tools_train_evaluate.py."""
+    base = tiny_config(tiny_records, "soft_classification", "ego_object", "patch", model=model)
+    # The hourglass computes at full resolution with up to 11x11 kernels: the smallest size
+    # its four poolings allow keeps it affordable.
+    size = "[32,96]" if model == "suw_encoder_decoder" else "[16,48]"
+    base = cfg.apply_overrides(base, ["loss.num_scales=2", "model.max_objects=2",
+                                      f"data.image_size={size}"])
+    models = make_task(base).build(base)
+    assert set(models) == {"depth", "pose", "object_motion"}
+    batch = _every_key_batch(base)
+    rng = tf.random.Generator.from_seed(1)
+    variables = {key: m.trainable_variables for key, m in models.items()}
+    # Variables of each net that no other net shares (the encoder body is shared).
+    own = {key: [v for v in variables[key]
+                 if not any(v is w for other in variables if other != key
+                            for w in variables[other])]
+           for key in models}
+    assert all(own.values())
+    for supervised, unsupervised, weak in COMBINATIONS[model]:
+        config = cfg.apply_overrides(base, [f"loss.supervised={supervised}",
+                                            f"loss.unsupervised={unsupervised}",
+                                            f"loss.weak={weak}"])
+        task = make_task(config)
+        with tf.GradientTape() as tape:
+            losses = task.compute_losses(models, batch, training=True, global_batch_size=1,
+                                         rng=rng)
+        grads = tape.gradient(losses["total"], {key: own[key] for key in models})
+        combo = (supervised, unsupervised, weak)
+        expected = {"total"}
+        if supervised != "none":
+            expected.add(suw_task.LOSS_SUPERVISED)
+        if unsupervised != "none":
+            expected |= {suw_task.LOSS_UNSUPERVISED, suw_task.LOSS_PHOTOMETRIC,
+                         suw_task.LOSS_SMOOTHNESS}
+        if weak != "none":
+            expected.add(suw_task.LOSS_WEAK)
+        assert set(losses) == expected, combo
+        values = {k: float(v) for k, v in losses.items()}
+        assert all(np.isfinite(v) for v in values.values()), (combo, values)
+        terms = [values[k] for k in (suw_task.LOSS_SUPERVISED, suw_task.LOSS_UNSUPERVISED,
+                                     suw_task.LOSS_WEAK) if k in values]
+        assert values["total"] > 0 and abs(values["total"] - sum(terms)) < 1e-5, values
+        norms = {key: _norm(grads[key]) for key in models}
+        assert all(np.isfinite(v) for v in norms.values()), (combo, norms)
+        assert norms["depth"] > 0, combo
+        assert (norms["pose"] > 0) == (unsupervised in ("ego", "ego_object")), (combo, norms)
+        assert (norms["object_motion"] > 0) == (unsupervised == "ego_object"), (combo, norms)
+
+
+def test_required_keys_follow_the_losses(tiny_records):
+    assert TASKS["suw"] is suw_task.SUWTask
+    config = tiny_config(tiny_records, "none", "known_pose", "patch")
+    assert set(suw_task.required_keys(config)) == {
+        common.IMAGE, common.CONTEXT, common.INTRINSICS, common.POSES, common.WEAK_PAIRS}
+    config = tiny_config(tiny_records, "berhu", "ego_object", "none")
+    assert set(suw_task.required_keys(config)) == {
+        common.IMAGE, common.DEPTH, common.CONTEXT, common.INTRINSICS, common.INSTANCES}
+    with pytest.raises(ValueError, match="every loss is off"):
+        make_task(tiny_config(tiny_records, "none", "none", "none"))
+    with pytest.raises(ValueError, match="pose_net"):
+        make_task(cfg.apply_overrides(tiny_config(tiny_records, "none", "ego", "none"),
+                                      ["model.pose_net=false"]))
+def test_depth_to_disparity_inverts_disp_to_depth():
+    from tf_depthseg.losses import view_synthesis
+    depth = tf.constant([[0.5, 1.0, 7.3], [40.0, 80.0, 150.0]])
+    disparity = suw_task.depth_to_disparity(depth, 1.0, 80.0)
+    _, back = view_synthesis.disp_to_depth(disparity, 1.0, 80.0)
+    np.testing.assert_allclose(back.numpy(), depth.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(disparity.numpy()[0, 1], 1.0, atol=1e-6)  # min depth -> 1
+    np.testing.assert_allclose(disparity.numpy()[1, 1], 0.0, atol=1e-6)  # max depth -> 0
+
+
+def test_draw_pairs_picks_valid_rows_uniformly_and_skips_images_without_pairs(tiny_records):
+    config = cfg.apply_overrides(tiny_config(tiny_records, "none", "none", "patch"),
+                                 ["data.weak_pairs_per_image=2000"])
+    task = make_task(config)
+    pairs = np.zeros([3, 8, 6], np.float32)
+    pairs[0, :5, 0] = np.arange(5) + 1  # rows 1..5 valid, padding rows are zero
+    pairs[1, :1, 0] = 7
+    pairs[0, :5, 4] = 3
+    counts = np.array([5, 1, 0], np.int32)
+    drawn, num_valid = task.draw_pairs(config, tf.constant(pairs), tf.constant(counts),
+                                       tf.random.Generator.from_seed(3))
+    drawn = drawn.numpy()
+    assert drawn.shape == (3, 2000, 6)
+    np.testing.assert_array_equal(num_valid.numpy(), [2000, 2000, 0])
+    # Image 0: only its 5 valid rows, each drawn about 1/5 of the time.
+    frequencies = np.bincount(drawn[0, :, 0].astype(int), minlength=7)[1:6] / 2000.0
+    np.testing.assert_allclose(frequencies, 0.2, atol=0.04)
+    assert set(np.unique(drawn[1, :, 0])) == {7.0}
+    # "pixel" keeps the centres and zeroes the half size; "patch" keeps it.
+    pixel = cfg.apply_overrides(config, ["loss.weak=pixel"])
+    drawn_pixel, _ = task.draw_pairs(pixel, tf.constant(pairs), tf.constant(counts),
+                                     tf.random.Generator.from_seed(3))
+    assert np.all(drawn[0, :, 4] == 3) and np.all(drawn_pixel.numpy()[..., 4] == 0)
+    np.testing.assert_array_equal(drawn_pixel.numpy()[..., :4], drawn[..., :4])
+
+
+def test_largest_object_ids_and_masks_match_numpy():
+    rng = np.random.default_rng(0)
+    instances = np.zeros([2, 3, 6, 7], np.int32)
+    instances[0, 0, :2, :2] = 26001  # area 4
+    instances[0, 0, 3:, :] = 26002  # area 21
+    instances[0, 0, 2, :3] = 24001  # area 3
+    instances[0, 1] = np.where(rng.random([6, 7]) < 0.5, 26002, 0)
+    instances[1, 0, 0, 0] = 24005  # one object only
+    ids = suw_task._largest_object_ids(tf.constant(instances[:, 0]), 2).numpy()
+    np.testing.assert_array_equal(ids, [[26002, 26001], [24005, 0]])
+    masks = suw_task.object_masks(tf.constant(instances), tf.constant(ids)).numpy()
+    assert masks.shape == (2, 3, 6, 7, 2)
+    for b in range(2):
+        for m in range(2):
+            expected = (instances[b] == ids[b, m]) & (ids[b, m] > 0)
+            np.testing.assert_array_equal(masks[b, ..., m], expected.astype(np.float32))
+
+
+def test_median_depth_and_example_count_match_the_records(tiny_records):
+    config = tiny_config(tiny_records)
+    depths = []
+    for serialized in records.iterate_records(tiny_records["train"]):
+        depth = schema.decode_example(serialized).depth
+        depths.append(depth[(depth > config.eval.min_depth) & (depth < config.eval.max_depth)])
+    expected = float(np.median(np.concatenate(depths)))
+    median = suw_task.median_training_depth(tiny_records["train"], config.eval)
+    assert abs(median - expected) <= 0.011, (median, expected)
+    assert suw_task.count_examples(tiny_records["train"]) == len(depths) == 8
+    assert make_task(config).num_train_examples(config) == 8
+
+
+def test_mixed_batches_feed_weak_pairs_only_from_the_weak_set(tiny_records):
+    """M&M mixing: the main part gives U, the weak part only W (SUW text 2.2)."""
+    config = cfg.apply_overrides(
+        tiny_config(tiny_records, "none", "known_pose", "patch"),
+        [f"data.weak_train_pattern={tiny_records['val']}", "data.batch_size=3",
+         "data.weak_batch_size=1", "data.image_size=[32,64]", "loss.num_scales=1"])
+    task = make_task(config)
+    assert common.WEAK_PAIRS not in suw_task.required_keys(config)
+    batch = next(iter(task.make_train_dataset(config, tf.distribute.InputContext())))
+    assert batch[common.IMAGE].shape[0] == 2 and batch[common.CONTEXT].shape[0] == 2
+    assert common.WEAK_PAIRS not in batch
+    weak_key = suw_task.weak_source_key(common.WEAK_PAIRS)
+    assert batch[suw_task.weak_source_key(common.IMAGE)].shape[0] == 1
+    assert batch[weak_key].shape[0] == 1
+    models = task.build(config)
+    losses = task.compute_losses(models, batch, training=False, global_batch_size=3,
+                                 rng=tf.random.Generator.from_seed(0))
+    # The W term is the ranking loss of the weak example's own prediction (drawn with the
+    # same RNG state), averaged over the weak part only.
+    outputs = models["depth"](batch[suw_task.weak_source_key(common.IMAGE)], training=False)
+    rng = tf.random.Generator.from_seed(0)
+    rng.make_seeds(1)  # the U term draws its tie-break seed first
+    expected = task.weak_loss(config, outputs[common.OUT_DEPTH], batch[weak_key],
+                              batch[suw_task.weak_source_key(common.NUM_WEAK_PAIRS)], rng)
+    np.testing.assert_allclose(float(losses[suw_task.LOSS_WEAK]), float(expected), rtol=1e-4)
+    assert np.isfinite(float(losses[suw_task.LOSS_UNSUPERVISED]))
+
+
+def test_supervised_encoder_decoder_learns(tiny_records, tmp_path):
+    """S on the encoder-decoder: AbsRel on the same drives drops clearly within 60 steps
+    (compiled Trainer path, keep-best on abs_rel)."""
+    patterns = dict(tiny_records, val=tiny_records["train"])
+    config = tiny_config(patterns, "soft_classification", steps=60, best_metric="abs_rel",
+                         eval_every=60)
+    # Fast batch-norm statistics: evaluation uses the moving averages after only 60 steps.
+    config = cfg.apply_overrides(config, ["data.batch_size=4", "data.eval_batch_size=4",
+                                          "optim.learning_rate=2e-3", "model.bn_momentum=0.5"])
+    trainer = loop.Trainer(config, make_task(config), str(tmp_path))
+    before = trainer.evaluate(0)
+    result = trainer.train()
+    after = result.eval_metrics
+    # The untrained soft-classification head already predicts ~9 m (the geometric middle of
+    # the bins), AbsRel ~0.38 here; 60 steps cut it by about 30 %.
+    assert after["abs_rel"] < 0.8 * before["abs_rel"], (before, after)
+    assert after["a1"] > before["a1"] + 0.05, (before, after)
+    assert result.best["metric"] == "abs_rel" and result.best["step"] == 60
+    assert trainer.train_step_traces == 1

@@ -1,0 +1,662 @@
+"""SUW-Learn training task: Supervised + Unsupervised + Weakly supervised monocular depth.
+
+One `SUWTask` trains either network of the SUW text (`model.name`: the encoder-decoder with
+its soft-classification head, or the inception hourglass) with any combination of
+
+* S (`loss.supervised`): soft classification over log-depth bins (the paper's L_cls, on the
+  head's native resolution against `downsample_sparse_depth` of the ground truth), or L1 on
+  log depth, the scale-invariant log loss, berHu (on the full-resolution depth);
+* U (`loss.unsupervised`): view synthesis from the neighbour frames with
+  - "ego": a pose net that shares the encoder (`build_pose_net(depth_model)`),
+  - "ego_object": struct2depth: the pose net sees frames with the aligned objects blacked out,
+    an object-motion net (`build_object_motion_net`, same shared encoder) predicts each
+    aligned object's own motion from frames that keep only that object, and the target is
+    reconstructed with the ego-motion for the background and ego @ object motion inside each
+    object's target mask (`geometry.warp.reconstruct_with_object_motion`),
+  - "known_pose": camera motion from the records' poses (`transforms.relative_pose`), no
+    pose net (Mannequin Challenge; also the synthetic drives);
+* W (`loss.weak`): the ordinal ranking loss on `data.weak_pairs_per_image` pairs per image
+  per step, drawn from the record's pre-generated pairs with the Trainer's checkpointed RNG
+  (so a resumed run draws the same pairs); "patch" compares the stored patches, "pixel" only
+  their centre pixels.
+
+The total is `supervised_weight * S + unsupervised_weight * U + weak_weight * W`.
+
+Choices where the text is silent (documented here, one place):
+
+* Depth for view synthesis. Both networks predict metric depth, while
+  `multiscale_view_synthesis_loss` takes sigmoid disparities d and converts them with
+  `disp_to_depth(d) = 1 / (1/max + (1/min - 1/max) d)`. We hand it
+  `d = (1/depth - 1/max) / (1/min - 1/max)` with min/max = `model.min_depth/max_depth`, the
+  exact inverse, so the loss warps with the predicted depth itself (`depth_to_disparity`).
+  Its smoothness term sees the same d (mean-normalised, so the affine map hardly matters).
+* Scales. Each network has one output: the encoder-decoder at 1/4 resolution (its native
+  head, upsampled to full resolution inside the loss before warping, as Monodepth2 does with
+  its coarse scales), the hourglass at full resolution. `loss.num_scales` > 1 adds coarser
+  scales made by 2^s average pooling of that output (Monodepth2's coarse-scale gradients).
+* The pose net's 6 numbers for source i are used directly as T_target_to_source_i (the net
+  sees the target first; the loss fixes the meaning). For the hourglass, which has no SUW
+  encoder, the pose nets get their own SUW encoder body (`build_suw_encoder_body`).
+* Objects: up to `model.max_objects` aligned objects per clip, the largest in the target
+  frame first; padding slots have empty masks and do not change the reconstruction.
+* The shared encoder's batch-norm layers see the depth, pose and object inputs in training
+  mode (the paper shares the weights; it does not say how it handles their statistics).
+* Mixed datasets (M&M, SUW text 2.2): with `data.weak_train_pattern`, every batch is
+  `batch_size - weak_batch_size` examples of the main set (S and U losses only) followed by
+  `weak_batch_size` examples of the weak set (W loss only); the depth net sees both halves in
+  one forward pass.
+* Evaluation: KITTI Eigen protocol (`metrics.depth.per_image_depth_metrics`) with the
+  `config.eval` settings; by default against the ground truth at the stored size
+  (`eval.native_resolution`), the image resized to `data.image_size` for the network.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, Mapping, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_depthseg import common
+from tf_depthseg import visualize
+from tf_depthseg.data import pipeline, records
+from tf_depthseg.geometry import transforms
+from tf_depthseg.geometry import warp as warp_lib
+from tf_depthseg.losses import depth as depth_losses
+from tf_depthseg.losses import ranking
+from tf_depthseg.losses import view_synthesis
+from tf_depthseg.metrics import depth as depth_metrics
+from tf_depthseg.models import hourglass, pose, suw
+from tf_depthseg.training import loop
+
+# Model dict keys of this task (checkpoint paths `models/<key>/...`).
+MODEL_DEPTH = "depth"
+MODEL_POSE = "pose"
+MODEL_OBJECT_MOTION = "object_motion"
+
+# Loss entries (TensorBoard names `loss/<name>`), already weighted.
+LOSS_SUPERVISED = "supervised"
+LOSS_UNSUPERVISED = "unsupervised"
+LOSS_PHOTOMETRIC = "photometric"
+LOSS_SMOOTHNESS = "smoothness"
+LOSS_WEAK = "weak"
+
+# Batch keys of the weak-only half of a mixed batch (candidates for common.py).
+WEAK_SOURCE_PREFIX = "weak_source/"
+
+# Evaluation output: 1.0 for images with valid ground truth in range (counted), else 0.0.
+EVAL_COUNTED = "counted"
+
+
+def weak_source_key(key: str) -> str:
+    """Batch key of `key` (e.g. common.IMAGE) in the weak-only part of a mixed batch."""
+    return WEAK_SOURCE_PREFIX + key
+
+
+def depth_to_disparity(depth, min_depth: float, max_depth: float):
+    """Inverse of `view_synthesis.disp_to_depth`: the "sigmoid disparity" that maps to `depth`.
+
+    `d = (1/depth - 1/max) / (1/min - 1/max)`; exact for any depth > 0 (d leaves [0, 1] for
+    depths outside [min, max], and disp_to_depth still returns the depth).
+    """
+    depth = tf.convert_to_tensor(depth, tf.float32)
+    min_disp, max_disp = 1.0 / max_depth, 1.0 / min_depth
+    return (1.0 / tf.maximum(depth, 1e-6) - min_disp) / (max_disp - min_disp)
+
+
+def required_keys(config) -> list:
+    """Batch keys the enabled losses need from the main training records."""
+    keys = [common.IMAGE]
+    loss = config.loss
+    if loss.supervised != "none":
+        keys.append(common.DEPTH)
+    if loss.unsupervised != "none":
+        keys += [common.CONTEXT, common.INTRINSICS]
+    if loss.unsupervised == "known_pose":
+        keys.append(common.POSES)
+    if loss.unsupervised == "ego_object":
+        keys.append(common.INSTANCES)
+    if loss.weak != "none" and not config.data.weak_train_pattern:
+        keys.append(common.WEAK_PAIRS)
+    return keys
+
+
+def _check_config(config) -> None:
+    data, loss, model = config.data, config.loss, config.model
+    if loss.supervised == "none" and loss.unsupervised == "none" and loss.weak == "none":
+        raise ValueError("SUW task: every loss is off; set loss.supervised, loss.unsupervised "
+                         "or loss.weak.")
+    if loss.unsupervised != "none" and data.num_context < 1:
+        raise ValueError(f"loss.unsupervised={loss.unsupervised} needs neighbour frames; "
+                         f"data.num_context is {data.num_context}.")
+    if loss.unsupervised in ("ego", "ego_object") and not model.pose_net:
+        raise ValueError(f"loss.unsupervised={loss.unsupervised} needs the pose net; set "
+                         "model.pose_net=true (or use loss.unsupervised=known_pose).")
+    if loss.unsupervised == "ego_object" and model.max_objects < 1:
+        raise ValueError("loss.unsupervised=ego_object needs model.max_objects >= 1.")
+    if loss.num_scales < 1:
+        raise ValueError(f"loss.num_scales must be >= 1, got {loss.num_scales}.")
+    if loss.weak != "none" and data.weak_pairs_per_image < 1:
+        raise ValueError("loss.weak is on but data.weak_pairs_per_image < 1.")
+    if data.weak_train_pattern:
+        if loss.weak == "none":
+            raise ValueError("data.weak_train_pattern is set but loss.weak is 'none'; the weak "
+                             "set only feeds the W loss.")
+        if not 0 < data.weak_batch_size < data.batch_size:
+            raise ValueError(f"data.weak_batch_size={data.weak_batch_size} must be in "
+                             f"(0, data.batch_size={data.batch_size}) with a weak set.")
+    if data.image_size is None:
+        raise ValueError("data.image_size is required (the size the network is trained at).")
+
+
+def _color_jitter_args(strength: float) -> Optional[dict]:
+    """`augment.color_jitter` kwargs for `data.color_jitter` (0 = off): Monodepth2's
+    brightness/contrast/saturation strength, hue at half of it (its 0.2 / 0.1), p = 0.5."""
+    if strength <= 0:
+        return None
+    return {"brightness": strength, "contrast": strength, "saturation": strength,
+            "hue": min(strength / 2.0, 0.5), "prob": 0.5}
+
+
+def count_examples(pattern: str) -> int:
+    """Examples in the shards matching `pattern`, from their folders' manifest.json when it
+    lists them (converters write it), else by reading the records."""
+    files = records.list_shards(pattern)
+    total = 0
+    manifests: Dict[str, dict] = {}
+    for path in files:
+        folder, name = os.path.split(path)
+        if folder not in manifests:
+            manifests[folder] = records.read_manifest(folder)
+        count = None
+        for split, entry in manifests[folder].get("splits", {}).items():
+            num_shards = entry.get("num_shards", 0)
+            for index, shard in entry.get("shards", {}).items():
+                if records.shard_name(split, int(index), num_shards) == name:
+                    count = shard.get("num_examples")
+        if count is None:
+            count = sum(1 for _ in tf.data.TFRecordDataset(path))
+        total += int(count)
+    return total
+
+
+def set_bn_momentum(model: keras.Model, momentum: float) -> int:
+    """Sets the moving-average momentum of every BatchNormalization layer (nested models
+    included) before the first call; returns how many layers were changed."""
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"model.bn_momentum must be in [0, 1), got {momentum}")
+    changed = 0
+    stack = [model]
+    seen = set()
+    while stack:
+        layer = stack.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = float(momentum)  # read by call(): takes effect when traced
+            changed += 1
+        stack.extend(getattr(layer, "layers", []) or [])
+    return changed
+
+
+def _largest_object_ids(target_instances, max_objects: int):
+    """Ids of the `max_objects` largest objects of each target instance map.
+
+    Args:
+      target_instances: int32 `[B, H, W]`, 0 = no object.
+    Returns:
+      int32 `[B, max_objects]`, 0 in unused slots.
+    """
+    def one(instance_map):
+        flat = tf.reshape(instance_map, [-1])
+        ids, _, counts = tf.unique_with_counts(flat)
+        counts = tf.where(ids > 0, counts, tf.zeros_like(counts))  # background never wins
+        padded_counts = tf.pad(counts, [[0, max_objects]])
+        padded_ids = tf.pad(ids, [[0, max_objects]])
+        _, order = tf.math.top_k(padded_counts, k=max_objects)
+        chosen = tf.gather(padded_ids, order)
+        return tf.where(tf.gather(padded_counts, order) > 0, chosen, tf.zeros_like(chosen))
+
+    return tf.map_fn(one, tf.cast(target_instances, tf.int32),
+                     fn_output_signature=tf.TensorSpec([max_objects], tf.int32))
+
+
+def object_masks(instances, object_ids):
+    """Per-frame masks of the chosen objects.
+
+    Args:
+      instances: int32 `[B, F, H, W]` aligned instance maps (target first).
+      object_ids: int32 `[B, M]` (0 = unused slot).
+    Returns:
+      float32 `[B, F, H, W, M]`, 1 inside object m in frame f.
+    """
+    instances = tf.cast(instances, tf.int32)
+    ids = object_ids[:, None, None, None, :]
+    return tf.cast(tf.logical_and(instances[..., None] == ids, ids > 0), tf.float32)
+
+
+class SUWTask(loop.Task):
+    """SUW-Learn on the engine's `Trainer` (see the module docstring)."""
+
+    # ----------------------------------------------------------------------------------
+    # Models.
+    # ----------------------------------------------------------------------------------
+
+    def hourglass_head(self, config) -> str:
+        head = config.model.hourglass_head
+        if head == "auto":
+            return "bins" if config.loss.supervised == "soft_classification" else "log_depth"
+        return head
+
+    def build_depth_model(self, config) -> keras.Model:
+        """The depth network of `config.model` (input "image" `[B, H, W, 3]` in [0, 1])."""
+        model = config.model
+        if model.name == "suw_encoder_decoder":
+            return suw.build_suw_encoder_decoder(
+                num_bins=model.num_bins, min_depth=model.min_depth, max_depth=model.max_depth,
+                sam_dilations=model.sam_dilations)
+        if config.loss.supervised == "soft_classification" and self.hourglass_head(
+                config) != "bins":
+            raise ValueError("loss.supervised=soft_classification needs the hourglass's bins "
+                             "head; set model.hourglass_head=auto or bins.")
+        return hourglass.build_hourglass(head=self.hourglass_head(config),
+                                         num_bins=model.num_bins, min_depth=model.min_depth,
+                                         max_depth=model.max_depth)
+
+    def build(self, config) -> Dict[str, keras.Model]:
+        self.bind(config)
+        depth_model = self.build_depth_model(config)
+        models = {MODEL_DEPTH: depth_model}
+        if config.loss.unsupervised in ("ego", "ego_object"):
+            if config.model.name == "suw_encoder_decoder":
+                encoder = depth_model  # pose nets share the depth net's encoder body
+            else:
+                encoder = suw.build_suw_encoder_body(name="pose_suw_encoder_body")
+            num_sources = config.data.num_context
+            models[MODEL_POSE] = pose.build_pose_net(encoder, num_sources)
+            if config.loss.unsupervised == "ego_object":
+                models[MODEL_OBJECT_MOTION] = pose.build_object_motion_net(encoder, num_sources)
+        for model in models.values():
+            set_bn_momentum(model, config.model.bn_momentum)
+        return models
+
+    # ----------------------------------------------------------------------------------
+    # Data.
+    # ----------------------------------------------------------------------------------
+
+    def train_keys(self, config) -> list:
+        """Keys parsed from the main training records: what the losses need plus data.keys."""
+        return list(dict.fromkeys(required_keys(config) + list(config.data.keys)))
+
+    def _train_pipeline(self, config, pattern, keys, batch_size, input_context, seed_offset):
+        data = config.data
+        return pipeline.make_dataset(
+            pattern, keys, batch_size, training=True, image_size=data.image_size,
+            crop_size=data.crop_size, scale_range=data.scale_range, flip_prob=data.flip_prob,
+            color_jitter=_color_jitter_args(data.color_jitter), num_context=data.num_context,
+            shuffle_buffer=data.shuffle_buffer, deterministic=config.train.deterministic,
+            seed=config.train.seed + seed_offset, input_context=input_context)
+
+    def make_train_dataset(self, config, input_context):
+        data = config.data
+        if not data.train_pattern:
+            raise ValueError("data.train_pattern is empty; point it at the training shards, "
+                             "e.g. --set data.train_pattern='data/kitti/train-*.tfrecord'.")
+        if not data.weak_train_pattern:
+            return self._train_pipeline(config, data.train_pattern, self.train_keys(config),
+                                        data.batch_size, input_context, 0)
+        # Mixed batches: both pipelines batch their share of every replica's batch.
+        main = self._train_pipeline(config, data.train_pattern, self.train_keys(config),
+                                    data.batch_size - data.weak_batch_size, input_context, 0)
+        weak = self._train_pipeline(config, data.weak_train_pattern,
+                                    [common.IMAGE, common.WEAK_PAIRS], data.weak_batch_size,
+                                    input_context, 1)
+
+        def merge(main_batch, weak_batch):
+            merged = dict(main_batch)
+            merged.update({weak_source_key(k): v for k, v in weak_batch.items()})
+            return merged
+
+        return tf.data.Dataset.zip((main, weak)).map(merge).prefetch(tf.data.AUTOTUNE)
+
+    def make_eval_dataset(self, config, pattern: Optional[str] = None
+                          ) -> Optional[tf.data.Dataset]:
+        """Evaluation batches of IMAGE and DEPTH (`pattern` overrides data.eval_pattern)."""
+        pattern = pattern or config.data.eval_pattern
+        if not pattern:
+            return None
+        size = None if config.eval.native_resolution else config.data.image_size
+        return pipeline.make_dataset(pattern, [common.IMAGE, common.DEPTH],
+                                     config.data.eval_batch_size, training=False,
+                                     image_size=size, num_context=0,
+                                     deterministic=True)
+
+    def num_train_examples(self, config) -> Optional[int]:
+        if not config.data.train_pattern:
+            return None
+        return count_examples(config.data.train_pattern)
+
+    # ----------------------------------------------------------------------------------
+    # Losses.
+    # ----------------------------------------------------------------------------------
+
+    def compute_losses(self, models, batch, *, training, global_batch_size, rng):
+        config = self.config_of(models)
+        loss_config = config.loss
+        images = batch[common.IMAGE]
+        main_batch = images.shape[0]
+        mixed = weak_source_key(common.IMAGE) in batch
+        if mixed:
+            images = tf.concat([images, batch[weak_source_key(common.IMAGE)]], axis=0)
+        outputs = models[MODEL_DEPTH](images, training=training)
+        outputs = {k: tf.cast(v, tf.float32) for k, v in outputs.items()}
+        main_outputs = {k: v[:main_batch] for k, v in outputs.items()} if mixed else outputs
+        # Per-batch means times (local examples / global examples of that part): summed over
+        # replicas this is the mean over the global batch (see loop.global_mean). In a mixed
+        # batch the main part (S, U) and the weak part (W) are averaged separately.
+        weak_global = config.data.weak_batch_size if mixed else 0
+        main_global = global_batch_size - weak_global
+        share = float(main_batch) / float(main_global)
+        losses = {}
+        total = tf.constant(0.0)
+        if loss_config.supervised != "none":
+            value = self.supervised_loss(config, main_outputs, batch[common.DEPTH])
+            losses[LOSS_SUPERVISED] = loss_config.supervised_weight * value * share
+            total += losses[LOSS_SUPERVISED]
+        if loss_config.unsupervised != "none":
+            terms = self.unsupervised_loss(models, config, main_outputs, batch,
+                                           training=training,
+                                           global_batch_size=main_global, rng=rng)
+            weight = loss_config.unsupervised_weight
+            losses[LOSS_UNSUPERVISED] = weight * terms[view_synthesis.LOSS_TOTAL]
+            losses[LOSS_PHOTOMETRIC] = weight * terms[view_synthesis.LOSS_PHOTOMETRIC]
+            losses[LOSS_SMOOTHNESS] = weight * terms[view_synthesis.LOSS_SMOOTHNESS]
+            total += losses[LOSS_UNSUPERVISED]
+        if loss_config.weak != "none":
+            if mixed:
+                depth = outputs[common.OUT_DEPTH][main_batch:]
+                pairs = batch[weak_source_key(common.WEAK_PAIRS)]
+                counts = batch[weak_source_key(common.NUM_WEAK_PAIRS)]
+                weak_share = float(depth.shape[0]) / float(weak_global)
+            else:
+                depth = outputs[common.OUT_DEPTH]
+                pairs = batch[common.WEAK_PAIRS]
+                counts = batch[common.NUM_WEAK_PAIRS]
+                weak_share = share
+            value = self.weak_loss(config, depth, pairs, counts, rng)
+            losses[LOSS_WEAK] = loss_config.weak_weight * value * weak_share
+            total += losses[LOSS_WEAK]
+        losses[loop.TOTAL_LOSS] = total
+        return losses
+
+    def config_of(self, models):
+        """The config the task was bound to (`bind`, or `build`): the Trainer's
+        compute_losses / eval_outputs calls pass only models and batches."""
+        if getattr(self, "config", None) is None:
+            raise ValueError("SUWTask: call task.bind(config) or task.build(config) first "
+                             "(make_task(config) does the former).")
+        return self.config
+
+    def bind(self, config) -> "SUWTask":
+        """Remembers `config` for the losses and evaluation; returns self."""
+        _check_config(config)
+        self.config = config
+        return self
+
+    def supervised_loss(self, config, outputs, gt_depth):
+        """The S term (unweighted batch mean) for `loss.supervised`."""
+        loss, model = config.loss, config.model
+        gt_depth = tf.cast(gt_depth, tf.float32)
+        if loss.supervised == "soft_classification":
+            logits = outputs[common.OUT_DEPTH_BIN_LOGITS]
+            factor = suw.OUTPUT_STRIDE if model.name == "suw_encoder_decoder" else 1
+            target = depth_losses.downsample_sparse_depth(gt_depth, factor)
+            return depth_losses.soft_classification_loss(
+                logits, target, model.num_bins, model.min_depth, model.max_depth,
+                sharpness=loss.soft_target_a)
+        prediction = outputs[common.OUT_DEPTH]
+        if loss.supervised == "l1_log":
+            return depth_losses.l1_log_loss(prediction, gt_depth)
+        if loss.supervised == "scale_invariant":
+            return depth_losses.scale_invariant_log_loss(prediction, gt_depth,
+                                                         lam=loss.silog_lambda)
+        if loss.supervised == "berhu":
+            return depth_losses.berhu_loss(prediction, gt_depth)
+        raise ValueError(f"unknown loss.supervised={loss.supervised!r}")
+
+    def _disparity_scales(self, config, outputs):
+        """Sigmoid-style disparities (see module doc) of the network output, coarsest last."""
+        model = config.model
+        key = (common.OUT_DEPTH_LOW if model.name == "suw_encoder_decoder"
+               else common.OUT_DEPTH)
+        base = depth_to_disparity(outputs[key], model.min_depth, model.max_depth)
+        scales = [base]
+        height, width = base.shape[1], base.shape[2]
+        for scale in range(1, config.loss.num_scales):
+            factor = 2 ** scale
+            if height is not None and width is not None and min(
+                    -(-height // factor), -(-width // factor)) < 2:
+                # The smoothness term takes differences between neighbours: a 1-pixel side
+                # has none (its mean would be NaN).
+                raise ValueError(f"loss.num_scales={config.loss.num_scales} is too many for the "
+                                 f"network's {height}x{width} output: scale {scale} would be "
+                                 "narrower than 2 pixels. Lower loss.num_scales.")
+            scales.append(tf.nn.avg_pool2d(base, factor, factor, "SAME"))
+        return scales
+
+    def unsupervised_loss(self, models, config, outputs, batch, *, training,
+                          global_batch_size, rng):
+        """The U terms (`view_synthesis` dict, already divided by the global batch)."""
+        loss, model = config.loss, config.model
+        image = tf.cast(batch[common.IMAGE], tf.float32)
+        context = tf.cast(batch[common.CONTEXT], tf.float32)
+        intrinsics = tf.cast(batch[common.INTRINSICS], tf.float32)
+        num_sources = context.shape[1]
+        masks = object_transforms = None
+        if loss.unsupervised == "known_pose":
+            poses = tf.cast(batch[common.POSES], tf.float32)
+            target_to_source = tf.stack(
+                [transforms.relative_pose(poses[:, 0], poses[:, 1 + i])
+                 for i in range(num_sources)], axis=1)
+        else:
+            frames = pose.stack_frames(image, context)  # [B, H, W, 3 (N + 1)]
+            if loss.unsupervised == "ego_object":
+                instances = batch[common.INSTANCES]  # [B, N + 1, H, W], target first
+                ids = _largest_object_ids(instances[:, 0], model.max_objects)
+                per_frame = object_masks(instances, ids)  # [B, N + 1, H, W, M]
+                # Ego-motion from the static scene only: every object of every frame blacked out.
+                union = tf.reduce_max(per_frame, axis=[1, 4])[..., None]  # [B, H, W, 1]
+                ego_input = warp_lib.mask_objects(frames, union)
+                masks = per_frame[:, 0]  # [B, H, W, M] target-frame masks
+                # Object motion: one row per (example, object), frames keeping only that object.
+                batch_size, height, width = (tf.shape(frames)[0], tf.shape(frames)[1],
+                                             tf.shape(frames)[2])
+                per_object = tf.transpose(per_frame, [0, 4, 2, 3, 1])  # [B, M, H, W, N + 1]
+                object_frames = pose.mask_frames(
+                    tf.repeat(frames, model.max_objects, axis=0),
+                    tf.reshape(per_object, [-1, height, width, num_sources + 1]))
+                motion = models[MODEL_OBJECT_MOTION](object_frames, training=training)
+                motion = tf.cast(motion[common.OUT_OBJECT_MOTION], tf.float32)
+                motion = tf.reshape(motion, [batch_size, model.max_objects, num_sources, 6])
+                object_transforms = tf.transpose(transforms.pose_vec_to_matrix(motion),
+                                                 [0, 2, 1, 3, 4])  # [B, N, M, 4, 4]
+            else:
+                ego_input = frames
+            pose_vec = models[MODEL_POSE](ego_input, training=training)
+            target_to_source = transforms.pose_vec_to_matrix(
+                tf.cast(pose_vec[common.OUT_POSE], tf.float32))  # [B, N, 4, 4]
+        noise_seed = rng.make_seeds(1)[:, 0]
+        return view_synthesis.multiscale_view_synthesis_loss(
+            image, context, self._disparity_scales(config, outputs), intrinsics,
+            target_to_source, object_masks=masks, object_transforms=object_transforms,
+            min_depth=model.min_depth, max_depth=model.max_depth,
+            ssim_weight=loss.ssim_weight, smoothness_weight=loss.smoothness_weight,
+            automask=loss.automask, noise_seed=noise_seed,
+            global_batch_size=global_batch_size)
+
+    def draw_pairs(self, config, pairs, counts, rng):
+        """`data.weak_pairs_per_image` pairs per image, uniformly from its valid rows.
+
+        Args:
+          pairs: float32 `[B, P, 6]` padded pairs; counts: int32 `[B]` valid rows.
+          rng: the Trainer's `tf.random.Generator` (checkpointed: resumes draw the same).
+        Returns:
+          (drawn `[B, k, 6]`, num_valid int32 `[B]`: k, or 0 for images without pairs).
+        """
+        k = config.data.weak_pairs_per_image
+        counts = tf.cast(counts, tf.int32)
+        uniform = rng.uniform(tf.stack([tf.shape(pairs)[0], k]), dtype=tf.float32)
+        index = tf.cast(tf.floor(uniform * tf.cast(counts[:, None], tf.float32)), tf.int32)
+        index = tf.clip_by_value(index, 0, tf.maximum(counts[:, None] - 1, 0))
+        drawn = tf.gather(pairs, index, batch_dims=1)
+        if config.loss.weak == "pixel":
+            drawn = tf.concat([drawn[..., :4], tf.zeros_like(drawn[..., 4:5]), drawn[..., 5:]],
+                              axis=-1)
+        return drawn, tf.where(counts > 0, k, 0)
+
+    def weak_loss(self, config, pred_depth, pairs, counts, rng):
+        """The W term (unweighted mean over the drawn pairs)."""
+        drawn, num_valid = self.draw_pairs(config, tf.cast(pairs, tf.float32), counts, rng)
+        return ranking.ranking_loss(pred_depth, drawn, num_valid=num_valid)
+
+    # ----------------------------------------------------------------------------------
+    # Evaluation and pictures.
+    # ----------------------------------------------------------------------------------
+
+    def predict_depth(self, models, images, training: bool = False):
+        """Metric depth `[B, h, w, 1]` for images `[B, h, w, 3]` of any size: the images are
+        resized to data.image_size for the network and the depth back to (h, w)."""
+        config = self.config_of(models)
+        images = tf.cast(images, tf.float32)
+        size = tf.shape(images)[1:3]
+        model_size = tuple(config.data.image_size)
+        static = tuple(images.shape[1:3])
+        same = static == model_size
+        inputs = images if same else tf.image.resize(images, model_size, method="bilinear")
+        depth = tf.cast(models[MODEL_DEPTH](inputs, training=training)[common.OUT_DEPTH],
+                        tf.float32)
+        if same:
+            return depth
+        return tf.image.resize(depth, size, method="bilinear")
+
+    def eval_outputs(self, models, batch):
+        config = self.config_of(models)
+        prediction = self.predict_depth(models, batch[common.IMAGE])
+        return depth_eval_outputs(prediction, batch[common.DEPTH], config.eval)
+
+    def init_metrics(self):
+        return depth_metrics.DepthMetricAccumulator()
+
+    def update_metrics(self, state, outputs):
+        return update_depth_accumulator(state, outputs)
+
+    def result_metrics(self, state):
+        return state.result()
+
+    def image_summaries(self, models, batch):
+        outputs = models[MODEL_DEPTH](tf.cast(batch[common.IMAGE], tf.float32), training=False)
+        depth = tf.cast(outputs[common.OUT_DEPTH], tf.float32)
+        pictures = {"input": visualize.to_rgb_uint8_tf(batch[common.IMAGE]),
+                    "depth": visualize.colorize_depth_tf(depth)}
+        if common.DEPTH in batch:
+            gt = tf.cast(batch[common.DEPTH], tf.float32)
+            pictures["ground_truth"] = visualize.colorize_depth_tf(gt)
+            pictures["abs_rel_error"] = visualize.colorize_error_tf(depth, gt)
+        if common.OUT_UNCERTAINTY in outputs:
+            pictures["uncertainty"] = visualize.colorize_uncertainty_tf(
+                outputs[common.OUT_UNCERTAINTY])
+        return pictures
+
+# --------------------------------------------------------------------------------------------
+# Depth evaluation shared by the task, tools/evaluate.py and the study.
+# --------------------------------------------------------------------------------------------
+
+
+def depth_eval_outputs(prediction, ground_truth, eval_config) -> Dict[str, tf.Tensor]:
+    """Per-image Eigen metrics `{name: [B]}` plus EVAL_COUNTED `[B]` (1 = image counted)."""
+    metrics, counted = depth_metrics.per_image_depth_metrics(
+        prediction, tf.cast(ground_truth, tf.float32), crop=eval_config.crop,
+        min_depth=eval_config.min_depth, max_depth=eval_config.max_depth,
+        median_scaling=eval_config.median_scaling)
+    outputs = {name: metrics[:, i] for i, name in enumerate(depth_metrics.DEPTH_METRIC_NAMES)}
+    outputs[EVAL_COUNTED] = tf.cast(counted, tf.float64)
+    return outputs
+
+
+def update_depth_accumulator(accumulator: depth_metrics.DepthMetricAccumulator,
+                             outputs: Mapping[str, np.ndarray]):
+    """Adds one batch of `depth_eval_outputs` (numpy) to the accumulator; returns it."""
+    counted = np.asarray(outputs[EVAL_COUNTED], np.float64).reshape(-1)
+    values = np.stack([np.asarray(outputs[n], np.float64).reshape(-1)
+                       for n in depth_metrics.DEPTH_METRIC_NAMES], axis=1)
+    # Images without valid ground truth have undefined metrics: weight 0 (and no NaN leaks).
+    values = np.where(counted[:, None] > 0, values, 0.0)
+    accumulator.add({"sums": (values * counted[:, None]).sum(axis=0),
+                     "count": counted.sum()})
+    return accumulator
+
+
+def evaluate_predictor(predict_fn, dataset: tf.data.Dataset, eval_config,
+                       max_examples: int = 0) -> Dict[str, float]:
+    """Eigen-protocol metrics of any depth predictor over a dataset of IMAGE/DEPTH batches.
+
+    Args:
+      predict_fn: images `[B, h, w, 3]` -> depth `[B, h', w', 1]` (resized to the ground
+        truth by the metrics).
+      dataset: finite batches with common.IMAGE and common.DEPTH.
+      eval_config: `config.EvalConfig`.
+      max_examples: stop after this many images (0 = all).
+    Returns:
+      {metric: mean over counted images, "num_images": count}.
+    """
+    @tf.function(reduce_retracing=True)
+    def step(batch):
+        return depth_eval_outputs(predict_fn(batch[common.IMAGE]), batch[common.DEPTH],
+                                  eval_config)
+
+    accumulator = depth_metrics.DepthMetricAccumulator()
+    seen = 0
+    for batch in dataset:
+        outputs = step(batch)
+        update_depth_accumulator(accumulator, {k: v.numpy() for k, v in outputs.items()})
+        seen += int(batch[common.IMAGE].shape[0])
+        if max_examples and seen >= max_examples:
+            break
+    result = accumulator.result()
+    result["num_images"] = int(accumulator.count)
+    return result
+
+
+def median_training_depth(pattern: str, eval_config, max_examples: int = 1000,
+                          resolution: float = 0.01) -> float:
+    """Median ground-truth depth of (up to `max_examples`) training records, in metres.
+
+    Pixels with depth in (eval min, eval max) count, all of each image (no crop: the baseline
+    predicts one number for the whole image). A histogram with `resolution`-metre bins keeps
+    memory flat for large sets; the result is exact to that resolution.
+    """
+    dataset = pipeline.make_dataset(pattern, [common.DEPTH], 1, training=False,
+                                    image_size=None, num_context=0, deterministic=True)
+    edges = np.arange(0.0, eval_config.max_depth + resolution, resolution)
+    histogram = np.zeros(len(edges) - 1, np.int64)
+    for index, batch in enumerate(dataset):
+        if max_examples and index >= max_examples:
+            break
+        depth = batch[common.DEPTH].numpy().ravel()
+        depth = depth[(depth > eval_config.min_depth) & (depth < eval_config.max_depth)]
+        histogram += np.histogram(depth, edges)[0]
+    total = histogram.sum()
+    if total == 0:
+        raise ValueError(f"{pattern}: no ground-truth depth in ({eval_config.min_depth}, "
+                         f"{eval_config.max_depth}) m; the constant-median baseline needs "
+                         "training records with depth.")
+    middle = int(np.searchsorted(np.cumsum(histogram), (total + 1) / 2.0))
+    return float((edges[middle] + edges[middle + 1]) / 2.0)
+
+
+def make_task(config) -> SUWTask:
+    """A task bound to `config` (what the Trainer and the tools use)."""
+    return SUWTask().bind(config)

@@ -1,0 +1,148 @@
+r"""Evaluates a trained depth run with the KITTI Eigen protocol: table on screen + JSON.
+
+Restores the run's depth network (best checkpoint if the run kept one, else the latest; or
+--checkpoint), predicts every image of the evaluation split (the run's data.eval_pattern, or
+--split) and prints AbsRel, SqRel, RMSE, RMSElog and delta < 1.25, 1.25^2, 1.25^3, each the
+mean over images (protocol from the run's `eval` config: Garg crop, 1e-3..80 m, median scaling
+for scale-ambiguous runs; change it with --set eval.median_scaling=true etc.).
+
+--baselines adds the constant-median-depth baseline: the median ground-truth depth of the
+run's training records, predicted everywhere. --compare=workdirA,workdirB evaluates other runs
+on the same images with the same protocol, side by side. Results go to --out
+(default <workdir>/eval_results.json).
+
+Examples:
+  bazel run //tools:evaluate -- --workdir=workdir/suw_synthetic --baselines
+  python -m tools.evaluate --workdir=/tmp/suw --split='data/kitti/test-*.tfrecord' \
+      --compare=/tmp/s_only --set eval.median_scaling=true
+"""
+
+import dataclasses
+import json
+import math
+import os
+
+from absl import flags
+
+from tf_depthseg import cli
+from tf_depthseg import config as config_lib
+
+flags.DEFINE_string("workdir", None, "The run to evaluate (a tools/train.py workdir).")
+flags.DEFINE_string("split", None, "Glob of the TFRecords to evaluate on (default: the run's "
+                    "data.eval_pattern).")
+flags.DEFINE_string("checkpoint", "auto", "auto (best if kept, else latest), best, latest, or "
+                    "a checkpoint prefix/folder.")
+flags.DEFINE_bool("baselines", False, "Also evaluate the constant median-depth baseline.")
+flags.DEFINE_list("compare", [], "Other workdirs to evaluate side by side.")
+flags.DEFINE_multi_string("set", [], "Override the run's config, e.g. --set "
+                          "eval.median_scaling=true --set data.eval_batch_size=1.")
+flags.DEFINE_integer("max_examples", 0, "Evaluate at most this many images (0 = all).")
+flags.DEFINE_integer("baseline_max_examples", 1000, "Training records read for the median "
+                     "depth of the constant baseline.")
+flags.DEFINE_string("out", None, "JSON output (default <workdir>/eval_results.json).")
+FLAGS = flags.FLAGS
+
+COLUMNS = (("abs_rel", "AbsRel"), ("sq_rel", "SqRel"), ("rmse", "RMSE"),
+           ("rmse_log", "RMSElog"), ("a1", "d1"), ("a2", "d2"), ("a3", "d3"))
+RESULTS_FILENAME = "eval_results.json"
+
+
+def format_table(rows) -> str:
+    """The Eigen table: one line per (name, metrics) row."""
+    width = max([len("model")] + [len(name) for name, _ in rows]) + 2
+    header = "model".ljust(width) + "".join(f"{title:>9}" for _, title in COLUMNS) + "  images"
+    lines = [header, "-" * len(header)]
+    for name, metrics in rows:
+        cells = "".join(f"{metrics[key]:9.4f}" for key, _ in COLUMNS)
+        lines.append(name.ljust(width) + cells + f"  {metrics['num_images']:6d}")
+    return "\n".join(lines)
+
+
+def restore(workdir: str, checkpoint: str):
+    """RestoredModel of a run (`checkpoint` "auto" = best if kept, else latest)."""
+    from tf_depthseg.export import restore as restore_lib
+    from tf_depthseg.training import checkpoints
+    if checkpoint == "auto":
+        try:
+            return restore_lib.restore_depth_model(workdir, "best")
+        except checkpoints.CheckpointError:
+            return restore_lib.restore_depth_model(workdir, "latest")
+    return restore_lib.restore_depth_model(workdir, cli.resolve_path(checkpoint)
+                                           if checkpoint not in ("best", "latest")
+                                           else checkpoint)
+
+
+def main(argv):
+    del argv
+    if not FLAGS.workdir:
+        raise cli.UserError("--workdir is required (the run to evaluate).")
+    workdir = cli.resolve_path(FLAGS.workdir)
+    if not os.path.isdir(workdir):
+        raise cli.UserError(f"--workdir={workdir}: no such folder.")
+    from tf_depthseg.training.tasks import make_task
+    from tf_depthseg.training.tasks import suw as suw_task
+
+    restored = restore(workdir, FLAGS.checkpoint)
+    config = config_lib.apply_overrides(restored.config, FLAGS.set)
+    pattern = cli.resolve_path(FLAGS.split) if FLAGS.split else config.data.eval_pattern
+    if not pattern:
+        raise cli.UserError("the run has no data.eval_pattern; pass --split='<glob of records>'.")
+    task = make_task(config)
+    dataset = task.make_eval_dataset(config, pattern)
+    protocol = config_lib.to_dict(config.eval)
+    max_examples = FLAGS.max_examples or config.eval.max_examples
+
+    def evaluate(name, predict_fn):
+        metrics = suw_task.evaluate_predictor(predict_fn, dataset, config.eval, max_examples)
+        print(f"evaluate: {name} done ({metrics['num_images']} images).", flush=True)
+        return metrics
+
+    rows = []
+    models = {suw_task.MODEL_DEPTH: restored.model}
+    rows.append((config.name, evaluate(config.name, lambda images: task.predict_depth(
+        models, images))))
+    entries = {config.name: {"workdir": workdir, "checkpoint": restored.checkpoint,
+                             "step": restored.step}}
+
+    if FLAGS.baselines:
+        import tensorflow as tf
+        median = suw_task.median_training_depth(config.data.train_pattern, config.eval,
+                                                FLAGS.baseline_max_examples)
+        name = "constant_median"
+        rows.append((name, evaluate(name, lambda images: tf.fill(
+            tf.concat([tf.shape(images)[:3], [1]], axis=0), tf.constant(median, tf.float32)))))
+        entries[name] = {"median_depth_m": median, "train_pattern": config.data.train_pattern}
+
+    for other in FLAGS.compare:
+        other_dir = cli.resolve_path(other)
+        other_restored = restore(other_dir, FLAGS.checkpoint)
+        # The other run's own network input size, this run's protocol and images.
+        other_config = dataclasses.replace(other_restored.config, eval=config.eval)
+        other_task = make_task(other_config)
+        other_models = {suw_task.MODEL_DEPTH: other_restored.model}
+        name = other_config.name
+        if name in entries:
+            name = f"{name} ({os.path.basename(os.path.normpath(other_dir))})"
+        rows.append((name, evaluate(name, lambda images, t=other_task, m=other_models:
+                                    t.predict_depth(m, images))))
+        entries[name] = {"workdir": other_dir, "checkpoint": other_restored.checkpoint,
+                         "step": other_restored.step}
+
+    print()
+    print(f"Eigen protocol on {pattern}: crop={config.eval.crop}, depth "
+          f"({config.eval.min_depth:g}, {config.eval.max_depth:g}) m, median scaling "
+          f"{'on' if config.eval.median_scaling else 'off'}, ground truth at "
+          f"{'the stored size' if config.eval.native_resolution else 'data.image_size'}")
+    print(format_table(rows))
+    out = cli.resolve_path(FLAGS.out) if FLAGS.out else os.path.join(workdir, RESULTS_FILENAME)
+    report = {"split": pattern, "protocol": protocol,
+              "results": {name: {**{k: (v if not isinstance(v, float) or math.isfinite(v)
+                                        else None) for k, v in metrics.items()},
+                                 **entries[name]} for name, metrics in rows}}
+    from tf_depthseg.data.image_io import atomic_write_bytes
+    atomic_write_bytes(out, (json.dumps(report, indent=2) + "\n").encode())
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    cli.run(main, usage=__doc__)
