@@ -8,7 +8,7 @@ Command:
     bazel run //tools:train -- --config=suw/synthetic_su --workdir=workdir/synthetic_su
     bazel run //tools:evaluate -- --workdir=workdir/synthetic_su --baselines
 
-Expected: see docs/suw_study.md for this variant at equal budgets (64x208, 600 steps); the
+Expected: see docs/suw_study.md for this variant at equal budgets (64x208, 150 steps); the
 smoke variant (--smoke) runs a few steps in seconds and only proves the wiring.
 """
 
