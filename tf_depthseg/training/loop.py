@@ -47,6 +47,7 @@ keep-best, TensorBoard, the progress bar, and stopping on a non-finite loss.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import json
 import math
@@ -96,23 +97,30 @@ def global_mean(per_example: tf.Tensor, global_batch_size: int) -> tf.Tensor:
     return tf.reduce_sum(per_example) / tf.cast(global_batch_size, tf.float32)
 
 
-class Task:
-    """Base class of training tasks; see the module docstring for the protocol."""
+class Task(abc.ABC):
+    """Base class of training tasks; see the module docstring for the protocol.
 
+    `build`, `make_train_dataset` and `compute_losses` are abstract: a task cannot be
+    instantiated without them. Every other hook has a working default.
+    """
+
+    @abc.abstractmethod
     def build(self, config) -> Dict[str, keras.Model]:
-        raise NotImplementedError
+        """The task's models, keyed by role (e.g. {"depth": ..., "pose": ...})."""
 
+    @abc.abstractmethod
     def make_train_dataset(self, config, input_context: tf.distribute.InputContext
                            ) -> tf.data.Dataset:
-        raise NotImplementedError
+        """Endless per-replica training batches (see the module docstring)."""
 
     def make_eval_dataset(self, config) -> Optional[tf.data.Dataset]:
         return None
 
+    @abc.abstractmethod
     def compute_losses(self, models: Mapping[str, keras.Model], batch: Mapping[str, tf.Tensor],
                        *, training: bool, global_batch_size: int,
                        rng: tf.random.Generator) -> Dict[str, tf.Tensor]:
-        raise NotImplementedError
+        """Scalar losses with a "total" entry, each a sum over examples / global batch."""
 
     def eval_outputs(self, models: Mapping[str, keras.Model],
                      batch: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
