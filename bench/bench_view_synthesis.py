@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tensorflow as tf  # noqa: E402
 
+from tf_depthseg import common
 from tf_depthseg.data import image_io  # noqa: E402
 from tf_depthseg.geometry import intrinsics as intrinsics_lib  # noqa: E402
 from tf_depthseg.geometry import transforms  # noqa: E402
@@ -54,8 +55,8 @@ def make_step(args, jit_compile: bool):
         with tf.GradientTape() as tape:
             terms = view_synthesis.multiscale_view_synthesis_loss(
                 target, sources, disparities, k, transforms.pose_vec_to_matrix(pose))
-        grads = tape.gradient(terms[view_synthesis.LOSS_TOTAL], variables)
-        return terms[view_synthesis.LOSS_TOTAL], tf.linalg.global_norm(grads)
+        grads = tape.gradient(terms[common.LOSS_TOTAL], variables)
+        return terms[common.LOSS_TOTAL], tf.linalg.global_norm(grads)
 
     return step
 

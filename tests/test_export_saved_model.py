@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tf_depthseg import common
 from tf_depthseg import config as config_lib
 from tf_depthseg.export import exporter, restore
 from tf_depthseg.training import checkpoints
@@ -87,7 +88,7 @@ def run(tmp_path_factory):
     workdir = str(root / "workdir")
     config = small_suw_config()
     models = restore.build_task_models(config)
-    depth = models[restore.DEPTH_MODEL_KEY]
+    depth = models[common.MODEL_DEPTH]
     randomize(depth, seed=1)
     best_weights = [v.numpy() for v in depth.variables]
     save_like_engine(models, os.path.join(workdir, checkpoints.BEST_SUBDIR), BEST_STEP)

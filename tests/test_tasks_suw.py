@@ -154,17 +154,17 @@ def test_every_combination_gives_finite_losses_and_gradients(tiny_records, model
         combo = (supervised, unsupervised, weak)
         expected = {"total"}
         if supervised != "none":
-            expected.add(suw_task.LOSS_SUPERVISED)
+            expected.add(common.LOSS_SUPERVISED)
         if unsupervised != "none":
-            expected |= {suw_task.LOSS_UNSUPERVISED, suw_task.LOSS_PHOTOMETRIC,
-                         suw_task.LOSS_SMOOTHNESS}
+            expected |= {common.LOSS_UNSUPERVISED, common.LOSS_PHOTOMETRIC,
+                         common.LOSS_SMOOTHNESS}
         if weak != "none":
-            expected.add(suw_task.LOSS_WEAK)
+            expected.add(common.LOSS_WEAK)
         assert set(losses) == expected, combo
         values = {k: float(v) for k, v in losses.items()}
         assert all(np.isfinite(v) for v in values.values()), (combo, values)
-        terms = [values[k] for k in (suw_task.LOSS_SUPERVISED, suw_task.LOSS_UNSUPERVISED,
-                                     suw_task.LOSS_WEAK) if k in values]
+        terms = [values[k] for k in (common.LOSS_SUPERVISED, common.LOSS_UNSUPERVISED,
+                                     common.LOSS_WEAK) if k in values]
         assert values["total"] > 0 and abs(values["total"] - sum(terms)) < 1e-5, values
         norms = {key: _norm(grads[key]) for key in models}
         assert all(np.isfinite(v) for v in norms.values()), (combo, norms)
@@ -277,8 +277,8 @@ def test_mixed_batches_feed_weak_pairs_only_from_the_weak_set(tiny_records):
     rng.make_seeds(1)  # the U term draws its tie-break seed first
     expected = task.weak_loss(config, outputs[common.OUT_DEPTH], batch[weak_key],
                               batch[suw_task.weak_source_key(common.NUM_WEAK_PAIRS)], rng)
-    np.testing.assert_allclose(float(losses[suw_task.LOSS_WEAK]), float(expected), rtol=1e-4)
-    assert np.isfinite(float(losses[suw_task.LOSS_UNSUPERVISED]))
+    np.testing.assert_allclose(float(losses[common.LOSS_WEAK]), float(expected), rtol=1e-4)
+    assert np.isfinite(float(losses[common.LOSS_UNSUPERVISED]))
 
 
 def test_supervised_encoder_decoder_learns(tiny_records, tmp_path):

@@ -74,3 +74,19 @@ OUT_FEATURES = "features"  # [B, h, w, C] pooled-able features (data selection d
 def disparity_key(scale: int) -> str:
     """Output key of the disparity at `scale` (0 = full resolution, s = 1/2^s)."""
     return f"{OUT_DISPARITY_PREFIX}{scale}"
+
+# --------------------------------------------------------------------------------------------
+# Loss terms (what `Task.compute_losses` returns; TensorBoard and history.json use them) and
+# the roles of a task's models (the keys of `Task.build`'s dict, also used when restoring).
+# --------------------------------------------------------------------------------------------
+LOSS_TOTAL = "total"  # the entry the Trainer minimises
+LOSS_SUPERVISED = "supervised"
+LOSS_UNSUPERVISED = "unsupervised"  # view synthesis: photometric + smoothness
+LOSS_PHOTOMETRIC = "photometric"
+LOSS_SMOOTHNESS = "smoothness"
+LOSS_WEAK = "weak"
+AUTOMASK = "automask"  # [B, H, W, 1] auto-masking of the view-synthesis loss (pictures)
+
+MODEL_DEPTH = "depth"
+MODEL_POSE = "pose"
+MODEL_OBJECT_MOTION = "object_motion"

@@ -24,6 +24,7 @@ import os
 
 from absl import flags
 
+from tf_depthseg import common
 from tf_depthseg import cli
 from tf_depthseg import config as config_lib
 
@@ -98,7 +99,7 @@ def main(argv):
         return metrics
 
     rows = []
-    models = {suw_task.MODEL_DEPTH: restored.model}
+    models = {common.MODEL_DEPTH: restored.model}
     rows.append((config.name, evaluate(config.name, lambda images: task.predict_depth(
         models, images))))
     entries = {config.name: {"workdir": workdir, "checkpoint": restored.checkpoint,
@@ -119,7 +120,7 @@ def main(argv):
         # The other run's own network input size, this run's protocol and images.
         other_config = dataclasses.replace(other_restored.config, eval=config.eval)
         other_task = make_task(other_config)
-        other_models = {suw_task.MODEL_DEPTH: other_restored.model}
+        other_models = {common.MODEL_DEPTH: other_restored.model}
         name = other_config.name
         if name in entries:
             name = f"{name} ({os.path.basename(os.path.normpath(other_dir))})"

@@ -21,10 +21,10 @@ from typing import Callable, Dict, Mapping, Optional
 import keras
 import tensorflow as tf
 
+from tf_depthseg import common
 from tf_depthseg import config as config_lib
 from tf_depthseg.training import checkpoints
 
-DEPTH_MODEL_KEY = "depth"  # the Task models' key of the depth network
 STEP_CHECKPOINT_KEY = "step/.ATTRIBUTES/VARIABLE_VALUE"  # the Trainer's `step` variable
 CHECKPOINT_CHOICES = ("latest", "best")
 
@@ -126,13 +126,13 @@ def restore_depth_model(workdir: Optional[str] = None, checkpoint: str = "latest
         models = build_models(config)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
-    if DEPTH_MODEL_KEY not in models:
+    if common.MODEL_DEPTH not in models:
         raise checkpoints.CheckpointError(
-            f"task {config.task!r} has no '{DEPTH_MODEL_KEY}' model (it has {sorted(models)}); "
+            f"task {config.task!r} has no '{common.MODEL_DEPTH}' model (it has {sorted(models)}); "
             "only depth networks can be exported.")
     # Only the depth network: it is all inference needs; the other models (pose nets) may
     # share its encoder but their own layers are not restored.
-    depth_model = models[DEPTH_MODEL_KEY]
-    checkpoints.restore_models({DEPTH_MODEL_KEY: depth_model}, prefix)
+    depth_model = models[common.MODEL_DEPTH]
+    checkpoints.restore_models({common.MODEL_DEPTH: depth_model}, prefix)
     return RestoredModel(model=depth_model, config=config, checkpoint=prefix,
                          step=checkpoint_step(prefix))

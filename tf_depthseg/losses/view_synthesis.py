@@ -21,14 +21,11 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
+from tf_depthseg import common
 from tf_depthseg.geometry import warp as warp_lib
 from tf_depthseg.losses import photometric, smoothness
 
 # Keys of the returned dict (candidates for common.py).
-LOSS_PHOTOMETRIC = "photometric"
-LOSS_SMOOTHNESS = "smoothness"
-LOSS_TOTAL = "total"
-AUTOMASK = "automask"
 
 TRAIN_MIN_DEPTH = 0.1  # metres, Monodepth2 training range
 TRAIN_MAX_DEPTH = 100.0
@@ -170,8 +167,8 @@ def multiscale_view_synthesis_loss(
                                      global_batch_size)
     smoothness_loss = _reduce_batch(tf.add_n(smoothness_terms) / num_scales, global_batch_size)
     return {
-        LOSS_PHOTOMETRIC: photometric_loss,
-        LOSS_SMOOTHNESS: smoothness_loss,
-        LOSS_TOTAL: photometric_loss + smoothness_loss,
-        AUTOMASK: automask_scale0,
+        common.LOSS_PHOTOMETRIC: photometric_loss,
+        common.LOSS_SMOOTHNESS: smoothness_loss,
+        common.LOSS_TOTAL: photometric_loss + smoothness_loss,
+        common.AUTOMASK: automask_scale0,
     }

@@ -61,12 +61,12 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from tf_depthseg import common
 from tf_depthseg import cli
 from tf_depthseg import config as config_lib
 from tf_depthseg.data.image_io import atomic_write_bytes
 from tf_depthseg.training import checkpoints, distribute, optimizers, schedules, summaries
 
-TOTAL_LOSS = "total"  # the compute_losses entry that is minimised
 HISTORY_FILENAME = "history.json"
 LOGS_SUBDIR = "logs"
 
@@ -342,9 +342,9 @@ class Trainer:
             losses = self.task.compute_losses(
                 self.models, batch, training=True, global_batch_size=self.global_batch_size,
                 rng=self.rng)
-            if TOTAL_LOSS not in losses:
+            if common.LOSS_TOTAL not in losses:
                 raise KeyError(f"{type(self.task).__name__}.compute_losses must return a "
-                               f"'{TOTAL_LOSS}' entry, got {sorted(losses)}")
+                               f"'{common.LOSS_TOTAL}' entry, got {sorted(losses)}")
             losses = {name: tf.cast(value, tf.float32) for name, value in losses.items()}
             regularization = [tf.cast(l, tf.float32) for m in self.models.values()
                               for l in m.losses]
@@ -352,8 +352,8 @@ class Trainer:
                 # Layer regularisers are per model, not per example: each replica adds its
                 # 1/num_replicas share so that the sum over replicas counts them once.
                 losses["regularization"] = tf.add_n(regularization) / self.num_replicas
-                losses[TOTAL_LOSS] = losses[TOTAL_LOSS] + losses["regularization"]
-            objective = losses[TOTAL_LOSS]
+                losses[common.LOSS_TOTAL] = losses[common.LOSS_TOTAL] + losses["regularization"]
+            objective = losses[common.LOSS_TOTAL]
             if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
                 objective = self.optimizer.scale_loss(objective)
         grads = tape.gradient(objective, self._variables)
@@ -482,7 +482,7 @@ class Trainer:
                 if (train.log_every and step % train.log_every == 0) or step == total_steps:
                     last_losses = self._log_train(step, interval, interval_steps,
                                                   interval_seconds)
-                    progress.set_postfix(loss=f"{last_losses[TOTAL_LOSS]:.4g}",
+                    progress.set_postfix(loss=f"{last_losses[common.LOSS_TOTAL]:.4g}",
                                          lr=f"{values['learning_rate']:.2g}", refresh=False)
                     interval, interval_seconds, interval_steps = {}, 0.0, 0
                 if train.image_summaries_every and step % train.image_summaries_every == 0:

@@ -71,17 +71,8 @@ from tf_depthseg.metrics import depth as depth_metrics
 from tf_depthseg.models import hourglass, pose, suw
 from tf_depthseg.training import loop
 
-# Model dict keys of this task (checkpoint paths `models/<key>/...`).
-MODEL_DEPTH = "depth"
-MODEL_POSE = "pose"
-MODEL_OBJECT_MOTION = "object_motion"
-
-# Loss entries (TensorBoard names `loss/<name>`), already weighted.
-LOSS_SUPERVISED = "supervised"
-LOSS_UNSUPERVISED = "unsupervised"
-LOSS_PHOTOMETRIC = "photometric"
-LOSS_SMOOTHNESS = "smoothness"
-LOSS_WEAK = "weak"
+# Model roles (checkpoint paths `models/<key>/...`) and loss entries (TensorBoard names
+# `loss/<name>`, already weighted) are `common.MODEL_*` and `common.LOSS_*`.
 
 # Batch keys of the weak-only half of a mixed batch (candidates for common.py).
 WEAK_SOURCE_PREFIX = "weak_source/"
@@ -269,16 +260,17 @@ class SUWTask(loop.Task):
     def build(self, config) -> Dict[str, keras.Model]:
         self.bind(config)
         depth_model = self.build_depth_model(config)
-        models = {MODEL_DEPTH: depth_model}
+        models = {common.MODEL_DEPTH: depth_model}
         if config.loss.unsupervised in ("ego", "ego_object"):
             if config.model.name == "suw_encoder_decoder":
                 encoder = depth_model  # pose nets share the depth net's encoder body
             else:
                 encoder = suw.build_suw_encoder_body(name="pose_suw_encoder_body")
             num_sources = config.data.num_context
-            models[MODEL_POSE] = pose.build_pose_net(encoder, num_sources)
+            models[common.MODEL_POSE] = pose.build_pose_net(encoder, num_sources)
             if config.loss.unsupervised == "ego_object":
-                models[MODEL_OBJECT_MOTION] = pose.build_object_motion_net(encoder, num_sources)
+                models[common.MODEL_OBJECT_MOTION] = pose.build_object_motion_net(
+                    encoder, num_sources)
         for model in models.values():
             set_bn_momentum(model, config.model.bn_momentum)
         return models
@@ -351,7 +343,7 @@ class SUWTask(loop.Task):
         mixed = weak_source_key(common.IMAGE) in batch
         if mixed:
             images = tf.concat([images, batch[weak_source_key(common.IMAGE)]], axis=0)
-        outputs = models[MODEL_DEPTH](images, training=training)
+        outputs = models[common.MODEL_DEPTH](images, training=training)
         outputs = {k: tf.cast(v, tf.float32) for k, v in outputs.items()}
         main_outputs = {k: v[:main_batch] for k, v in outputs.items()} if mixed else outputs
         # Per-batch means times (local examples / global examples of that part): summed over
@@ -364,17 +356,17 @@ class SUWTask(loop.Task):
         total = tf.constant(0.0)
         if loss_config.supervised != "none":
             value = self.supervised_loss(config, main_outputs, batch[common.DEPTH])
-            losses[LOSS_SUPERVISED] = loss_config.supervised_weight * value * share
-            total += losses[LOSS_SUPERVISED]
+            losses[common.LOSS_SUPERVISED] = loss_config.supervised_weight * value * share
+            total += losses[common.LOSS_SUPERVISED]
         if loss_config.unsupervised != "none":
             terms = self.unsupervised_loss(models, config, main_outputs, batch,
                                            training=training,
                                            global_batch_size=main_global, rng=rng)
             weight = loss_config.unsupervised_weight
-            losses[LOSS_UNSUPERVISED] = weight * terms[view_synthesis.LOSS_TOTAL]
-            losses[LOSS_PHOTOMETRIC] = weight * terms[view_synthesis.LOSS_PHOTOMETRIC]
-            losses[LOSS_SMOOTHNESS] = weight * terms[view_synthesis.LOSS_SMOOTHNESS]
-            total += losses[LOSS_UNSUPERVISED]
+            losses[common.LOSS_UNSUPERVISED] = weight * terms[common.LOSS_TOTAL]
+            losses[common.LOSS_PHOTOMETRIC] = weight * terms[common.LOSS_PHOTOMETRIC]
+            losses[common.LOSS_SMOOTHNESS] = weight * terms[common.LOSS_SMOOTHNESS]
+            total += losses[common.LOSS_UNSUPERVISED]
         if loss_config.weak != "none":
             if mixed:
                 depth = outputs[common.OUT_DEPTH][main_batch:]
@@ -387,9 +379,9 @@ class SUWTask(loop.Task):
                 counts = batch[common.NUM_WEAK_PAIRS]
                 weak_share = share
             value = self.weak_loss(config, depth, pairs, counts, rng)
-            losses[LOSS_WEAK] = loss_config.weak_weight * value * weak_share
-            total += losses[LOSS_WEAK]
-        losses[loop.TOTAL_LOSS] = total
+            losses[common.LOSS_WEAK] = loss_config.weak_weight * value * weak_share
+            total += losses[common.LOSS_WEAK]
+        losses[common.LOSS_TOTAL] = total
         return losses
 
     def config_of(self, models):
@@ -478,14 +470,14 @@ class SUWTask(loop.Task):
                 object_frames = pose.mask_frames(
                     tf.repeat(frames, model.max_objects, axis=0),
                     tf.reshape(per_object, [-1, height, width, num_sources + 1]))
-                motion = models[MODEL_OBJECT_MOTION](object_frames, training=training)
+                motion = models[common.MODEL_OBJECT_MOTION](object_frames, training=training)
                 motion = tf.cast(motion[common.OUT_OBJECT_MOTION], tf.float32)
                 motion = tf.reshape(motion, [batch_size, model.max_objects, num_sources, 6])
                 object_transforms = tf.transpose(transforms.pose_vec_to_matrix(motion),
                                                  [0, 2, 1, 3, 4])  # [B, N, M, 4, 4]
             else:
                 ego_input = frames
-            pose_vec = models[MODEL_POSE](ego_input, training=training)
+            pose_vec = models[common.MODEL_POSE](ego_input, training=training)
             target_to_source = transforms.pose_vec_to_matrix(
                 tf.cast(pose_vec[common.OUT_POSE], tf.float32))  # [B, N, 4, 4]
         noise_seed = rng.make_seeds(1)[:, 0]
@@ -536,7 +528,7 @@ class SUWTask(loop.Task):
         static = tuple(images.shape[1:3])
         same = static == model_size
         inputs = images if same else tf.image.resize(images, model_size, method="bilinear")
-        depth = tf.cast(models[MODEL_DEPTH](inputs, training=training)[common.OUT_DEPTH],
+        depth = tf.cast(models[common.MODEL_DEPTH](inputs, training=training)[common.OUT_DEPTH],
                         tf.float32)
         if same:
             return depth
@@ -557,7 +549,8 @@ class SUWTask(loop.Task):
         return state.result()
 
     def image_summaries(self, models, batch):
-        outputs = models[MODEL_DEPTH](tf.cast(batch[common.IMAGE], tf.float32), training=False)
+        outputs = models[common.MODEL_DEPTH](tf.cast(batch[common.IMAGE], tf.float32),
+                                             training=False)
         depth = tf.cast(outputs[common.OUT_DEPTH], tf.float32)
         pictures = {"input": visualize.to_rgb_uint8_tf(batch[common.IMAGE]),
                     "depth": visualize.colorize_depth_tf(depth)}
