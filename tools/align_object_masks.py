@@ -5,7 +5,11 @@ For every record, reads one instance map per frame in the Cityscapes instanceIds
 or PNGs from --instances_dir named `<source_id>_frame<k>.png` with k in record order (0 = target
 t, then the context frames, e.g. 1 = t-1, 2 = t+1). Keeps person, car and bicycle (--classes);
 an object is aligned when the same class appears in every frame with IoU(neighbour, t) >
---iou_threshold (0.3, strictly greater) for every neighbour. Aligned objects keep their
+--iou_threshold (0.3, strictly greater) for every neighbour. With --match=paper that is the
+whole rule; the default --match=compensated also aligns the objects that move too far between
+frames for plain IoU (close or sidewalk pedestrians), comparing their masks after motion
+compensation and checking constant image velocity (see tf_depthseg/data/object_alignment.py
+for why and the measured precision / recall). Aligned objects keep their
 target-frame id in all frames, everything else becomes 0; the result is written as
 `segmentation/instance/encoded` into a rewrite of the shards in --output_dir (the input is never
 modified). Offline, so object-motion training pays nothing for it.
@@ -46,6 +50,9 @@ def define_flags(flag_values: flags.FlagValues = FLAGS):
     flags.DEFINE_float("iou_threshold", oa.IOU_THRESHOLD, "An object is aligned only when its "
                        "IoU with the target object is greater than this in every neighbour.",
                        **fv)
+    flags.DEFINE_enum("match", "compensated", list(oa.MATCH_MODES), "'paper': the paper's IoU "
+                      "rule alone; 'compensated': also align fast-moving objects by IoU after "
+                      "motion compensation with a constant-velocity check.", **fv)
     flags.DEFINE_integer("min_area", 1, "Objects smaller than this many pixels are dropped.",
                          **fv)
     flags.DEFINE_string("split", "train", "Split name for input files whose names are not "
@@ -77,7 +84,8 @@ def load_instances(sample: schema.Sample, instances_dir):
     return frames
 
 
-def make_transform(instances_dir, keep_label_ids, iou_threshold, min_area, counts: dict):
+def make_transform(instances_dir, keep_label_ids, iou_threshold, min_area, match,
+                   counts: dict):
     """The per-record function: decode, align, count, re-encode."""
 
     def transform(serialized: bytes) -> bytes:
@@ -88,11 +96,13 @@ def make_transform(instances_dir, keep_label_ids, iou_threshold, min_area, count
         frames = load_instances(sample, instances_dir)
         maps, aligned = oa.align_objects(
             frames, target_index=0, keep_label_ids=keep_label_ids,
-            iou_threshold=iou_threshold, min_area=min_area, name=f"record {sample.source_id}")
+            iou_threshold=iou_threshold, min_area=min_area, match=match,
+            name=f"record {sample.source_id}")
         target_objects = oa.object_ids(oa.kept_objects(frames[0], keep_label_ids, min_area))
         counts["records"] += 1
         counts["target_objects"] += int(target_objects.size)
         counts["aligned_objects"] += len(aligned)
+        counts["compensated_objects"] += sum(obj.compensated for obj in aligned)
         sample.instances = maps
         return schema.encode_example(sample)
 
@@ -101,20 +111,24 @@ def make_transform(instances_dir, keep_label_ids, iou_threshold, min_area, count
 
 def align(input_pattern: str, output_dir: str, instances_dir=None,
           classes=("person", "car", "bicycle"), iou_threshold: float = oa.IOU_THRESHOLD,
-          min_area: int = 1, skip_bad: bool = False, default_split: str = "train"):
+          min_area: int = 1, skip_bad: bool = False, default_split: str = "train",
+          match: str = "compensated"):
     """Aligns the instance maps of every record and writes the rewritten shards.
 
     Returns:
-      (counts dict: records, target_objects, aligned_objects; rewrite stats per split).
+      (counts dict: records, target_objects, aligned_objects, compensated_objects (aligned
+      only by the compensated stage); rewrite stats per split).
     """
     keep = tuple(datasets.cityscapes_label_id(name.strip()) for name in classes)
-    counts = {"records": 0, "target_objects": 0, "aligned_objects": 0}
+    if match not in oa.MATCH_MODES:
+        raise ValueError(f"match must be one of {oa.MATCH_MODES}, got {match!r}.")
+    counts = {"records": 0, "target_objects": 0, "aligned_objects": 0, "compensated_objects": 0}
     source = json.dumps({"tool": "align_object_masks", "input": input_pattern,
                          "instances_dir": instances_dir, "classes": list(classes),
-                         "iou_threshold": iou_threshold, "min_area": min_area})
+                         "iou_threshold": iou_threshold, "min_area": min_area, "match": match})
     stats = records.rewrite_records(
         input_pattern, output_dir,
-        make_transform(instances_dir, keep, iou_threshold, min_area, counts),
+        make_transform(instances_dir, keep, iou_threshold, min_area, match, counts),
         skip_bad=skip_bad, source=source, default_split=default_split, desc="align")
     return counts, stats
 
@@ -128,7 +142,7 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
         counts, stats = align(
             cli.resolve_path(options.input), cli.resolve_path(options.output_dir),
             cli.resolve_path(options.instances_dir), options.classes, options.iou_threshold,
-            options.min_area, options.skip_bad, options.split)
+            options.min_area, options.skip_bad, options.split, options.match)
     except ValueError as error:
         if isinstance(error, image_io.BadInputError):
             raise
@@ -139,7 +153,8 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
             logging.warning("skipped %s: %s", source_id, error)
         num_skipped += len(entry["skipped"])
     print(f"{counts['records']} records, {counts['aligned_objects']} of "
-          f"{counts['target_objects']} target-frame objects aligned, {num_skipped} skipped")
+          f"{counts['target_objects']} target-frame objects aligned "
+          f"({counts['compensated_objects']} by motion compensation), {num_skipped} skipped")
 
 
 if __name__ == "__main__":
