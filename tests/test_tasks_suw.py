@@ -300,3 +300,24 @@ def test_supervised_encoder_decoder_learns(tiny_records, tmp_path):
     assert after["a1"] > before["a1"] + 0.05, (before, after)
     assert result.best["metric"] == "abs_rel" and result.best["step"] == 60
     assert trainer.train_step_traces == 1
+
+
+@pytest.mark.parametrize("unsupervised", ["ego_object", "known_pose"])
+def test_compiled_unsupervised_training_lowers_the_photometric_loss(tmp_path, unsupervised):
+    """U alone through the compiled Trainer step, the path `tools/train` runs (the wiring test
+    above is eager): ego + object motion with the pose and object-motion nets, and the known
+    poses of Mannequin Challenge. On two fixed examples the photometric loss must fall."""
+    patterns = write_tiny_records(str(tmp_path / "rec"), train_seeds=(4,), eval_seeds=(4,),
+                                  frames=4)
+    config = tiny_config(patterns, "none", unsupervised, steps=24)
+    config = cfg.apply_overrides(config, [
+        "data.flip_prob=0", "data.color_jitter=0", "data.batch_size=2", "loss.num_scales=2",
+        "model.max_objects=2", "optim.learning_rate=1e-3"])
+    trainer = loop.Trainer(config, make_task(config), str(tmp_path / "work"))
+    trainer.train()
+    rows = trainer.history["train"]
+    assert [row["step"] for row in rows] == list(range(1, 25))
+    photometric = np.array([row[common.LOSS_PHOTOMETRIC] for row in rows])
+    assert np.isfinite(photometric).all()
+    assert photometric[-4:].mean() < 0.9 * photometric[:4].mean(), photometric
+    assert trainer.train_step_traces == 1

@@ -3,8 +3,8 @@
 One run: train S + W on tiny synthetic records for 2 steps, rerun the same command with more
 steps (it must resume at the saved step), then evaluate with the constant baseline and a
 side-by-side comparison, and check the JSON against the records and the Trainer's own
-evaluation. (U is left out to keep the two train-step compilations affordable; the U losses
-are covered in test_tasks_suw.py and compiled in bench/bench_suw_study.py.)
+evaluation. (U is left out to keep the two train-step compilations affordable; the compiled U
+modes are trained in test_tasks_suw.py.)
 """
 
 from __future__ import annotations

@@ -605,7 +605,7 @@ def evaluate_predictor(predict_fn, dataset: tf.data.Dataset, eval_config,
     Returns:
       {metric: mean over counted images, "num_images": count}.
     """
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def step(batch):
         return depth_eval_outputs(predict_fn(batch[common.IMAGE]), batch[common.DEPTH],
                                   eval_config)
