@@ -17,6 +17,7 @@ import tensorflow as tf
 from tf_depthseg import common
 from tf_depthseg import config as cfg
 from tf_depthseg.data import object_alignment, records, schema, synthetic, weak_labels
+from tf_depthseg.metrics import depth as depth_metrics
 from tf_depthseg.training import loop
 from tf_depthseg.training.tasks import TASKS, make_task
 from tf_depthseg.training.tasks import suw as suw_task
@@ -321,3 +322,33 @@ def test_compiled_unsupervised_training_lowers_the_photometric_loss(tmp_path, un
     assert np.isfinite(photometric).all()
     assert photometric[-4:].mean() < 0.9 * photometric[:4].mean(), photometric
     assert trainer.train_step_traces == 1
+
+
+def test_evaluate_predictor_traces_once_with_a_smaller_last_batch(tiny_records):
+    """4 images in batches of 3 and 1: one trace (the step's signature has an unknown batch
+    size), all 4 images counted, and a constant 10 m prediction scores as numpy says."""
+    config = cfg.apply_overrides(tiny_config(tiny_records, "soft_classification"),
+                                 ["data.eval_batch_size=3"])
+    task = make_task(config)
+    dataset = task.make_eval_dataset(config, tiny_records["val"])
+    traces = []
+
+    def predict(images):
+        traces.append(images.shape)
+        return tf.fill(tf.concat([tf.shape(images)[:3], [1]], 0), 10.0)
+
+    metrics = suw_task.evaluate_predictor(predict, dataset, config.eval)
+    assert len(traces) == 1 and traces[0][0] is None
+    assert metrics["num_images"] == 4
+    protocol = config.eval
+    top, bottom, left, right = depth_metrics.CROPS[protocol.crop]
+    abs_rel = []
+    for serialized in records.iterate_records(tiny_records["val"]):
+        gt = schema.decode_example(serialized).depth.astype(np.float64)  # [H, W]
+        height, width = gt.shape
+        region = np.zeros(gt.shape, bool)
+        region[int(top * height):int(bottom * height), int(left * width):int(right * width)] = 1
+        valid = region & (gt > protocol.min_depth) & (gt < protocol.max_depth)
+        prediction = np.median(gt[valid]) if protocol.median_scaling else 10.0
+        abs_rel.append(np.mean(np.abs(prediction - gt[valid]) / gt[valid]))
+    assert metrics["abs_rel"] == pytest.approx(np.mean(abs_rel), rel=1e-4)

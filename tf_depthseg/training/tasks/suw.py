@@ -605,7 +605,9 @@ def evaluate_predictor(predict_fn, dataset: tf.data.Dataset, eval_config,
     Returns:
       {metric: mean over counted images, "num_images": count}.
     """
-    @tf.function(reduce_retracing=True, autograph=False)
+    # One trace per call: the signature has the dataset's unknown batch size, so the last,
+    # smaller batch does not retrace (and each model evaluated gets its own function).
+    @tf.function(input_signature=[dataset.element_spec], autograph=False)
     def step(batch):
         return depth_eval_outputs(predict_fn(batch[common.IMAGE]), batch[common.DEPTH],
                                   eval_config)
