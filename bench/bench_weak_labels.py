@@ -9,7 +9,8 @@ Not a test. Generates drives with `synthetic.generate_drive` and reports:
   tracks, on clean masks and on masks eroded, dilated, shifted, partly dropped (every object is
   renumbered per frame, as an independent segmenter would);
 * images/s of pair generation and of alignment (the library functions), and of both tools'
-  record rewrite (decode, label, encode, write) on the drives' records.
+  record rewrite (decode, label, encode, write) on the drives' records;
+* with --figures_dir, the preview pictures of docs/weak_labels.md.
 
 Example:
   .venv/bin/python bench/bench_weak_labels.py --num_drives=4 --frames=12
@@ -29,7 +30,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from tf_depthseg import visualize  # noqa: E402
 from tf_depthseg.data import datasets  # noqa: E402
+from tf_depthseg.data import image_io  # noqa: E402
 from tf_depthseg.data import object_alignment as oa  # noqa: E402
 from tf_depthseg.data import records  # noqa: E402
 from tf_depthseg.data import schema  # noqa: E402
@@ -181,6 +184,40 @@ def evaluate_alignment(drives, seed, min_area):
     return results, speed
 
 
+def write_figures(drives, pairs_per_rule, seed, min_area, figures_dir):
+    """Docs pictures: one frame's weak pairs next to its mask, and the clip of the first drive
+    with the most objects aligned only by motion compensation (top row: the paper's rule,
+    bottom row: compensated; t-1, t, t+1 left to right, unaligned objects grey)."""
+    os.makedirs(figures_dir, exist_ok=True)
+    frame = drives[0].frames[len(drives[0].frames) // 2]
+    pairs = wl.concat_pairs(wl.generate_weak_pairs(
+        frame.train_ids, wl.WeakLabelConfig(pairs_per_rule=pairs_per_rule // 8),
+        wl.image_rng(seed, "figure")))
+    paths = {"weak_pairs": os.path.join(figures_dir, "weak_pairs_preview.png"),
+             "alignment": os.path.join(figures_dir, "alignment_preview.png")}
+    image_io.write_png(paths["weak_pairs"], visualize.side_by_side([
+        visualize.draw_weak_pairs(frame.rgb, pairs),
+        datasets.colorize(frame.train_ids, datasets.CITYSCAPES_TRAIN_PALETTE)]))
+    best = None
+    for t in range(1, len(drives[0].frames) - 1):
+        clip = [drives[0].frames[i] for i in (t, t - 1, t + 1)]
+        _, aligned = oa.align_objects([f.instance_ids for f in clip], min_area=min_area)
+        gained = sum(obj.compensated for obj in aligned)
+        if best is None or gained > best[0]:
+            best = (gained, clip)
+    clip = best[1]
+    rows = []
+    for match in ("paper", "compensated"):
+        ids = [f.instance_ids for f in clip]
+        maps, _ = oa.align_objects(ids, min_area=min_area, match=match)
+        kept = [oa.kept_objects(i, min_area=min_area) for i in ids]
+        rows.append(visualize.side_by_side([
+            visualize.overlay_instances(clip[i].rgb, maps[i], kept[i]) for i in (1, 0, 2)]))
+    gap = np.full((4, rows[0].shape[1], 3), 255, np.uint8)
+    image_io.write_png(paths["alignment"], np.concatenate([rows[0], gap, rows[1]], axis=0))
+    return paths
+
+
 def tool_throughput(drives, pairs_per_rule):
     """Records/s of both tools' rewrite (decode + label + encode + write) on the drives."""
     from tools import align_object_masks, generate_weak_labels
@@ -225,6 +262,8 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--first_drive_seed", type=int, default=1000,
                         help="drives use seeds first_drive_seed + i (the tests use 1000+)")
+    parser.add_argument("--figures_dir", default=None,
+                        help="write the preview pictures of docs/weak_labels.md here (docs/)")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(
         __file__)), "results", "bench_weak_labels.json"))
     args = parser.parse_args()
@@ -236,6 +275,10 @@ def main():
               for i in range(args.num_drives)]
     generate_seconds = time.perf_counter() - start
 
+    if args.figures_dir:
+        for path in write_figures(drives, args.pairs_per_rule, args.seed, args.min_area,
+                                  args.figures_dir).values():
+            print(f"wrote {path}")
     weak, weak_speed = evaluate_weak_labels(drives, args.pairs_per_rule, args.seed)
     alignment, align_speed = evaluate_alignment(drives, args.seed, args.min_area)
     tools_speed = tool_throughput(drives, args.pairs_per_rule)

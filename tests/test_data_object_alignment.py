@@ -1,5 +1,7 @@
 """Object-mask alignment across t-1, t, t+1: IoU rule, classes, errors, tool, true tracks."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -249,6 +251,28 @@ def test_tool_writes_aligned_instances(tmp_path):
             np.testing.assert_array_equal(out != 0, original // 1000 == CAR)
 
 
+def test_tool_previews_colour_each_aligned_object_alike_in_every_frame(tmp_path):
+    from tf_depthseg import visualize
+    from tools import align_object_masks as tool
+    samples = _write_clip_records(tmp_path / "in")
+    tool.align(str(tmp_path / "in" / "train-*"), str(tmp_path / "out"),
+               preview_dir=str(tmp_path / "previews"), num_previews=1)
+    (path,) = (tmp_path / "previews").iterdir()
+    assert path.name == "clip__0.png"
+    picture = image_io.read_image(str(path))
+    height, width = 24, 40
+    assert picture.shape == (height, 3 * width + 2 * 4, 3)
+    panels = [picture[:, k * (width + 4):k * (width + 4) + width] for k in range(3)]
+    image, alpha = samples[0].image.astype(np.float64), visualize.OVERLAY_ALPHA
+    car = np.round(image[6, 15] * (1 - alpha)
+                   + visualize.instance_color(CAR * 1000 + 3) * alpha)
+    for panel in panels:  # t-1, t, t+1: the car (inside in all three) has one colour
+        np.testing.assert_array_equal(panel[6, 15], car)
+    grey = np.round(image[16, 31] * (1 - alpha) + np.array(visualize.UNALIGNED_COLOR) * alpha)
+    np.testing.assert_array_equal(panels[1][16, 31], grey)  # the person is not aligned
+    np.testing.assert_array_equal(panels[2][16, 31], image[16, 31])  # and gone at t+1
+
+
 def test_tool_reads_instance_pngs_and_reports_bad_records(tmp_path):
     from tools import align_object_masks as tool
     from tf_depthseg.data import image_io as io_
@@ -281,10 +305,15 @@ def test_tool_command_line(tmp_path, capsys):
     flag_values = flags.FlagValues()
     tool.define_flags(flag_values)
     flag_values(["align_object_masks", f"--input={tmp_path / 'in' / 'train-*'}",
-                 f"--output_dir={tmp_path / 'out'}"])
+                 f"--output_dir={tmp_path / 'out'}", "--match=paper",
+                 f"--preview_dir={tmp_path / 'previews'}"])
     tool.main([], flag_values)
+    out = capsys.readouterr().out
     assert ("2 records, 2 of 4 target-frame objects aligned (0 by motion compensation), "
-            "0 skipped") in capsys.readouterr().out
+            "0 skipped") in out and f"previews: {tmp_path / 'previews'}" in out
+    assert len(list((tmp_path / "previews").iterdir())) == 2
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert json.loads(manifest["splits"]["train"]["source"])["match"] == "paper"
     flag_values["classes"].parse("person,spaceship")
     with pytest.raises(cli.UserError, match="spaceship"):
         tool.main([], flag_values)

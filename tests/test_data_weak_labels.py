@@ -273,6 +273,29 @@ def test_tool_rewrites_shards_and_writes_side_file(tmp_path):
         tool.generate(str(tmp_path / "in" / "train-*"), str(tmp_path / "in"), None, config)
 
 
+def test_tool_previews_show_the_pairs_next_to_the_mask(tmp_path):
+    from tf_depthseg import visualize
+    from tools import generate_weak_labels as tool
+    samples = _write_records(tmp_path / "in")
+    collected, _ = tool.generate(str(tmp_path / "in" / "train-*"), None, None,
+                                 wl.WeakLabelConfig(pairs_per_rule=4), seed=1,
+                                 preview_dir=str(tmp_path / "previews"), num_previews=2)
+    files = sorted((tmp_path / "previews").iterdir())
+    assert len(files) == 2 and all(f.name.startswith("drive__") for f in files)
+    by_id = {s.source_id: s for s in samples}
+    for path in files:
+        source_id = path.name[:-len(".png")].replace("__", "/")
+        picture = image_io.read_image(str(path))
+        height, width = by_id[source_id].semantic.shape
+        assert picture.shape == (height, 2 * width + 4, 3)
+        np.testing.assert_array_equal(
+            picture[:, :width], visualize.draw_weak_pairs(by_id[source_id].image,
+                                                          collected[source_id]))
+        np.testing.assert_array_equal(
+            picture[:, width + 4:], datasets.colorize(by_id[source_id].semantic,
+                                                      datasets.CITYSCAPES_TRAIN_PALETTE))
+
+
 def test_tool_reads_label_id_masks_and_quarantines_bad_ones(tmp_path):
     from tools import generate_weak_labels as tool
     samples = _write_records(tmp_path / "in")
@@ -314,9 +337,12 @@ def test_tool_command_line(tmp_path, capsys):
     tool.define_flags(flag_values)
     flag_values(["generate_weak_labels", f"--input={tmp_path / 'in' / 'train-*'}",
                  f"--output_dir={tmp_path / 'out'}", "--strategy=diff", "--half_sizes=0",
-                 "--pairs_per_rule=8"])
+                 "--pairs_per_rule=8", f"--preview_dir={tmp_path / 'previews'}",
+                 "--num_previews=1"])
     tool.main([], flag_values)
-    assert "2 images, 48 pairs" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "2 images, 48 pairs" in out and f"previews: {tmp_path / 'previews'}" in out
+    assert len(list((tmp_path / "previews").iterdir())) == 1
     pairs = [schema.decode_example(r).weak_pairs for r in records.iterate_records(
         records.split_pattern(str(tmp_path / "out"), "train"))]
     assert all(p.shape == (24, 6) and (p[:, 4] == 0).all() for p in pairs)

@@ -68,3 +68,62 @@ def test_images_side_by_side():
         visualize.side_by_side([image, np.zeros((3, 5, 3), np.uint8)])
     with pytest.raises(ValueError, match="unknown colormap"):
         visualize.colormap_lut("no_such_map")
+
+
+# --------------------------------------------------------------------------------------------
+# Label previews.
+# --------------------------------------------------------------------------------------------
+def test_weak_pairs_drawn_with_farther_blue_and_closer_red():
+    image = np.zeros((20, 30, 3), np.uint8)
+    pairs = np.array([[2, 3, 15, 20, 1, 1.0],    # A farther: A blue, B red
+                      [10, 25, 17, 5, 0, -1.0],  # A closer: A red, B blue
+                      [5, 12, 5, 18, 0, 0.0]],   # equal: both yellow
+                     np.float32)
+    drawn = visualize.draw_weak_pairs(image, pairs)
+    assert drawn.dtype == np.uint8 and drawn.shape == (20, 30, 3)
+    assert tuple(drawn[2, 3]) == visualize.PAIR_FARTHER_COLOR
+    assert tuple(drawn[1, 2]) == visualize.PAIR_FARTHER_COLOR  # 3x3 patch of half size 1
+    assert tuple(drawn[15, 20]) == visualize.PAIR_CLOSER_COLOR
+    assert tuple(drawn[10, 25]) == visualize.PAIR_CLOSER_COLOR
+    assert tuple(drawn[17, 5]) == visualize.PAIR_FARTHER_COLOR
+    assert tuple(drawn[5, 12]) == tuple(drawn[5, 18]) == visualize.PAIR_EQUAL_COLOR
+    assert tuple(drawn[5, 15]) == visualize.PAIR_LINE_COLOR  # the line between them
+    assert not drawn[0, 29].any()  # untouched background
+    assert not image.any()  # the input is not drawn on
+    only_first = visualize.draw_weak_pairs(image, pairs, max_pairs=1)
+    assert not only_first[5, 12].any()
+
+
+def test_overlay_gives_each_aligned_id_one_colour_and_unaligned_grey():
+    image = np.full((6, 8, 3), 100, np.uint8)
+    aligned = np.zeros((6, 8), np.int32)
+    aligned[1:3, 1:3] = 26001
+    aligned[4:6, 5:8] = 24002
+    others = aligned.copy()
+    others[0, 7] = 26005  # kept but not aligned
+    out = visualize.overlay_instances(image, aligned, others)
+    alpha = visualize.OVERLAY_ALPHA
+    for object_id, (y, x) in ((26001, (1, 1)), (24002, (5, 7))):
+        expected = np.round(100 * (1 - alpha) + visualize.instance_color(object_id) * alpha)
+        np.testing.assert_array_equal(out[y, x], expected)
+    grey = np.round(100 * (1 - alpha) + np.array(visualize.UNALIGNED_COLOR) * alpha)
+    np.testing.assert_array_equal(out[0, 7], grey)
+    np.testing.assert_array_equal(out[3, 0], [100, 100, 100])
+    colours = {tuple(visualize.instance_color(i)) for i in range(26001, 26011)}
+    assert len(colours) == 10  # neighbouring ids get distinct colours
+    np.testing.assert_array_equal(visualize.instance_color(26001),
+                                  visualize.instance_color(26001))
+
+
+def test_preview_writer_limits_and_names(tmp_path):
+    from tf_depthseg.data import image_io
+    writer = visualize.PreviewWriter(str(tmp_path / "previews"), limit=2)
+    picture = np.zeros((4, 5, 3), np.uint8)
+    for source_id in ("drive_a/0001", "drive_a/0002"):
+        assert writer.wants_more()
+        writer.write(source_id, picture)
+    assert not writer.wants_more()
+    assert sorted(p.name for p in (tmp_path / "previews").iterdir()) == [
+        "drive_a__0001.png", "drive_a__0002.png"]
+    assert image_io.read_image(writer.paths[0]).shape == (4, 5, 3)
+    assert not visualize.PreviewWriter(None).wants_more()

@@ -1,4 +1,5 @@
-"""Colourised depth, error and uncertainty maps as uint8 RGB, in numpy and in TensorFlow.
+"""Colourised depth, error and uncertainty maps as uint8 RGB, in numpy and in TensorFlow, and
+label previews (weak pairs, aligned instance masks) for the labelling tools.
 
 The numpy functions serve tools (predict, evaluation pictures); the `*_tf` twins work on
 batches inside compiled functions for TensorBoard image summaries. Both use the same lookup
@@ -17,6 +18,7 @@ Conventions:
 from __future__ import annotations
 
 import functools
+import os
 from typing import Optional, Sequence
 
 import numpy as np
@@ -137,6 +139,118 @@ def side_by_side(images: Sequence[np.ndarray], gap: int = 4) -> np.ndarray:
             parts.append(spacer)
         parts.append(picture)
     return np.concatenate(parts, axis=1)
+
+
+# --------------------------------------------------------------------------------------------
+# Label previews: weak ordinal pairs and aligned instance masks drawn on the image.
+# --------------------------------------------------------------------------------------------
+PAIR_FARTHER_COLOR = (40, 110, 255)  # blue: the farther end of a pair
+PAIR_CLOSER_COLOR = (255, 60, 40)  # red: the closer end
+PAIR_EQUAL_COLOR = (255, 220, 0)  # yellow: both ends of an "equal" pair
+PAIR_LINE_COLOR = (255, 255, 255)
+UNALIGNED_COLOR = (128, 128, 128)
+OVERLAY_ALPHA = 0.55
+
+
+def instance_color(object_id: int) -> np.ndarray:
+    """A stable, saturated uint8 RGB colour for an instance id (same id -> same colour)."""
+    hue = (int(object_id) * 0.6180339887) % 1.0  # golden-ratio steps spread the hues
+    channel = np.clip(np.abs((hue * 6.0 + np.array([0.0, 4.0, 2.0])) % 6.0 - 3.0) - 1.0, 0, 1)
+    return np.round(60 + 195 * channel).astype(np.uint8)
+
+
+def _draw_line(canvas: np.ndarray, y0, x0, y1, x1, color) -> None:
+    steps = int(max(abs(y1 - y0), abs(x1 - x0))) + 1
+    ys = np.clip(np.round(np.linspace(y0, y1, steps)).astype(int), 0, canvas.shape[0] - 1)
+    xs = np.clip(np.round(np.linspace(x0, x1, steps)).astype(int), 0, canvas.shape[1] - 1)
+    canvas[ys, xs] = color
+
+
+def _draw_box(canvas: np.ndarray, y, x, half, color) -> None:
+    """A filled square of side 2 * max(half, 1) + 1 centred on (y, x), clipped to the image."""
+    half = max(int(half), 1)
+    y, x = int(round(y)), int(round(x))
+    canvas[max(y - half, 0):y + half + 1, max(x - half, 0):x + half + 1] = color
+
+
+def draw_weak_pairs(image: np.ndarray, pairs: np.ndarray, max_pairs: int = 48) -> np.ndarray:
+    """The first `max_pairs` weak pairs drawn on `image`.
+
+    Each pair is a white line between its patches (boxes of the pair's size; pixel pairs get
+    3x3 dots): blue at the farther end, red at the closer end, yellow at both ends of an
+    "equal" pair.
+
+    Args:
+      image: uint8 or float `[H, W, 3]` (or grey) picture.
+      pairs: float `[P, 6]` rows (y_a, x_a, y_b, x_b, half_size, relation), relation +1 when A
+        is farther, -1 when closer, 0 equal (common.RELATION_*).
+    Returns:
+      uint8 `[H, W, 3]`.
+    """
+    canvas = to_rgb_uint8(image).copy()
+    pairs = np.asarray(pairs, np.float64).reshape(-1, 6)[:max_pairs]
+    for y_a, x_a, y_b, x_b, _, _ in pairs:
+        _draw_line(canvas, y_a, x_a, y_b, x_b, PAIR_LINE_COLOR)
+    for y_a, x_a, y_b, x_b, half, relation in pairs:
+        if relation == 0:
+            color_a = color_b = PAIR_EQUAL_COLOR
+        elif relation > 0:
+            color_a, color_b = PAIR_FARTHER_COLOR, PAIR_CLOSER_COLOR
+        else:
+            color_a, color_b = PAIR_CLOSER_COLOR, PAIR_FARTHER_COLOR
+        _draw_box(canvas, y_a, x_a, half, color_a)
+        _draw_box(canvas, y_b, x_b, half, color_b)
+    return canvas
+
+
+def overlay_instances(image: np.ndarray, aligned: np.ndarray,
+                      others: Optional[np.ndarray] = None,
+                      alpha: float = OVERLAY_ALPHA) -> np.ndarray:
+    """Instance masks blended over `image`: each non-zero id of `aligned` in its
+    `instance_color` (so an object aligned across frames has one colour in all of them), the
+    non-zero pixels of `others` (e.g. objects left unaligned) in grey.
+
+    Args:
+      image: uint8 or float `[H, W, 3]` picture.
+      aligned, others: int `[H, W]` instance maps (0 = nothing).
+    Returns:
+      uint8 `[H, W, 3]`.
+    """
+    canvas = to_rgb_uint8(image).astype(np.float64)
+    colors = np.zeros(canvas.shape, np.float64)
+    weight = np.zeros(canvas.shape[:2], np.float64)
+    if others is not None:
+        grey = (np.asarray(others) != 0) & (np.asarray(aligned) == 0)
+        colors[grey] = UNALIGNED_COLOR
+        weight[grey] = alpha
+    aligned = np.asarray(aligned)
+    for object_id in np.unique(aligned[aligned != 0]).tolist():
+        pixels = aligned == object_id
+        colors[pixels] = instance_color(object_id)
+        weight[pixels] = alpha
+    blended = canvas * (1.0 - weight[..., None]) + colors * weight[..., None]
+    return np.round(blended).astype(np.uint8)
+
+
+class PreviewWriter:
+    """Writes the first `limit` preview pictures of a tool run into `folder` (None = off) as
+    `<source id, "/" -> "__">.png` (atomic writes)."""
+
+    def __init__(self, folder: Optional[str], limit: int = 8):
+        self.folder = folder
+        self.limit = limit
+        self.paths = []
+
+    def wants_more(self) -> bool:
+        return bool(self.folder) and len(self.paths) < self.limit
+
+    def write(self, source_id: str, picture: np.ndarray) -> str:
+        from tf_depthseg.data import image_io
+        name = source_id.replace(os.sep, "__").replace("/", "__") + ".png"
+        path = os.path.join(self.folder, name)
+        image_io.write_png(path, to_rgb_uint8(picture))
+        self.paths.append(path)
+        return path
 
 
 # --------------------------------------------------------------------------------------------

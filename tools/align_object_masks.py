@@ -12,7 +12,9 @@ compensation and checking constant image velocity (see tf_depthseg/data/object_a
 for why and the measured precision / recall). Aligned objects keep their
 target-frame id in all frames, everything else becomes 0; the result is written as
 `segmentation/instance/encoded` into a rewrite of the shards in --output_dir (the input is never
-modified). Offline, so object-motion training pays nothing for it.
+modified). Offline, so object-motion training pays nothing for it. --preview_dir writes pictures
+of the first --num_previews records (t-1, t, t+1; one colour per aligned object, grey for the
+unaligned ones) to check a segmenter's masks and the alignment by eye.
 
 Example:
   python -m tools.align_object_masks --input='data/kitti/train-*-of-*.tfrecord' \
@@ -24,7 +26,7 @@ import os
 
 from absl import flags, logging
 
-from tf_depthseg import cli
+from tf_depthseg import cli, visualize
 from tf_depthseg.data import datasets
 from tf_depthseg.data import image_io
 from tf_depthseg.data import object_alignment as oa
@@ -57,6 +59,10 @@ def define_flags(flag_values: flags.FlagValues = FLAGS):
                          **fv)
     flags.DEFINE_string("split", "train", "Split name for input files whose names are not "
                         "{split}-{i}-of-{n}.tfrecord.", **fv)
+    flags.DEFINE_string("preview_dir", None, "Folder for pictures of the first --num_previews "
+                        "records: t-1, t, t+1 with every aligned object in one colour in all "
+                        "frames, unaligned ones grey.", **fv)
+    flags.DEFINE_integer("num_previews", 8, "How many records --preview_dir shows.", **fv)
     flags.DEFINE_bool("skip_bad", False, "Quarantine records with unusable masks (listed in the "
                       "output manifest) instead of stopping.", **fv)
 
@@ -85,7 +91,7 @@ def load_instances(sample: schema.Sample, instances_dir):
 
 
 def make_transform(instances_dir, keep_label_ids, iou_threshold, min_area, match,
-                   counts: dict):
+                   counts: dict, previews: visualize.PreviewWriter = None):
     """The per-record function: decode, align, count, re-encode."""
 
     def transform(serialized: bytes) -> bytes:
@@ -103,16 +109,31 @@ def make_transform(instances_dir, keep_label_ids, iou_threshold, min_area, match
         counts["target_objects"] += int(target_objects.size)
         counts["aligned_objects"] += len(aligned)
         counts["compensated_objects"] += sum(obj.compensated for obj in aligned)
+        if previews is not None and previews.wants_more():
+            previews.write(sample.source_id, preview(sample, frames, maps, keep_label_ids,
+                                                     min_area))
         sample.instances = maps
         return schema.encode_example(sample)
 
     return transform
 
 
+def preview(sample: schema.Sample, frames, maps, keep_label_ids, min_area):
+    """The record's frames in time order (t-1, t, t+1 for record order t, t-1, t+1) with the
+    aligned objects coloured by aligned id and the kept but unaligned objects grey."""
+    images = [sample.image] + list(sample.context)
+    offsets = (oa.neighbour_time_offsets(len(frames), 0) if len(frames) % 2
+               else list(range(len(frames))))
+    pictures = [visualize.overlay_instances(images[i], maps[i],
+                                            oa.kept_objects(frames[i], keep_label_ids, min_area))
+                for i in sorted(range(len(frames)), key=lambda i: offsets[i])]
+    return visualize.side_by_side(pictures)
+
+
 def align(input_pattern: str, output_dir: str, instances_dir=None,
           classes=("person", "car", "bicycle"), iou_threshold: float = oa.IOU_THRESHOLD,
           min_area: int = 1, skip_bad: bool = False, default_split: str = "train",
-          match: str = "compensated"):
+          match: str = "compensated", preview_dir=None, num_previews: int = 8):
     """Aligns the instance maps of every record and writes the rewritten shards.
 
     Returns:
@@ -128,7 +149,8 @@ def align(input_pattern: str, output_dir: str, instances_dir=None,
                          "iou_threshold": iou_threshold, "min_area": min_area, "match": match})
     stats = records.rewrite_records(
         input_pattern, output_dir,
-        make_transform(instances_dir, keep, iou_threshold, min_area, match, counts),
+        make_transform(instances_dir, keep, iou_threshold, min_area, match, counts,
+                       visualize.PreviewWriter(preview_dir, num_previews)),
         skip_bad=skip_bad, source=source, default_split=default_split, desc="align")
     return counts, stats
 
@@ -142,7 +164,8 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
         counts, stats = align(
             cli.resolve_path(options.input), cli.resolve_path(options.output_dir),
             cli.resolve_path(options.instances_dir), options.classes, options.iou_threshold,
-            options.min_area, options.skip_bad, options.split, options.match)
+            options.min_area, options.skip_bad, options.split, options.match,
+            cli.resolve_path(options.preview_dir), options.num_previews)
     except ValueError as error:
         if isinstance(error, image_io.BadInputError):
             raise
@@ -155,6 +178,8 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
     print(f"{counts['records']} records, {counts['aligned_objects']} of "
           f"{counts['target_objects']} target-frame objects aligned "
           f"({counts['compensated_objects']} by motion compensation), {num_skipped} skipped")
+    if options.preview_dir:
+        print(f"previews: {cli.resolve_path(options.preview_dir)}")
 
 
 if __name__ == "__main__":

@@ -8,10 +8,12 @@ relation) into a rewrite of the shards in --output_dir (the input is never modif
 into a side file (--side_file, .npz keyed by image/source_id). Strategies: diff (the three
 rules of the paper), same (same-class ground pairs), same+diff, random_gt (pixel pairs ordered
 by ground-truth depth). --half_sizes=0 gives pixel pairs, 1,2,3,4 the 3x3..9x9 patches.
+--preview_dir writes pictures of the first --num_previews records' pairs next to their masks.
 
 Example:
   python -m tools.generate_weak_labels --input='data/kitti/train-*-of-*.tfrecord' \
-      --output_dir=data/kitti_weak --strategy=same+diff --pairs_per_rule=64
+      --output_dir=data/kitti_weak --strategy=same+diff --pairs_per_rule=64 \
+      --preview_dir=data/kitti_weak_previews
 """
 
 import dataclasses
@@ -20,7 +22,7 @@ import os
 
 from absl import flags, logging
 
-from tf_depthseg import cli
+from tf_depthseg import cli, visualize
 from tf_depthseg.data import datasets
 from tf_depthseg.data import image_io
 from tf_depthseg.data import records
@@ -56,6 +58,10 @@ def define_flags(flag_values: flags.FlagValues = FLAGS):
                          "image's source id.", **fv)
     flags.DEFINE_string("split", "train", "Split name for input files whose names are not "
                         "{split}-{i}-of-{n}.tfrecord.", **fv)
+    flags.DEFINE_string("preview_dir", None, "Folder for pictures of the first --num_previews "
+                        "records' pairs (blue = farther end, red = closer, yellow = equal) next "
+                        "to their masks.", **fv)
+    flags.DEFINE_integer("num_previews", 8, "How many records --preview_dir shows.", **fv)
     flags.DEFINE_bool("skip_bad", False, "Quarantine records with unusable masks (listed in the "
                       "output manifest) instead of stopping.", **fv)
 
@@ -78,7 +84,7 @@ def load_mask(sample: schema.Sample, masks_dir, mask_suffix: str, mask_ids: str)
 
 
 def make_transform(config: weak_labels.WeakLabelConfig, seed: int, masks_dir, mask_suffix,
-                   mask_ids, collected: dict):
+                   mask_ids, collected: dict, previews: visualize.PreviewWriter = None):
     """The per-record function: decode, draw pairs, remember them, re-encode."""
 
     def transform(serialized: bytes) -> bytes:
@@ -94,6 +100,11 @@ def make_transform(config: weak_labels.WeakLabelConfig, seed: int, masks_dir, ma
             semantic, config, weak_labels.image_rng(seed, sample.source_id),
             depth=sample.depth, name=f"record {sample.source_id}"))
         collected[sample.source_id] = pairs
+        if previews is not None and previews.wants_more():
+            pictures = [visualize.draw_weak_pairs(sample.image, pairs)]
+            if semantic is not None:
+                pictures.append(datasets.colorize(semantic, datasets.CITYSCAPES_TRAIN_PALETTE))
+            previews.write(sample.source_id, visualize.side_by_side(pictures))
         sample.weak_pairs = pairs
         return schema.encode_example(sample)
 
@@ -102,8 +113,10 @@ def make_transform(config: weak_labels.WeakLabelConfig, seed: int, masks_dir, ma
 
 def generate(input_pattern: str, output_dir, side_file, config: weak_labels.WeakLabelConfig,
              seed: int = 0, masks_dir=None, mask_suffix: str = ".png", mask_ids: str = "train",
-             skip_bad: bool = False, default_split: str = "train"):
-    """Generates the pairs of every record; writes shards and/or the side file.
+             skip_bad: bool = False, default_split: str = "train", preview_dir=None,
+             num_previews: int = 8):
+    """Generates the pairs of every record; writes shards and/or the side file (and preview
+    pictures of the first `num_previews` records into `preview_dir`).
 
     Returns:
       (dict source id -> float32 `[P, 6]` pairs, `records.rewrite_records` stats).
@@ -114,7 +127,8 @@ def generate(input_pattern: str, output_dir, side_file, config: weak_labels.Weak
                          "config": dataclasses.asdict(config)})
     stats = records.rewrite_records(
         input_pattern, output_dir,
-        make_transform(config, seed, masks_dir, mask_suffix, mask_ids, collected),
+        make_transform(config, seed, masks_dir, mask_suffix, mask_ids, collected,
+                       visualize.PreviewWriter(preview_dir, num_previews)),
         skip_bad=skip_bad, source=source, default_split=default_split, desc="weak labels")
     if side_file:
         weak_labels.write_side_file(side_file, collected, config)
@@ -136,7 +150,9 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
             cli.resolve_path(options.input), cli.resolve_path(options.output_dir),
             cli.resolve_path(options.side_file), config, seed=options.seed,
             masks_dir=cli.resolve_path(options.masks_dir), mask_suffix=options.mask_suffix,
-            mask_ids=options.mask_ids, skip_bad=options.skip_bad, default_split=options.split)
+            mask_ids=options.mask_ids, skip_bad=options.skip_bad, default_split=options.split,
+            preview_dir=cli.resolve_path(options.preview_dir),
+            num_previews=options.num_previews)
     except ValueError as error:
         if isinstance(error, image_io.BadInputError):
             raise
@@ -151,6 +167,8 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
     print(f"{len(collected)} images, {num_pairs} pairs "
           f"({num_pairs / max(len(collected), 1):.1f} per image), {num_skipped} skipped; "
           f"records written: {written if options.output_dir else 'none (side file only)'}")
+    if options.preview_dir:
+        print(f"previews: {cli.resolve_path(options.preview_dir)}")
 
 
 if __name__ == "__main__":
