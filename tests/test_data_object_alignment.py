@@ -274,6 +274,7 @@ def test_tool_previews_colour_each_aligned_object_alike_in_every_frame(tmp_path)
 
 
 def test_tool_reads_instance_pngs_and_reports_bad_records(tmp_path):
+    from tf_depthseg.data import records, schema
     from tools import align_object_masks as tool
     from tf_depthseg.data import image_io as io_
     samples = _write_clip_records(tmp_path / "in")
@@ -291,6 +292,16 @@ def test_tool_reads_instance_pngs_and_reports_bad_records(tmp_path):
     counts, stats = tool.align(str(tmp_path / "in" / "train-*"), str(tmp_path / "out3"),
                                instances_dir=str(folder), skip_bad=True)
     assert counts["records"] == 1 and [s for s, _ in stats["train"]["skipped"]] == ["clip/1"]
+    frames = _clip()
+    image = np.zeros((24, 40, 3), np.uint8)
+    three_context = schema.Sample(image=image, source_id="clip/odd", context=[image] * 3,
+                                  instances=frames + [frames[2]])
+    records.write_split(str(tmp_path / "odd"), "train", [schema.encode_example(three_context)])
+    with pytest.raises(image_io.BadInputError, match="clip/odd: 3 context frames.*--match=paper"):
+        tool.align(str(tmp_path / "odd" / "train-*"), str(tmp_path / "out5"))
+    counts, _ = tool.align(str(tmp_path / "odd" / "train-*"), str(tmp_path / "out6"),
+                           match="paper")
+    assert counts["aligned_objects"] == 1
     _write_clip_records(tmp_path / "single", with_context=False)
     with pytest.raises(image_io.BadInputError, match="no context frames"):
         tool.align(str(tmp_path / "single" / "train-*"), str(tmp_path / "out4"))

@@ -100,6 +100,11 @@ def make_transform(instances_dir, keep_label_ids, iou_threshold, min_area, match
             raise image_io.BadInputError(f"record {sample.source_id}: no context frames; "
                                          "alignment needs t-1 and t+1.")
         frames = load_instances(sample, instances_dir)
+        if match == "compensated" and len(frames) > 2 and len(frames) % 2 == 0:
+            raise image_io.BadInputError(
+                f"record {sample.source_id}: {len(frames) - 1} context frames; the compensated "
+                "mode's velocity check needs as many frames before t as after (e.g. t-1, t+1). "
+                "Use --match=paper for these records.")
         maps, aligned = oa.align_objects(
             frames, target_index=0, keep_label_ids=keep_label_ids,
             iou_threshold=iou_threshold, min_area=min_area, match=match,
