@@ -143,7 +143,7 @@ def align(input_pattern: str, output_dir: str, instances_dir=None,
 
     Returns:
       (counts dict: records, target_objects, aligned_objects, compensated_objects (aligned
-      only by the compensated stage); rewrite stats per split).
+      objects that needed a motion-compensated match in some frame); rewrite stats per split).
     """
     keep = tuple(datasets.cityscapes_label_id(name.strip()) for name in classes)
     if match not in oa.MATCH_MODES:
