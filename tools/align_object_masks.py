@@ -24,7 +24,7 @@ Example:
 import json
 import os
 
-from absl import flags, logging
+from absl import flags
 
 from tf_depthseg import cli, visualize
 from tf_depthseg.data import datasets
@@ -175,11 +175,7 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
         if isinstance(error, image_io.BadInputError):
             raise
         raise cli.UserError(str(error)) from error
-    num_skipped = 0
-    for entry in stats.values():
-        for source_id, error in entry["skipped"]:
-            logging.warning("skipped %s: %s", source_id, error)
-        num_skipped += len(entry["skipped"])
+    num_skipped = records.log_skipped(stats)
     print(f"{counts['records']} records, {counts['aligned_objects']} of "
           f"{counts['target_objects']} target-frame objects aligned "
           f"({counts['compensated_objects']} by motion compensation), {num_skipped} skipped")

@@ -20,7 +20,7 @@ import dataclasses
 import json
 import os
 
-from absl import flags, logging
+from absl import flags
 
 from tf_depthseg import cli, visualize
 from tf_depthseg.data import datasets
@@ -158,11 +158,7 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
             raise
         raise cli.UserError(str(error)) from error
     num_pairs = sum(p.shape[0] for p in collected.values())
-    num_skipped = 0
-    for entry in stats.values():
-        for source_id, error in entry["skipped"]:
-            logging.warning("skipped %s: %s", source_id, error)
-        num_skipped += len(entry["skipped"])
+    num_skipped = records.log_skipped(stats)
     written = ", ".join(f"{split} {entry['num_examples']}" for split, entry in stats.items())
     print(f"{len(collected)} images, {num_pairs} pairs "
           f"({num_pairs / max(len(collected), 1):.1f} per image), {num_skipped} skipped; "

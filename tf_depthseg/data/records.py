@@ -417,3 +417,14 @@ def rewrite_records(input_pattern: str, output_dir: Optional[str],
             raise
         stats[split] = {"num_examples": written, "skipped": skipped}
     return stats
+
+
+def log_skipped(stats: Dict[str, dict]) -> int:
+    """Logs a warning per record `rewrite_records` quarantined; returns how many there were."""
+    from absl import logging
+    num_skipped = 0
+    for entry in stats.values():
+        for source_id, error in entry["skipped"]:
+            logging.warning("skipped %s: %s", source_id, error)
+        num_skipped += len(entry["skipped"])
+    return num_skipped
