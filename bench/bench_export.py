@@ -50,7 +50,7 @@ def main(argv):
 
     from tf_depthseg import common
     from tf_depthseg import config as config_lib
-    from tf_depthseg.data.image_io import atomic_write_bytes
+    from tf_depthseg.utils import atomic_write_bytes
     from tf_depthseg.export import exporter, saved_model, tflite
     from tf_depthseg.models import suw
 

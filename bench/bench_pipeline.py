@@ -37,6 +37,7 @@ import tensorflow as tf  # noqa: E402
 
 from tf_depthseg import common  # noqa: E402
 from tf_depthseg.data import image_io, pipeline, records, schema, synthetic  # noqa: E402
+from tf_depthseg import utils
 
 LIDAR_DENSITY = 0.06  # fraction of valid depth pixels kept for the KITTI-like records
 NUM_WEAK_PAIRS = 200  # pre-generated pairs per M&M-like record
@@ -149,7 +150,7 @@ def main():
         "batch_size": args.batch_size, "num_batches": args.num_batches,
         "cpu_count": os.cpu_count(), "tensorflow": tf.__version__, "kinds": results,
     }
-    image_io.atomic_write_bytes(args.out, (json.dumps(report, indent=1) + "\n").encode())
+    utils.atomic_write_bytes(args.out, (json.dumps(report, indent=1) + "\n").encode())
     print(f"wrote {args.out}")
     if args.data_dir is None:
         shutil.rmtree(data_dir)

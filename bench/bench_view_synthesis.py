@@ -30,6 +30,7 @@ from tf_depthseg.data import image_io  # noqa: E402
 from tf_depthseg.geometry import intrinsics as intrinsics_lib  # noqa: E402
 from tf_depthseg.geometry import transforms  # noqa: E402
 from tf_depthseg.losses import view_synthesis  # noqa: E402
+from tf_depthseg import utils
 
 
 def make_step(args, jit_compile: bool):
@@ -102,7 +103,7 @@ def main():
     print(f"XLA speed-up over graph mode: {ratio:.2f}x "
           f"({args.batch}x{args.height}x{args.width}, {args.num_sources + 1} frames, "
           f"{args.num_scales} scales, {results['device']})")
-    image_io.atomic_write_bytes(args.out, json.dumps(results, indent=2).encode())
+    utils.atomic_write_bytes(args.out, json.dumps(results, indent=2).encode())
     print(f"wrote {args.out}")
 
 

@@ -11,6 +11,7 @@ from tf_depthseg import common
 from tf_depthseg.data import datasets, image_io, layouts, records, schema
 from tf_depthseg.data.converters import base, camvid, cityscapes, kitti, mannequin, megadepth
 from tf_depthseg.geometry import intrinsics as intrinsics_lib
+from tf_depthseg import errors
 
 from shared_data import CAMVID_SAMPLE, KITTI_EIGEN_SPLIT
 
@@ -93,9 +94,9 @@ def test_camvid_bad_inputs_and_skip_bad(tmp_path):
     labels[0, 0] = 40
     image_io.write_png(str(label_file), labels)
     specs = camvid.list_samples(str(root), "train", options)
-    with pytest.raises(image_io.BadInputError, match=names[0]):
+    with pytest.raises(errors.BadInputError, match=names[0]):
         base.convert_split(camvid.load_sample, specs, options, str(tmp_path / "a"), "train")
-    with pytest.raises(image_io.BadInputError, match=r"label values \[40\]"):
+    with pytest.raises(errors.BadInputError, match=r"label values \[40\]"):
         camvid.load_sample(specs[1], options)
     result = base.convert_split(camvid.load_sample, specs, options, str(tmp_path / "b"),
                                 "train", num_shards=2, skip_bad=True)
@@ -105,10 +106,10 @@ def test_camvid_bad_inputs_and_skip_bad(tmp_path):
         f"camvid/train/{n[:-4]}" for n in names[:2])
     # Empty split and missing split file.
     (root / "val.txt").write_text("")
-    with pytest.raises(image_io.BadInputError, match="no samples"):
+    with pytest.raises(errors.BadInputError, match="no samples"):
         base.convert_split(camvid.load_sample, camvid.list_samples(str(root), "val", options),
                            options, str(tmp_path / "c"), "val")
-    with pytest.raises(image_io.BadInputError, match="test.txt"):
+    with pytest.raises(errors.BadInputError, match="test.txt"):
         camvid.list_samples(str(root), "test", options)
 
 
@@ -276,26 +277,26 @@ def test_kitti_split_format_and_bad_inputs(tmp_path):
     # Missing neighbour frame.
     drive_dir = root / layouts.KITTI_DATE / layouts.kitti_drive_name(0)
     (drive_dir / "image_02" / "data" / f"{0:010d}.png").unlink()
-    with pytest.raises(image_io.BadInputError, match="missing neighbour frame"):
+    with pytest.raises(errors.BadInputError, match="missing neighbour frame"):
         kitti.load_sample(specs[0], options)
     # Wrong calibration file: velo_to_cam contents where cam_to_cam belongs.
     calib = root / layouts.KITTI_DATE / "calib_cam_to_cam.txt"
     good = calib.read_text()
     calib.write_text((root / layouts.KITTI_DATE / "calib_velo_to_cam.txt").read_text())
-    with pytest.raises(image_io.BadInputError, match="P_rect_02.*calib_cam_to_cam"):
+    with pytest.raises(errors.BadInputError, match="P_rect_02.*calib_cam_to_cam"):
         kitti.load_sample(specs[1], options)
     calib.write_text(good)
     # Truncated velodyne file, malformed and empty split files.
     velo = drive_dir / "velodyne_points" / "data" / f"{2:010d}.bin"
     velo.write_bytes(velo.read_bytes()[:-3])
-    with pytest.raises(image_io.BadInputError, match="truncated"):
+    with pytest.raises(errors.BadInputError, match="truncated"):
         kitti.load_sample(specs[1], kitti.Options(depth_source="velodyne"))
     bad_split = tmp_path / "bad.txt"
     bad_split.write_text("2011_09_26_drive_0001_sync 5\n")
-    with pytest.raises(image_io.BadInputError, match="bad.txt:1"):
+    with pytest.raises(errors.BadInputError, match="bad.txt:1"):
         kitti.list_samples(str(root), "x", kitti.Options(split_file=str(bad_split)))
     bad_split.write_text("")
-    with pytest.raises(image_io.BadInputError, match="no samples"):
+    with pytest.raises(errors.BadInputError, match="no samples"):
         _convert(kitti, root, "x", kitti.Options(split_file=str(bad_split)), tmp_path / "e")
     # --skip_bad quarantines the sample without a previous frame and converts the rest.
     specs = kitti.list_samples(str(root), "train", options)
@@ -335,11 +336,11 @@ def test_cityscapes_labelled_sequence_and_instances(tmp_path):
     labels[0, 0] = 77
     image_io.write_png(str(label_file), labels)
     specs = cityscapes.list_samples(str(root), "train", options)
-    with pytest.raises(image_io.BadInputError, match=r"labelIds.png.*\[77\]"):
+    with pytest.raises(errors.BadInputError, match=r"labelIds.png.*\[77\]"):
         cityscapes.load_sample(specs[0], options)
     neighbour = next((root / "leftImg8bit_sequence" / "train" / "synth000").glob("*_000004_*"))
     neighbour.write_bytes(neighbour.read_bytes()[:100])
-    with pytest.raises(image_io.BadInputError, match="000004_leftImg8bit.png"):
+    with pytest.raises(errors.BadInputError, match="000004_leftImg8bit.png"):
         cityscapes.load_sample(specs[1], options)
 
 
@@ -374,12 +375,12 @@ def test_mannequin_poses_intrinsics_depth(tmp_path):
         np.round(frames[2].depth * 256) / 256, (H // 2, W // 2)), atol=1e-6)
     # Missing neighbour frame; malformed camera line.
     (root / "frames" / "validation" / seq / f"{layouts.mannequin_timestamp(3)}.png").unlink()
-    with pytest.raises(image_io.BadInputError, match="missing neighbour frame"):
+    with pytest.raises(errors.BadInputError, match="missing neighbour frame"):
         mannequin.load_sample(mannequin.list_samples(str(root), "validation", options)[1],
                               options)
     txt = root / "validation" / f"{seq}.txt"
     txt.write_text(txt.read_text().replace(" 0 0 ", " 0 ", 1))
-    with pytest.raises(image_io.BadInputError, match=f"{seq}.txt:2"):
+    with pytest.raises(errors.BadInputError, match=f"{seq}.txt:2"):
         mannequin.list_samples(str(root), "validation", options)
 
 
@@ -408,7 +409,7 @@ def test_megadepth_depth_and_ordinal_pairs(tmp_path):
         broken = depth.copy()
         broken[0, 0] = bad
         np.save(depth_file, broken)
-        with pytest.raises(image_io.BadInputError, match=message):
+        with pytest.raises(errors.BadInputError, match=message):
             megadepth.load_sample(spec, megadepth.Options())
 
 
@@ -430,5 +431,5 @@ def test_kitti_segmenter_outputs_become_labels_and_instances(tmp_path):
         "image_02" / "data" / f"{1:010d}.png"
     image_io.write_png(str(bad), np.full((H, W), 26, np.uint8))
     specs = kitti.list_samples(str(root), "train", options)
-    with pytest.raises(image_io.BadInputError, match=f"{bad.name}.*not Cityscapes train ids"):
+    with pytest.raises(errors.BadInputError, match=f"{bad.name}.*not Cityscapes train ids"):
         kitti.load_sample(specs[0], options)

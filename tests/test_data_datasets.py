@@ -5,7 +5,7 @@ import pytest
 
 from tf_depthseg import common
 from tf_depthseg.data import datasets
-from tf_depthseg.data.image_io import BadInputError
+from tf_depthseg.errors import BadInputError
 
 
 def test_nineteen_train_classes_in_official_order():

@@ -11,6 +11,7 @@ import pytest
 from tf_depthseg import common
 from tf_depthseg.data import datasets, image_io, layouts, records, schema, synthetic
 from tf_depthseg.data.converters import base, kitti
+from tf_depthseg import errors
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = synthetic.SceneConfig(height=32, width=104, frames_per_drive=3, num_parked_cars=3,
@@ -122,7 +123,7 @@ def test_make_synthetic_then_convert_tools_end_to_end(tmp_path):
                f"{3:010d}.png")
     missing.unlink()
     options = kitti.Options()
-    with pytest.raises(image_io.BadInputError, match=f"{3:010d}.png: missing neighbour frame"):
+    with pytest.raises(errors.BadInputError, match=f"{3:010d}.png: missing neighbour frame"):
         base.convert_split(kitti.load_sample, kitti.list_samples(str(root), "train", options),
                            options, str(out), "train", num_shards=2)
     converted = _run("tools.convert_kitti", f"--input_dir={root}", f"--output_dir={out}",

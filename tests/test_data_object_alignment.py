@@ -8,6 +8,7 @@ import pytest
 from tf_depthseg.data import datasets
 from tf_depthseg.data import image_io
 from tf_depthseg.data import object_alignment as oa
+from tf_depthseg import errors
 
 PERSON, RIDER, CAR, TRUCK = (datasets.cityscapes_label_id(n)
                              for n in ("person", "rider", "car", "truck"))
@@ -176,10 +177,10 @@ def test_empty_masks_and_masks_without_kept_classes():
 
 
 def test_bad_inputs_raise_clear_errors():
-    with pytest.raises(image_io.BadInputError, match="differ in size"):
+    with pytest.raises(errors.BadInputError, match="differ in size"):
         oa.align_objects([np.zeros((4, 4), int), np.zeros((4, 5), int), np.zeros((4, 4), int)],
                          name="clip_7")
-    with pytest.raises(image_io.BadInputError, match="integer"):
+    with pytest.raises(errors.BadInputError, match="integer"):
         oa.align_objects([np.zeros((4, 4), np.float32)] * 3)
     with pytest.raises(ValueError, match="at least one neighbour"):
         oa.align_objects([np.zeros((4, 4), int)])
@@ -286,7 +287,7 @@ def test_tool_reads_instance_pngs_and_reports_bad_records(tmp_path):
                            instances_dir=str(folder))
     assert counts["aligned_objects"] == 2
     io_.write_png(str(folder / "clip/1_frame2.png"), np.zeros((5, 5), np.uint16))
-    with pytest.raises(image_io.BadInputError, match="clip/1_frame2.png"):
+    with pytest.raises(errors.BadInputError, match="clip/1_frame2.png"):
         tool.align(str(tmp_path / "in" / "train-*"), str(tmp_path / "out2"),
                    instances_dir=str(folder))
     counts, stats = tool.align(str(tmp_path / "in" / "train-*"), str(tmp_path / "out3"),
@@ -297,13 +298,13 @@ def test_tool_reads_instance_pngs_and_reports_bad_records(tmp_path):
     three_context = schema.Sample(image=image, source_id="clip/odd", context=[image] * 3,
                                   instances=frames + [frames[2]])
     records.write_split(str(tmp_path / "odd"), "train", [schema.encode_example(three_context)])
-    with pytest.raises(image_io.BadInputError, match="clip/odd: 3 context frames.*--match=paper"):
+    with pytest.raises(errors.BadInputError, match="clip/odd: 3 context frames.*--match=paper"):
         tool.align(str(tmp_path / "odd" / "train-*"), str(tmp_path / "out5"))
     counts, _ = tool.align(str(tmp_path / "odd" / "train-*"), str(tmp_path / "out6"),
                            match="paper")
     assert counts["aligned_objects"] == 1
     _write_clip_records(tmp_path / "single", with_context=False)
-    with pytest.raises(image_io.BadInputError, match="no context frames"):
+    with pytest.raises(errors.BadInputError, match="no context frames"):
         tool.align(str(tmp_path / "single" / "train-*"), str(tmp_path / "out4"))
 
 

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from tf_depthseg import common
 from tf_depthseg.data import image_io, pipeline, records, schema
+from tf_depthseg import errors
 
 HEIGHT, WIDTH = 24, 80
 ALL_KEYS = [common.CONTEXT, common.INTRINSICS, common.POSES, common.DEPTH, common.SEMANTIC,
@@ -170,7 +171,7 @@ def test_sharding_for_tf_distribute(data_dir, split, files_per_pipeline):
 
 def test_errors_name_the_problem(data_dir, tmp_path):
     missing = str(tmp_path / "nowhere" / "train-*.tfrecord")
-    with pytest.raises(image_io.BadInputError, match="nowhere.*converter"):
+    with pytest.raises(errors.BadInputError, match="nowhere.*converter"):
         pipeline.make_dataset(missing, [], 2, True, image_size=(8, 8))
     with pytest.raises(ValueError, match="unknown keys"):
         pipeline.make_dataset(records.split_pattern(data_dir, "one"), ["depht"], 2, True)

@@ -8,6 +8,7 @@ import pytest
 
 from tf_depthseg import common
 from tf_depthseg.data import image_io, records, schema
+from tf_depthseg import errors
 
 
 def _example(i: int) -> bytes:
@@ -51,7 +52,7 @@ def test_checksum_detects_modification(tmp_path):
     path = os.path.join(out, records.shard_name("val", 0, 1))
     with open(path, "ab") as f:
         f.write(b"x")
-    with pytest.raises(image_io.BadInputError, match="checksum"):
+    with pytest.raises(errors.BadInputError, match="checksum"):
         records.verify_split(out, "val")
 
 
@@ -80,11 +81,11 @@ def test_kill_leaves_no_partial_shard_and_resume_skips_finished(tmp_path):
 
 
 def test_missing_files_and_corrupt_records_are_clear_errors(tmp_path):
-    with pytest.raises(image_io.BadInputError, match="no TFRecord files"):
+    with pytest.raises(errors.BadInputError, match="no TFRecord files"):
         list(records.iterate_records(str(tmp_path / "train-*.tfrecord")))
     path = tmp_path / "bad-00000-of-00001.tfrecord"
     records.write_split(str(tmp_path), "bad", [_example(0), _example(1)])
     data = path.read_bytes()
     path.write_bytes(data[:len(data) - 7])
-    with pytest.raises(image_io.BadInputError, match="corrupt TFRecord"):
+    with pytest.raises(errors.BadInputError, match="corrupt TFRecord"):
         list(records.iterate_records(str(path)))

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from tf_depthseg import common
 from tf_depthseg.data import image_io, schema
+from tf_depthseg import errors
 
 
 def _sample(rng, height=6, width=10, source_id="drive_0001/0000000005"):
@@ -82,7 +83,7 @@ def test_missing_feature_error_names_the_record_and_the_key():
 def test_bad_samples_are_rejected_with_the_source_id(field, value, message):
     sample = _sample(np.random.default_rng(2), source_id="bad_sample_17")
     setattr(sample, field, value)
-    with pytest.raises(image_io.BadInputError, match=f"bad_sample_17.*{message}"):
+    with pytest.raises(errors.BadInputError, match=f"bad_sample_17.*{message}"):
         schema.encode_example(sample)
 
 
@@ -90,7 +91,7 @@ def test_truncated_png_error_names_the_file(tmp_path):
     path = tmp_path / "frame.png"
     data = image_io.encode_png(np.zeros((8, 8, 3), np.uint8))
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(image_io.BadInputError, match="frame.png.*corrupt or truncated"):
+    with pytest.raises(errors.BadInputError, match="frame.png.*corrupt or truncated"):
         image_io.read_image(str(path))
 
 

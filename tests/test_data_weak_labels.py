@@ -11,6 +11,7 @@ from tf_depthseg.data import image_io
 from tf_depthseg.data import records
 from tf_depthseg.data import schema
 from tf_depthseg.data import weak_labels as wl
+from tf_depthseg import errors
 
 T = datasets.cityscapes_train_id
 SKY, ROAD, SIDEWALK, BUILDING = T("sky"), T("road"), T("sidewalk"), T("building")
@@ -151,15 +152,15 @@ def test_upside_down_mask_is_skipped():
 
 def test_bad_masks_raise_clear_errors():
     config = wl.WeakLabelConfig()
-    with pytest.raises(image_io.BadInputError, match="mask_ids=label"):
+    with pytest.raises(errors.BadInputError, match="mask_ids=label"):
         wl.generate_weak_pairs(np.full((10, 10), 26, np.uint8), config, _rng(), name="m.png")
-    with pytest.raises(image_io.BadInputError, match="differ in size"):
+    with pytest.raises(errors.BadInputError, match="differ in size"):
         wl.generate_weak_pairs(_street(), config, _rng(), depth=np.ones((20, 20)), name="x")
-    with pytest.raises(image_io.BadInputError, match=r"\[H, W\]"):
+    with pytest.raises(errors.BadInputError, match=r"\[H, W\]"):
         wl.generate_weak_pairs(np.zeros((4, 4, 3), np.uint8), config, _rng())
     with pytest.raises(ValueError, match="strategy"):
         wl.WeakLabelConfig(strategy="both")
-    with pytest.raises(image_io.BadInputError, match="random_gt"):
+    with pytest.raises(errors.BadInputError, match="random_gt"):
         wl.generate_weak_pairs(_street(), wl.WeakLabelConfig(strategy="random_gt"), _rng())
 
 
@@ -223,9 +224,9 @@ def test_megadepth_ordinal_pairs():
     assert background[pairs[:, 2].astype(int), pairs[:, 3].astype(int)].all()
     assert wl.ordinal_pairs_from_masks(foreground, np.zeros_like(foreground), 8,
                                        _rng()).shape == (0, 6)
-    with pytest.raises(image_io.BadInputError, match="both foreground and background"):
+    with pytest.raises(errors.BadInputError, match="both foreground and background"):
         wl.ordinal_pairs_from_masks(foreground, foreground, 8, _rng())
-    with pytest.raises(image_io.BadInputError, match="one size"):
+    with pytest.raises(errors.BadInputError, match="one size"):
         wl.ordinal_pairs_from_masks(foreground, background[:10], 8, _rng())
 
 
@@ -311,11 +312,11 @@ def test_tool_reads_label_id_masks_and_quarantines_bad_ones(tmp_path):
     for source_id, pairs in from_records.items():
         np.testing.assert_array_equal(pairs, from_pngs[source_id])
     # Label ids read as train ids: a clear error naming the file.
-    with pytest.raises(image_io.BadInputError, match="mask_ids=label"):
+    with pytest.raises(errors.BadInputError, match="mask_ids=label"):
         tool.generate(pattern, None, str(tmp_path / "c.npz"), config, masks_dir=str(masks))
     # A mask of the wrong size: error, or quarantined with --skip_bad.
     image_io.write_png(str(masks / "drive/0001.png"), np.zeros((10, 10), np.uint8))
-    with pytest.raises(image_io.BadInputError, match="drive/0001.png.*stored image size"):
+    with pytest.raises(errors.BadInputError, match="drive/0001.png.*stored image size"):
         tool.generate(pattern, None, str(tmp_path / "d.npz"), config, masks_dir=str(masks),
                       mask_ids="label")
     collected, stats = tool.generate(pattern, str(tmp_path / "out"), None, config,

@@ -11,7 +11,7 @@ import pytest
 
 from tf_depthseg import common
 from tf_depthseg.data import image_io
-from tf_depthseg.data.image_io import BadInputError
+from tf_depthseg.errors import BadInputError
 from tf_depthseg.export import exporter, predict
 from tf_depthseg.models import layers
 

@@ -20,6 +20,9 @@ from typing import Iterable, Optional
 
 from absl import app, flags, logging
 
+from tf_depthseg.errors import UserError
+from tf_depthseg.utils import progress  # noqa: F401  (tools call cli.progress)
+
 FLAGS = flags.FLAGS
 
 
@@ -50,29 +53,12 @@ def resolve_path(path: Optional[str]) -> Optional[str]:
     return os.path.normpath(os.path.join(base, path))
 
 
-def progress(iterable: Iterable, total: Optional[int] = None, desc: str = "",
-             unit: str = "it"):
-    """A tqdm progress bar on stderr (ETA, rate); quiet when stderr is not a terminal and
-    TF_DEPTHSEG_PROGRESS=0, so CI logs stay short."""
-    from tqdm.auto import tqdm
-    disable = os.environ.get("TF_DEPTHSEG_PROGRESS", "1") == "0"
-    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=disable,
-                dynamic_ncols=True, mininterval=0.5)
-
-
-class UserError(Exception):
-    """Base for errors whose message is meant for the user as is (no traceback)."""
-
-
 def run(main, usage: Optional[str] = None) -> None:
     """absl `app.run` with friendly errors for bad input and configs."""
-    from tf_depthseg.config import ConfigError
-    from tf_depthseg.data.image_io import BadInputError
-
     def usage_main(argv):
         try:
             return main(argv)
-        except (BadInputError, ConfigError, UserError) as error:
+        except UserError as error:
             logging.error("%s", error)
             print(f"error: {error}", file=sys.stderr)
             sys.exit(2)

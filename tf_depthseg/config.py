@@ -28,8 +28,7 @@ from typing import Any, Optional, Sequence, Tuple
 CONFIG_FILENAME = "config.json"
 
 
-class ConfigError(ValueError):
-    """A config file, key or value is wrong; the message says which and what is valid."""
+from tf_depthseg.errors import ConfigError
 
 
 def _choices(default, *choices):
@@ -368,7 +367,7 @@ def from_dict(cls, data: dict, prefix: str = ""):
 
 def save_json(config, workdir: str) -> str:
     """Atomically writes the resolved config to `<workdir>/config.json`; returns the path."""
-    from tf_depthseg.data.image_io import atomic_write_bytes
+    from tf_depthseg.utils import atomic_write_bytes
     path = os.path.join(workdir, CONFIG_FILENAME)
     atomic_write_bytes(path, (json.dumps(to_dict(config), indent=2, sort_keys=True) + "\n")
                        .encode())

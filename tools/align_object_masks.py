@@ -32,6 +32,7 @@ from tf_depthseg.data import image_io
 from tf_depthseg.data import object_alignment as oa
 from tf_depthseg.data import records
 from tf_depthseg.data import schema
+from tf_depthseg import errors
 
 FLAGS = flags.FLAGS
 
@@ -72,7 +73,7 @@ def load_instances(sample: schema.Sample, instances_dir):
     num_frames = 1 + len(sample.context)
     if instances_dir is None:
         if sample.instances is None:
-            raise image_io.BadInputError(
+            raise errors.BadInputError(
                 f"record {sample.source_id}: no segmentation/instance/encoded; pass "
                 "--instances_dir with the instance masks of its frames.")
         return list(sample.instances)
@@ -81,10 +82,10 @@ def load_instances(sample: schema.Sample, instances_dir):
         path = os.path.join(instances_dir, f"{sample.source_id}_frame{k}.png")
         frame = image_io.read_image(path)
         if frame.ndim != 2:
-            raise image_io.BadInputError(f"{path}: instance masks must be single-channel "
+            raise errors.BadInputError(f"{path}: instance masks must be single-channel "
                                          f"(uint16) PNGs, got shape {frame.shape}.")
         if frame.shape != sample.image.shape[:2]:
-            raise image_io.BadInputError(f"{path}: mask is {frame.shape}, the record's image "
+            raise errors.BadInputError(f"{path}: mask is {frame.shape}, the record's image "
                                          f"is {sample.image.shape[:2]}.")
         frames.append(frame)
     return frames
@@ -97,11 +98,11 @@ def make_transform(instances_dir, keep_label_ids, iou_threshold, min_area, match
     def transform(serialized: bytes) -> bytes:
         sample = schema.decode_example(serialized)
         if not sample.context:
-            raise image_io.BadInputError(f"record {sample.source_id}: no context frames; "
+            raise errors.BadInputError(f"record {sample.source_id}: no context frames; "
                                          "alignment needs t-1 and t+1.")
         frames = load_instances(sample, instances_dir)
         if match == "compensated" and len(frames) > 2 and len(frames) % 2 == 0:
-            raise image_io.BadInputError(
+            raise errors.BadInputError(
                 f"record {sample.source_id}: {len(frames) - 1} context frames; the compensated "
                 "mode's velocity check needs as many frames before t as after (e.g. t-1, t+1). "
                 "Use --match=paper for these records.")
@@ -172,7 +173,7 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
             options.min_area, options.skip_bad, options.split, options.match,
             cli.resolve_path(options.preview_dir), options.num_previews)
     except ValueError as error:
-        if isinstance(error, image_io.BadInputError):
+        if isinstance(error, errors.BadInputError):
             raise
         raise cli.UserError(str(error)) from error
     num_skipped = records.log_skipped(stats)

@@ -140,7 +140,7 @@ def main(argv):
               "results": {name: {**{k: (v if not isinstance(v, float) or math.isfinite(v)
                                         else None) for k, v in metrics.items()},
                                  **entries[name]} for name, metrics in rows}}
-    from tf_depthseg.data.image_io import atomic_write_bytes
+    from tf_depthseg.utils import atomic_write_bytes
     atomic_write_bytes(out, (json.dumps(report, indent=2) + "\n").encode())
     print(f"\nwrote {out}")
 

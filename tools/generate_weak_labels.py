@@ -28,6 +28,7 @@ from tf_depthseg.data import image_io
 from tf_depthseg.data import records
 from tf_depthseg.data import schema
 from tf_depthseg.data import weak_labels
+from tf_depthseg import errors
 
 FLAGS = flags.FLAGS
 
@@ -77,7 +78,7 @@ def load_mask(sample: schema.Sample, masks_dir, mask_suffix: str, mask_ids: str)
     else:
         mask = datasets.check_train_ids(mask, path)
     if mask.shape != sample.image.shape[:2]:
-        raise image_io.BadInputError(f"{path}: mask is {mask.shape}, the record's image is "
+        raise errors.BadInputError(f"{path}: mask is {mask.shape}, the record's image is "
                                      f"{sample.image.shape[:2]}; masks must have the stored "
                                      "image size (resize with nearest neighbour).")
     return mask
@@ -93,7 +94,7 @@ def make_transform(config: weak_labels.WeakLabelConfig, seed: int, masks_dir, ma
         if config.strategy != "random_gt" or masks_dir is not None:
             semantic = load_mask(sample, masks_dir, mask_suffix, mask_ids)
         if semantic is None and config.strategy != "random_gt":
-            raise image_io.BadInputError(
+            raise errors.BadInputError(
                 f"record {sample.source_id}: no segmentation/class/encoded; pass --masks_dir "
                 "with the masks of these images, or use --strategy=random_gt.")
         pairs = weak_labels.concat_pairs(weak_labels.generate_weak_pairs(
@@ -154,7 +155,7 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
             preview_dir=cli.resolve_path(options.preview_dir),
             num_previews=options.num_previews)
     except ValueError as error:
-        if isinstance(error, image_io.BadInputError):
+        if isinstance(error, errors.BadInputError):
             raise
         raise cli.UserError(str(error)) from error
     num_pairs = sum(p.shape[0] for p in collected.values())

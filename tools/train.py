@@ -98,7 +98,7 @@ def main(argv):
     summary = {"final_step": result.final_step, "start_step": result.start_step,
                "losses": result.losses, "eval": result.eval_metrics, "best": result.best,
                "checkpoint": result.checkpoint}
-    from tf_depthseg.data.image_io import atomic_write_bytes
+    from tf_depthseg.utils import atomic_write_bytes
     atomic_write_bytes(os.path.join(workdir, "train_result.json"),
                        (json.dumps(summary, indent=2) + "\n").encode())
 

@@ -16,7 +16,7 @@ can use it in forked worker processes.
 
 Mapping functions never map unknown values silently to "ignore": an id outside a table is a sign
 of a wrong file (a colour PNG read as ids, a train-id PNG read as label ids, ...), so they raise
-`image_io.BadInputError` naming the source.
+`errors.BadInputError` naming the source.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from typing import Dict, Sequence, Tuple
 
 import numpy as np
 
-from tf_depthseg.data.image_io import BadInputError
+from tf_depthseg.errors import BadInputError
+from tf_depthseg import errors
 
 IGNORE_ID = 255  # the train id / class id meaning "not labelled" (common.IGNORE_LABEL)
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 
 import numpy as np
 from PIL import Image
 
 
-class BadInputError(ValueError):
-    """An input file or record is unusable; the message names it and says what to do."""
+from tf_depthseg.errors import BadInputError
+from tf_depthseg.utils import atomic_write_bytes
 
 
 def encode_png(array: np.ndarray) -> bytes:
@@ -78,28 +77,6 @@ def read_label_png(path: str) -> np.ndarray:
         raise BadInputError(f"{path}: expected a single-channel label PNG, got shape "
                             f"{array.shape}.")
     return array
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Writes `data` to `path` via a temporary file in the same folder, then renames.
-
-    A kill mid-write leaves either the old file or no file, never a truncated one.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        # mkstemp creates 0600 files; give the result the permissions of a normal open().
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def write_png(path: str, array: np.ndarray) -> None:

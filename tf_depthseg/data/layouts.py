@@ -82,6 +82,7 @@ from PIL import Image
 
 from tf_depthseg import common
 from tf_depthseg.data import datasets, image_io
+from tf_depthseg import utils
 
 LAYOUTS = ("kitti", "cityscapes", "camvid", "mannequin", "megadepth")
 
@@ -134,7 +135,7 @@ def _numbers(values) -> str:
 
 
 def _write_text(path: str, text: str) -> None:
-    image_io.atomic_write_bytes(path, text.encode())
+    utils.atomic_write_bytes(path, text.encode())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,7 +218,7 @@ def _write_kitti(root, drive, drive_index, split, options):
         stem = f"{index:010d}"
         image_io.write_png(os.path.join(drive_dir, "image_02", "data", stem + ".png"), frame.rgb)
         points = kitti_velodyne_points(frame.depth, frame.rgb, k, rows)
-        image_io.atomic_write_bytes(
+        utils.atomic_write_bytes(
             os.path.join(drive_dir, "velodyne_points", "data", stem + ".bin"), points.tobytes())
         depth = frame.depth.copy()
         if not options.dense_depth:
@@ -352,7 +353,7 @@ def _write_megadepth(root, drive, drive_index, split, options):
         name = f"{drive_index + 1:05d}{index:05d}_{drive_index:04x}{index:04x}_o"
         buffer = io.BytesIO()
         Image.fromarray(frame.rgb).save(buffer, format="JPEG", quality=95)
-        image_io.atomic_write_bytes(os.path.join(scene_dir, "imgs", name + ".jpg"),
+        utils.atomic_write_bytes(os.path.join(scene_dir, "imgs", name + ".jpg"),
                                     buffer.getvalue())
         foreground = np.isin(frame.train_ids, foreground_ids)
         background = np.isin(frame.train_ids, background_ids)
@@ -360,7 +361,7 @@ def _write_megadepth(root, drive, drive_index, split, options):
         depth = np.where(foreground, 0.0, frame.depth).astype(np.float32)
         buffer = io.BytesIO()
         np.save(buffer, depth)
-        image_io.atomic_write_bytes(os.path.join(scene_dir, "depths", name + ".npy"),
+        utils.atomic_write_bytes(os.path.join(scene_dir, "depths", name + ".npy"),
                                     buffer.getvalue())
         for suffix, mask in (("fg", foreground), ("bg", background)):
             image_io.write_png(os.path.join(scene_dir, "ordinal", f"{name}_{suffix}.png"),

@@ -41,6 +41,7 @@ import numpy as np
 
 from tf_depthseg.data import datasets
 from tf_depthseg.data import image_io
+from tf_depthseg import errors
 
 INSTANCE_DIVISOR = datasets.INSTANCE_ID_DIVISOR  # id = label_id * 1000 + k
 IOU_THRESHOLD = 0.3
@@ -90,18 +91,18 @@ def _check_frames(frames: Sequence[np.ndarray], name: str) -> List[np.ndarray]:
         if frame.ndim == 3 and frame.shape[-1] == 1:
             frame = frame[..., 0]
         if frame.ndim != 2:
-            raise image_io.BadInputError(f"{name}: instance map {i} must be [H, W], got shape "
+            raise errors.BadInputError(f"{name}: instance map {i} must be [H, W], got shape "
                                          f"{frame.shape}.")
         if not np.issubdtype(frame.dtype, np.integer):
-            raise image_io.BadInputError(f"{name}: instance map {i} must hold integer ids, "
+            raise errors.BadInputError(f"{name}: instance map {i} must hold integer ids, "
                                          f"got {frame.dtype}.")
         if frame.size and (frame.min() < 0 or frame.max() > np.iinfo(np.uint16).max):
-            raise image_io.BadInputError(f"{name}: instance map {i} has ids outside 0..65535; "
+            raise errors.BadInputError(f"{name}: instance map {i} has ids outside 0..65535; "
                                          "expected the Cityscapes instanceIds convention.")
         arrays.append(frame.astype(np.int64))
     shapes = {a.shape for a in arrays}
     if len(shapes) != 1:
-        raise image_io.BadInputError(
+        raise errors.BadInputError(
             f"{name}: instance maps differ in size {[a.shape for a in arrays]}; all frames of a "
             "clip must have the same size (resize the masks with nearest-neighbour first).")
     return arrays
@@ -345,7 +346,7 @@ def align_objects(frames: Sequence[np.ndarray], target_index: int = 0,
     Returns:
       (aligned maps uint16 `[H, W]` per frame in input order, the aligned objects).
     Raises:
-      image_io.BadInputError: maps of different sizes, non-integer or out-of-range ids.
+      errors.BadInputError: maps of different sizes, non-integer or out-of-range ids.
       ValueError: fewer than two frames, a bad target index, match mode or time offsets.
     """
     arrays = _check_frames(frames, name)

@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from tf_depthseg import common
 from tf_depthseg.data import augment, records, schema
+from tf_depthseg import errors
 
 # Monodepth2's colour augmentation (torchvision ColorJitter(0.2, 0.2, 0.2, 0.1), p = 0.5).
 DEFAULT_COLOR_JITTER = {"brightness": 0.2, "contrast": 0.2, "saturation": 0.2, "hue": 0.1,
@@ -111,7 +112,7 @@ def make_dataset(file_pattern: FilePattern,
       `[B, max_weak_pairs, 6]`, NUM_WEAK_PAIRS `[B]`, SOURCE_ID `[B]`, where (h, w) is
       `crop_size` (training) or `image_size`.
     Raises:
-      image_io.BadInputError: no file matches `file_pattern`.
+      errors.BadInputError: no file matches `file_pattern`.
       ValueError: bad arguments.
     """
     keys = list(dict.fromkeys(keys))

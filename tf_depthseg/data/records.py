@@ -29,8 +29,10 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence,
 
 import tensorflow as tf
 
-from tf_depthseg import cli, common
+from tf_depthseg import common
 from tf_depthseg.data import image_io
+from tf_depthseg import errors
+from tf_depthseg import utils
 
 MANIFEST_NAME = "manifest.json"
 _TMP_PREFIX = ".tmp-"
@@ -52,14 +54,14 @@ def list_shards(pattern: Union[str, Sequence[str]]) -> List[str]:
     """Sorted shard files for a glob pattern, a single file, a folder+split pattern or a list.
 
     Raises:
-      image_io.BadInputError: when nothing matches (names the pattern).
+      errors.BadInputError: when nothing matches (names the pattern).
     """
     patterns = [pattern] if isinstance(pattern, str) else list(pattern)
     files = []
     for item in patterns:
         matched = sorted(glob.glob(item))
         if not matched:
-            raise image_io.BadInputError(
+            raise errors.BadInputError(
                 f"{item}: no TFRecord files match. Run the dataset's converter "
                 "(tools/convert_*.py) first or fix the path/split name.")
         files.extend(matched)
@@ -79,7 +81,7 @@ def iterate_records(pattern: Union[str, Sequence[str]]) -> Iterator[bytes]:
             for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
                 yield record
         except tf.errors.DataLossError as error:
-            raise image_io.BadInputError(
+            raise errors.BadInputError(
                 f"{path}: corrupt TFRecord file ({error.message}); delete it and rerun the "
                 "converter (finished shards are kept, the missing one is rewritten).") from error
 
@@ -93,17 +95,17 @@ def read_manifest(out_dir: str) -> dict:
         with open(path) as f:
             manifest = json.load(f)
     except (OSError, json.JSONDecodeError) as error:
-        raise image_io.BadInputError(f"{path}: unreadable manifest ({error}); delete it and "
+        raise errors.BadInputError(f"{path}: unreadable manifest ({error}); delete it and "
                                      "rerun the converter.") from error
     if manifest.get("schema_version") != common.SCHEMA_VERSION:
-        raise image_io.BadInputError(
+        raise errors.BadInputError(
             f"{path}: schema version {manifest.get('schema_version')} but this code writes "
             f"version {common.SCHEMA_VERSION}; convert into an empty folder.")
     return manifest
 
 
 def _write_manifest(out_dir: str, manifest: dict) -> None:
-    image_io.atomic_write_bytes(os.path.join(out_dir, MANIFEST_NAME),
+    utils.atomic_write_bytes(os.path.join(out_dir, MANIFEST_NAME),
                                 (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
 
 
@@ -122,22 +124,22 @@ def verify_split(out_dir: str, split: str) -> int:
     Returns:
       the number of examples of the split.
     Raises:
-      image_io.BadInputError: naming the first missing, incomplete or modified shard.
+      errors.BadInputError: naming the first missing, incomplete or modified shard.
     """
     entry = read_manifest(out_dir)["splits"].get(split)
     if entry is None or not entry.get("complete"):
-        raise image_io.BadInputError(f"{out_dir}: split '{split}' is not (completely) "
+        raise errors.BadInputError(f"{out_dir}: split '{split}' is not (completely) "
                                      "converted; rerun the converter to finish it.")
     total = 0
     for index in range(entry["num_shards"]):
         shard = entry["shards"].get(str(index))
         path = os.path.join(out_dir, shard_name(split, index, entry["num_shards"]))
         if shard is None or not os.path.exists(path) or file_sha256(path) != shard["sha256"]:
-            raise image_io.BadInputError(f"{path}: missing or checksum mismatch with "
+            raise errors.BadInputError(f"{path}: missing or checksum mismatch with "
                                          f"{MANIFEST_NAME}; rerun the converter.")
         count = sum(1 for _ in tf.data.TFRecordDataset(path))
         if count != shard["num_examples"]:
-            raise image_io.BadInputError(f"{path}: {count} examples, manifest says "
+            raise errors.BadInputError(f"{path}: {count} examples, manifest says "
                                          f"{shard['num_examples']}.")
         total += count
     return total
@@ -366,7 +368,7 @@ def rewrite_records(input_pattern: str, output_dir: Optional[str],
       input_pattern: glob of input shards (see `list_shards`).
       output_dir: output folder, or None to only run `transform` (e.g. for a side file).
       transform: serialized record -> serialized record to write (None: write nothing). It may
-        raise `image_io.BadInputError` naming the record.
+        raise `errors.BadInputError` naming the record.
       skip_bad: quarantine records whose transform raised BadInputError (listed in the
         manifest's "skipped") instead of stopping.
       source: description stored in the manifest.
@@ -376,7 +378,7 @@ def rewrite_records(input_pattern: str, output_dir: Optional[str],
       dict split -> {"num_examples": written, "skipped": [(source_id, error)]}.
     Raises:
       ValueError: `output_dir` is one of the input folders.
-      image_io.BadInputError: no input matches, or a bad record without `skip_bad`.
+      errors.BadInputError: no input matches, or a bad record without `skip_bad`.
     """
     files = list_shards(input_pattern)
     if output_dir is not None:
@@ -391,12 +393,12 @@ def rewrite_records(input_pattern: str, output_dir: Optional[str],
         written, skipped = 0, []
         try:
             for shard, path in enumerate(paths):
-                for serialized in cli.progress(iterate_records(path),
+                for serialized in utils.progress(iterate_records(path),
                                                desc=f"{desc} {os.path.basename(path)}",
                                                unit="rec"):
                     try:
                         result = transform(serialized)
-                    except image_io.BadInputError as error:
+                    except errors.BadInputError as error:
                         if not skip_bad:
                             raise
                         source_id = source_id_of(serialized)

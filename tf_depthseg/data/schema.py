@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from tf_depthseg import common
 from tf_depthseg.data import image_io
+from tf_depthseg import errors
 
 
 @dataclasses.dataclass
@@ -70,9 +71,9 @@ def _ints(values):
 
 
 def validate_sample(sample: Sample) -> None:
-    """Raises image_io.BadInputError naming the sample when sizes or values are inconsistent."""
+    """Raises errors.BadInputError naming the sample when sizes or values are inconsistent."""
     name = sample.source_id
-    bad = image_io.BadInputError
+    bad = errors.BadInputError
     if sample.image.dtype != np.uint8 or sample.image.ndim != 3 or sample.image.shape[-1] != 3:
         raise bad(f"{name}: image must be uint8 [H, W, 3], got {sample.image.dtype} "
                   f"{sample.image.shape}.")

@@ -62,6 +62,8 @@ import numpy as np
 from tf_depthseg import common
 from tf_depthseg.data import datasets
 from tf_depthseg.data import image_io
+from tf_depthseg import errors
+from tf_depthseg import utils
 
 # Rule names: the keys of `generate_weak_pairs`' result and of the accuracy report.
 RULE_SKY = "sky"
@@ -467,23 +469,23 @@ def generate_weak_pairs(semantic: Optional[np.ndarray], config: WeakLabelConfig,
     Returns:
       dict rule name -> float32 `[P_rule, 6]` rows (y_a, x_a, y_b, x_b, half_size, relation).
     Raises:
-      image_io.BadInputError: the mask is not a train-id map, or mask and depth differ in size.
+      errors.BadInputError: the mask is not a train-id map, or mask and depth differ in size.
     """
     if config.strategy == "random_gt":
         if depth is None:
-            raise image_io.BadInputError(f"{name}: strategy 'random_gt' needs ground-truth "
+            raise errors.BadInputError(f"{name}: strategy 'random_gt' needs ground-truth "
                                          "depth (records with depth/encoded).")
         if semantic is not None and np.shape(semantic)[:2] != np.shape(depth)[:2]:
-            raise image_io.BadInputError(f"{name}: semantic mask {np.shape(semantic)[:2]} and "
+            raise errors.BadInputError(f"{name}: semantic mask {np.shape(semantic)[:2]} and "
                                          f"depth {np.shape(depth)[:2]} differ in size.")
         return {RULE_RANDOM_GT: random_gt_pairs(depth, config.pairs_per_rule, rng,
                                                 config.depth_tolerance)}
     if semantic is None:
-        raise image_io.BadInputError(f"{name}: strategy {config.strategy!r} needs a semantic "
+        raise errors.BadInputError(f"{name}: strategy {config.strategy!r} needs a semantic "
                                      "mask (segmentation/class/encoded or --masks_dir).")
     semantic = datasets.check_train_ids(semantic, name)
     if depth is not None and np.shape(depth)[:2] != semantic.shape:
-        raise image_io.BadInputError(f"{name}: semantic mask {semantic.shape} and depth "
+        raise errors.BadInputError(f"{name}: semantic mask {semantic.shape} and depth "
                                      f"{np.shape(depth)[:2]} differ in size.")
     if not layout_is_plausible(semantic):
         return {rule: _empty_pairs() for rule in config.rules}
@@ -531,15 +533,15 @@ def ordinal_pairs_from_masks(foreground: np.ndarray, background: np.ndarray, num
     Returns:
       float32 `[P, 6]` pixel pairs with `common.RELATION_CLOSER`; empty when a mask is empty.
     Raises:
-      image_io.BadInputError: the masks differ in size or overlap.
+      errors.BadInputError: the masks differ in size or overlap.
     """
     foreground = np.asarray(foreground) != 0
     background = np.asarray(background) != 0
     if foreground.shape != background.shape or foreground.ndim != 2:
-        raise image_io.BadInputError(f"{name}: foreground {foreground.shape} and background "
+        raise errors.BadInputError(f"{name}: foreground {foreground.shape} and background "
                                      f"{background.shape} must be [H, W] masks of one size.")
     if (foreground & background).any():
-        raise image_io.BadInputError(f"{name}: {(foreground & background).sum()} pixels are "
+        raise errors.BadInputError(f"{name}: {(foreground & background).sum()} pixels are "
                                      "both foreground and background; the ordinal maps are "
                                      "swapped or corrupt.")
     y_a, x_a = _coords(foreground)
@@ -641,11 +643,11 @@ def validate_pairs(pairs: np.ndarray, height: int, width: int, name: str = "<pai
     half = pairs[:, 4]
     for y, x in ((pairs[:, 0], pairs[:, 1]), (pairs[:, 2], pairs[:, 3])):
         if ((y - half < 0) | (x - half < 0) | (y + half >= height) | (x + half >= width)).any():
-            raise image_io.BadInputError(f"{name}: weak pairs reach outside the "
+            raise errors.BadInputError(f"{name}: weak pairs reach outside the "
                                          f"{height}x{width} image.")
     if not np.isin(pairs[:, 5], (common.RELATION_FARTHER, common.RELATION_CLOSER,
                                  common.RELATION_EQUAL)).all():
-        raise image_io.BadInputError(f"{name}: weak pair relations must be -1, 0 or +1.")
+        raise errors.BadInputError(f"{name}: weak pair relations must be -1, 0 or +1.")
 
 
 def summarize(pairs_by_rule: Dict[str, np.ndarray]) -> Dict[str, int]:
@@ -669,7 +671,7 @@ def write_side_file(path: str, pairs_by_source_id: Dict[str, np.ndarray],
     """
     source_ids = list(pairs_by_source_id)
     if len(set(source_ids)) != len(source_ids):
-        raise image_io.BadInputError(f"{path}: duplicate source ids; a side file needs unique "
+        raise errors.BadInputError(f"{path}: duplicate source ids; a side file needs unique "
                                      "image/source_id values.")
     arrays = [np.asarray(pairs_by_source_id[s], np.float32).reshape(-1, common.WEAK_PAIR_FIELDS)
               for s in source_ids]
@@ -679,7 +681,7 @@ def write_side_file(path: str, pairs_by_source_id: Dict[str, np.ndarray],
     buffer = io.BytesIO()
     np.savez(buffer, source_ids=np.array(source_ids, dtype=str), row_splits=row_splits,
              pairs=pairs, config=np.array(json.dumps(dataclasses.asdict(config))))
-    image_io.atomic_write_bytes(path, buffer.getvalue())
+    utils.atomic_write_bytes(path, buffer.getvalue())
 
 
 def read_side_file(path: str) -> Dict[str, np.ndarray]:
@@ -688,6 +690,6 @@ def read_side_file(path: str) -> Dict[str, np.ndarray]:
         with np.load(path) as data:
             source_ids, splits, pairs = data["source_ids"], data["row_splits"], data["pairs"]
     except (OSError, KeyError, ValueError) as error:
-        raise image_io.BadInputError(f"{path}: not a weak-pairs side file ({error}); "
+        raise errors.BadInputError(f"{path}: not a weak-pairs side file ({error}); "
                                      "regenerate it with tools/generate_weak_labels.py.") from error
     return {str(s): pairs[splits[i]:splits[i + 1]] for i, s in enumerate(source_ids)}

@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_depthseg import config as config_lib
-from tf_depthseg.data.image_io import atomic_write_bytes
+from tf_depthseg.utils import atomic_write_bytes
 from tf_depthseg.export import saved_model, tflite
 
 METADATA_FILENAME = "metadata.json"

@@ -27,10 +27,11 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tf_depthseg import cli, common, visualize
+from tf_depthseg import common, visualize
 from tf_depthseg.data import image_io
-from tf_depthseg.data.image_io import BadInputError
+from tf_depthseg.errors import BadInputError
 from tf_depthseg.export import saved_model, tflite
+from tf_depthseg import utils
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
@@ -295,7 +296,7 @@ def predict_path(predictor, input_path: str, output_dir: str, batch_size: int = 
     written: List[str] = []
     frames = iterate_frames(input_path, skip_bad=skip_bad, skipped=skipped)
     total = count_frames(input_path) if show_progress else None
-    bar = (cli.progress(None, total=total, desc="predict", unit="frame") if show_progress
+    bar = (utils.progress(None, total=total, desc="predict", unit="frame") if show_progress
            else None)
     counted_skips = 0
     try:

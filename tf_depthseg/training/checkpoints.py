@@ -26,8 +26,8 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from tf_depthseg import cli
-from tf_depthseg.data.image_io import atomic_write_bytes
+from tf_depthseg.utils import atomic_write_bytes
+from tf_depthseg import errors
 
 CHECKPOINT_SUBDIR = "checkpoints"
 BEST_SUBDIR = "best"
@@ -35,7 +35,7 @@ BEST_FILENAME = "best.json"
 CHECKPOINT_NAME = "ckpt"
 
 
-class CheckpointError(cli.UserError, ValueError):
+class CheckpointError(errors.UserError, ValueError):
     """A checkpoint is missing or does not fit the models; the message says what to do."""
 
 

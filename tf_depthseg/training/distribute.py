@@ -19,10 +19,10 @@ from typing import Optional
 
 import tensorflow as tf
 
-from tf_depthseg import cli
+from tf_depthseg import errors
 
 
-class DistributionError(cli.UserError, ValueError):
+class DistributionError(errors.UserError, ValueError):
     """The requested distribution cannot be set up; the message says why and what to do."""
 
 

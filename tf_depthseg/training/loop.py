@@ -62,16 +62,17 @@ import tensorflow as tf
 from absl import logging
 
 from tf_depthseg import common
-from tf_depthseg import cli
 from tf_depthseg import config as config_lib
-from tf_depthseg.data.image_io import atomic_write_bytes
+from tf_depthseg.utils import atomic_write_bytes
 from tf_depthseg.training import checkpoints, distribute, optimizers, schedules, summaries
+from tf_depthseg import errors
+from tf_depthseg import utils
 
 HISTORY_FILENAME = "history.json"
 LOGS_SUBDIR = "logs"
 
 
-class NonFiniteLossError(cli.UserError, RuntimeError):
+class NonFiniteLossError(errors.UserError, RuntimeError):
     """Training produced a NaN/inf loss (or gradient); the update was not applied.
 
     Attributes:
@@ -469,7 +470,7 @@ class Trainer:
         last_losses: Dict[str, float] = {}
         eval_metrics: Dict[str, float] = {}
         evaluated_at = saved_at = None
-        progress = cli.progress(range(step, total_steps), total=total_steps - step,
+        progress = utils.progress(range(step, total_steps), total=total_steps - step,
                                 desc="train", unit="step")
         try:
             for _ in progress:

@@ -6,7 +6,7 @@ A converter is a module with two functions:
   folder listings. A spec is any picklable object with a `source_id` attribute (the converters
   use small frozen dataclasses of paths).
 * `load_sample(spec, options) -> schema.Sample`: reads, checks and resizes one sample; raises
-  `image_io.BadInputError` naming the file for corrupt or inconsistent input.
+  `errors.BadInputError` naming the file for corrupt or inconsistent input.
 
 `convert_split` runs `load_sample` + `schema.encode_example` in worker processes and writes the
 records with `records.ShardedWriter`. Sample `i` of the split goes to shard `i % num_shards`
@@ -29,8 +29,10 @@ import numpy as np
 from tf_depthseg import cli
 from tf_depthseg.data import image_io, records, schema
 from tf_depthseg.geometry import intrinsics as intrinsics_lib
+from tf_depthseg import errors
+from tf_depthseg import utils
 
-BadInputError = image_io.BadInputError
+BadInputError = errors.BadInputError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +114,7 @@ def convert_split(load_fn: Callable[[Any, Any], schema.Sample], specs: Sequence[
             results = (pool.imap(_load_and_encode, jobs, chunksize=1) if pool
                        else map(_load_and_encode, jobs))
             for shard, (source_id, serialized, error) in zip(
-                    shard_of_job, cli.progress(results, total=len(jobs), desc=split,
+                    shard_of_job, utils.progress(results, total=len(jobs), desc=split,
                                                unit="ex")):
                 if error is not None:
                     if not skip_bad:
@@ -285,7 +287,7 @@ def run_converter(module, options, source_name: str) -> List[ConvertResult]:
     from absl import flags
     flag = flags.FLAGS
     if flag.num_shards < 1 or flag.num_workers < 0:
-        raise cli.UserError("--num_shards must be >= 1 and --num_workers >= 0.")
+        raise errors.UserError("--num_shards must be >= 1 and --num_workers >= 0.")
     input_dir = cli.resolve_path(flag.input_dir)
     output_dir = cli.resolve_path(flag.output_dir)
     if not os.path.isdir(input_dir):
