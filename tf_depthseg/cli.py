@@ -59,7 +59,6 @@ def run(main, usage: Optional[str] = None) -> None:
         try:
             return main(argv)
         except UserError as error:
-            logging.error("%s", error)
             print(f"error: {error}", file=sys.stderr)
             sys.exit(2)
 
