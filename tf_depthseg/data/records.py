@@ -6,12 +6,19 @@ On disk, one output folder holds every split of a converted dataset:
     <out_dir>/val-00000-of-00001.tfrecord
     <out_dir>/manifest.json
 
-`manifest.json` (see `ShardedWriter`) records per split the shards with their example counts
-and sha256 checksums, the samples that were quarantined by `--skip_bad`, the converter's source
-description and the schema version (`common.SCHEMA_VERSION`). It doubles as the resume state:
-a shard listed there whose file has the recorded size is finished and is skipped on restart,
+`manifest.json` (see `ShardedWriter`) records per split the shards with their example counts,
+sizes, sha256 checksums and input fingerprints, the samples that were quarantined by
+`--skip_bad`, the converter's source description and the schema version
+(`common.SCHEMA_VERSION`). It doubles as the resume state: a shard listed there whose file still
+has the recorded size and sha256 is finished and is kept on restart (anything else is redone),
 and a shard being written lives under a temporary name until it is complete, so a kill never
-leaves a half-written shard under its final name.
+leaves a half-written shard under its final name. Records are serialised deterministically
+(`schema.encode_example`), so a resumed conversion gives the same bytes as a clean one.
+
+Readers check the manifest (`check_shards`): a split that is incomplete (`complete: false`,
+overridable with allow_incomplete), has no examples, or whose shard has another size than
+recorded is an error naming the split and the fix; `verify_files` (tools/verify_records.py)
+also compares every sha256 and reads every record.
 
 Writing is plain `tf.io.TFRecordWriter` (no graph, no threads), so the converters can fork
 worker processes that import this module.
@@ -24,6 +31,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import time
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
@@ -36,6 +44,12 @@ from tf_depthseg import utils
 
 MANIFEST_NAME = "manifest.json"
 _TMP_PREFIX = ".tmp-"
+# Test hook: a writer process SIGKILLs itself right after recording this many finished shards,
+# so tests can kill a conversion at a known point (a real kill -9, no cleanup code runs).
+KILL_AFTER_SHARDS_ENV = "TF_DEPTHSEG_KILL_AFTER_SHARDS"
+_shards_finished_in_process = 0
+# How a reader's user lifts the "incomplete split" check (tools flag or config override).
+ALLOW_INCOMPLETE_FLAG = "--allow_incomplete"
 
 
 def shard_name(split: str, index: int, num_shards: int) -> str:
@@ -68,6 +82,15 @@ def list_shards(pattern: Union[str, Sequence[str]]) -> List[str]:
     return files
 
 
+def data_loss_detail(error: Exception) -> str:
+    """The useful part of a TensorFlow DataLossError ("corrupted record at 12"), without the
+    op and function names it is wrapped in."""
+    text = getattr(error, "message", str(error))
+    text = re.sub(r"\{\{[^}]*\}\}", "", text)
+    text = re.sub(r"\[Op:[^\]]*\].*$", "", text, flags=re.S)
+    return " ".join(text.split()) or type(error).__name__
+
+
 def iterate_records(pattern: Union[str, Sequence[str]]) -> Iterator[bytes]:
     """Yields every serialized example of the matching shard files, in file order.
 
@@ -82,8 +105,9 @@ def iterate_records(pattern: Union[str, Sequence[str]]) -> Iterator[bytes]:
                 yield record
         except tf.errors.DataLossError as error:
             raise errors.BadInputError(
-                f"{path}: corrupt TFRecord file ({error.message}); delete it and rerun the "
-                "converter (finished shards are kept, the missing one is rewritten).") from error
+                f"{path}: corrupt TFRecord file ({data_loss_detail(error)}); delete it and "
+                "rerun the converter (finished shards are kept, the missing one is "
+                "rewritten).") from error
 
 
 def read_manifest(out_dir: str) -> dict:
@@ -118,31 +142,230 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+def count_records(path: str, parse: bool = False) -> int:
+    """Reads every record of one TFRecord file (checking each record's CRC) and counts them.
+
+    Args:
+      path: a TFRecord file.
+      parse: also check that every record parses as a `tf.train.Example`.
+    Raises:
+      errors.BadInputError: the file is corrupt (names it and the record number).
+    """
+    count = 0
+    try:
+        for serialized in tf.data.TFRecordDataset(path).as_numpy_iterator():
+            if parse:
+                tf.train.Example.FromString(serialized)
+            count += 1
+    except tf.errors.DataLossError as error:
+        raise errors.BadInputError(
+            f"{path}: corrupt TFRecord file after {count} good records "
+            f"({data_loss_detail(error)}); delete it and rerun the converter (finished shards "
+            "are kept, the missing one is rewritten).") from error
+    except Exception as error:  # pylint: disable=broad-except  # protobuf's DecodeError
+        if not parse or isinstance(error, tf.errors.OpError):
+            raise
+        raise errors.BadInputError(
+            f"{path}: record {count} is not a tf.train.Example ({error}); delete the file and "
+            "rerun the converter.") from error
+    return count
+
+
+def _shard_problem(out_dir: str, split: str, index: int, entry: dict,
+                   checksum: bool) -> Optional[str]:
+    """Why shard `index` of `split` does not match the manifest (None when it does)."""
+    record = entry["shards"].get(str(index))
+    path = os.path.join(out_dir, shard_name(split, index, entry["num_shards"]))
+    if record is None:
+        return f"{path}: not finished (the split is incomplete)"
+    if not os.path.exists(path):
+        return f"{path}: missing, though {MANIFEST_NAME} lists it"
+    size = os.path.getsize(path)
+    if size != record["size"]:
+        return f"{path}: {size} bytes, {MANIFEST_NAME} says {record['size']}"
+    if checksum and file_sha256(path) != record["sha256"]:
+        return f"{path}: sha256 differs from {MANIFEST_NAME} (the file was modified)"
+    return None
+
+
 def verify_split(out_dir: str, split: str) -> int:
-    """Checks every shard of `split` against the manifest's checksums and counts.
+    """Checks every shard of `split` against the manifest's sizes, checksums and counts.
 
     Returns:
       the number of examples of the split.
     Raises:
-      errors.BadInputError: naming the first missing, incomplete or modified shard.
+      errors.BadInputError: naming the first missing, incomplete, modified or corrupt shard.
     """
     entry = read_manifest(out_dir)["splits"].get(split)
     if entry is None or not entry.get("complete"):
         raise errors.BadInputError(f"{out_dir}: split '{split}' is not (completely) "
-                                     "converted; rerun the converter to finish it.")
+                                   "converted; rerun the converter to finish it.")
     total = 0
     for index in range(entry["num_shards"]):
-        shard = entry["shards"].get(str(index))
+        problem = _shard_problem(out_dir, split, index, entry, checksum=True)
+        if problem is not None:
+            raise errors.BadInputError(f"{problem}; rerun the converter (it redoes shards that "
+                                       "do not match the manifest).")
         path = os.path.join(out_dir, shard_name(split, index, entry["num_shards"]))
-        if shard is None or not os.path.exists(path) or file_sha256(path) != shard["sha256"]:
-            raise errors.BadInputError(f"{path}: missing or checksum mismatch with "
-                                         f"{MANIFEST_NAME}; rerun the converter.")
-        count = sum(1 for _ in tf.data.TFRecordDataset(path))
-        if count != shard["num_examples"]:
-            raise errors.BadInputError(f"{path}: {count} examples, manifest says "
-                                         f"{shard['num_examples']}.")
+        count = count_records(path)
+        expected = entry["shards"][str(index)]["num_examples"]
+        if count != expected:
+            raise errors.BadInputError(f"{path}: {count} examples, {MANIFEST_NAME} says "
+                                       f"{expected}; rerun the converter.")
         total += count
     return total
+
+
+def _manifest_entry_of(path: str, manifests: Dict[str, dict]):
+    """(folder, split, index, split entry or None) of a shard file; split None when the folder
+    has no manifest (records written by other means are not checked)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    if folder not in manifests:
+        manifests[folder] = (read_manifest(folder)
+                             if os.path.exists(os.path.join(folder, MANIFEST_NAME)) else None)
+    manifest = manifests[folder]
+    if manifest is None:
+        return folder, None, None, None
+    match = _SHARD_NAME.match(name)
+    if not match:
+        return folder, "", None, None
+    split = match.group("split")
+    entry = manifest["splits"].get(split)
+    if entry is None or entry["num_shards"] != int(match.group("count")):
+        return folder, split, None, None
+    return folder, split, int(match.group("index")), entry
+
+
+def check_shards(files: Sequence[str], allow_incomplete: bool = False,
+                 override: str = ALLOW_INCOMPLETE_FLAG) -> Optional[int]:
+    """Checks shard files against their folder's manifest before a reader uses them.
+
+    Cheap (no file is read): a shard must be listed in the manifest with its recorded size, its
+    split must be complete (unless `allow_incomplete`: then only the finished shards, the ones
+    that exist under their final names, are read) and have examples. Folders without a
+    manifest are not checked. `tools/verify_records.py` also compares the sha256.
+
+    Args:
+      files: shard paths (see `list_shards`).
+      allow_incomplete: accept splits whose conversion has not finished.
+      override: how the caller's user sets `allow_incomplete` (named in the message).
+    Returns:
+      the number of examples of `files` when every folder has a manifest, else None.
+    Raises:
+      errors.BadInputError: naming the split or file and the fix.
+    """
+    manifests: Dict[str, dict] = {}
+    total: Optional[int] = 0
+    for path in files:
+        folder, split, index, entry = _manifest_entry_of(path, manifests)
+        if split is None:
+            total = None
+            continue
+        manifest_path = os.path.join(folder, MANIFEST_NAME)
+        if entry is None or str(index) not in entry["shards"]:
+            raise errors.BadInputError(
+                f"{path}: not a shard listed in {manifest_path} (left over from another "
+                "conversion?); delete it, or rerun the converter into an empty folder.")
+        if not entry.get("complete") and not allow_incomplete:
+            raise errors.BadInputError(
+                f"{folder}: split '{split}' is incomplete ({len(entry['shards'])} of "
+                f"{entry['num_shards']} shards finished; {MANIFEST_NAME} says complete: "
+                f"false); rerun the converter to finish it, or pass {override} to read the "
+                "finished shards only.")
+        if entry["num_examples"] == 0:
+            raise errors.BadInputError(
+                f"{folder}: split '{split}' has 0 examples (quarantined: "
+                f"{len(entry.get('skipped', []))}, listed in {MANIFEST_NAME}); fix the input "
+                "files and rerun the converter.")
+        problem = _shard_problem(folder, split, index, entry, checksum=False)
+        if problem is not None:
+            raise errors.BadInputError(
+                f"{problem}: the shard was changed after conversion; rerun the converter (it "
+                "redoes shards that do not match) or check it with tools/verify_records.py.")
+        if total is not None:
+            total += entry["shards"][str(index)]["num_examples"]
+    if total == 0 and files:
+        raise errors.BadInputError(f"{files[0]}: the matching shards hold 0 examples; point "
+                                   "the pattern at a converted split with examples.")
+    return total
+
+
+def list_checked_shards(pattern: Union[str, Sequence[str]], allow_incomplete: bool = False,
+                        override: str = ALLOW_INCOMPLETE_FLAG) -> List[str]:
+    """`list_shards` followed by `check_shards`: what every reader of records calls."""
+    files = list_shards(pattern)
+    check_shards(files, allow_incomplete, override)
+    return files
+
+
+def verify_files(pattern: Union[str, Sequence[str]], allow_incomplete: bool = False
+                 ) -> List[dict]:
+    """Full check of shard files (tools/verify_records.py): manifest, size, sha256, every record.
+
+    Each matched file is read completely (each record's CRC, and each record must parse as a
+    `tf.train.Example`); files in a folder with a manifest are also checked against it, and so
+    is every shard the manifest lists for their splits (a missing one is found too).
+
+    Returns:
+      one dict per (folder, split): {"folder", "split", "files", "examples", "manifest"
+      (examples the manifest lists, None without one), "complete", "problems": [messages]}.
+    """
+    files = list_shards(pattern)
+    manifests: Dict[str, dict] = {}
+    groups: Dict[tuple, dict] = {}
+    for path in files:
+        folder, split, index, entry = _manifest_entry_of(path, manifests)
+        if split is None:
+            key = (folder, "<no manifest>")
+        else:
+            key = (folder, split or os.path.basename(path))
+        group = groups.setdefault(key, {"folder": folder, "split": key[1], "files": 0,
+                                        "examples": 0, "problems": [], "entry": entry,
+                                        "listed": set(), "manifest": None, "complete": None})
+        group["files"] += 1
+        try:
+            count = count_records(path, parse=True)
+        except errors.BadInputError as error:
+            group["problems"].append(str(error))
+            continue
+        group["examples"] += count
+        if split is None:
+            continue
+        if entry is None or str(index) not in entry["shards"]:
+            group["problems"].append(f"{path}: not a shard listed in "
+                                     f"{os.path.join(folder, MANIFEST_NAME)}; delete it or "
+                                     "rerun the converter into an empty folder.")
+            continue
+        group["listed"].add(index)
+        problem = _shard_problem(folder, split, index, entry, checksum=True)
+        if problem is None and count != entry["shards"][str(index)]["num_examples"]:
+            problem = (f"{path}: {count} examples, {MANIFEST_NAME} says "
+                       f"{entry['shards'][str(index)]['num_examples']}")
+        if problem is not None:
+            group["problems"].append(f"{problem}; rerun the converter (it redoes shards that "
+                                     "do not match the manifest).")
+    summaries = []
+    for (folder, split), group in sorted(groups.items()):
+        entry = group.pop("entry")
+        listed = group.pop("listed")
+        if entry is not None:
+            group["manifest"] = entry["num_examples"]
+            group["complete"] = bool(entry.get("complete"))
+            for index in sorted(int(i) for i in entry["shards"]):
+                if index not in listed:
+                    problem = _shard_problem(folder, split, index, entry, checksum=False)
+                    if problem is not None:
+                        group["problems"].append(f"{problem}; rerun the converter.")
+            if not group["complete"] and not allow_incomplete:
+                group["problems"].append(
+                    f"{folder}: split '{split}' is incomplete ({len(entry['shards'])} of "
+                    f"{entry['num_shards']} shards finished); rerun the converter to finish "
+                    f"it, or pass {ALLOW_INCOMPLETE_FLAG} to accept it.")
+            if entry["num_examples"] == 0:
+                group["problems"].append(f"{folder}: split '{split}' has 0 examples; fix the "
+                                         "input files and rerun the converter.")
+        summaries.append(group)
+    return summaries
 
 
 class ShardedWriter:
@@ -168,8 +391,13 @@ class ShardedWriter:
       split: split name used in file names ("train", "val", ...).
       num_shards: number of shard files (>= 1).
       source: free text describing the input (dataset root, converter, options).
-      resume: keep the finished shards already recorded for this split; otherwise they are
-        rewritten. Resuming with another `num_shards` than recorded raises ValueError.
+      resume: keep the finished shards already recorded for this split whose files still
+        have the recorded size and sha256 (the others are deleted and listed in `redone`);
+        otherwise every shard is rewritten.
+
+    Raises:
+      errors.BadInputError: resuming with another `num_shards` than recorded (says the fix).
+      errors.UserError: `out_dir` cannot be created or written (names the path).
     """
 
     def __init__(self, out_dir: str, split: str, num_shards: int, source: str = "",
@@ -181,26 +409,36 @@ class ShardedWriter:
         self.out_dir = out_dir
         self.split = split
         self.num_shards = num_shards
-        os.makedirs(out_dir, exist_ok=True)
+        make_output_dir(out_dir)
         manifest = read_manifest(out_dir)
         previous = manifest["splits"].get(split)
         if previous is not None and previous["num_shards"] != num_shards:
             if resume:
-                raise ValueError(
-                    f"{out_dir}: split '{split}' was started with {previous['num_shards']} "
-                    f"shards, now {num_shards}; use the same --num_shards, or delete "
-                    f"{split}-*.tfrecord and its manifest entry to start over.")
+                raise errors.BadInputError(
+                    f"{out_dir}: split '{split}' was started with --num_shards="
+                    f"{previous['num_shards']}, now {num_shards}; rerun with --num_shards="
+                    f"{previous['num_shards']} to resume it, or add --noresume to rewrite the "
+                    f"split with {num_shards} shards.")
             for index in range(previous["num_shards"]):
                 stale = os.path.join(out_dir, shard_name(split, index, previous["num_shards"]))
                 if os.path.exists(stale):
                     os.remove(stale)
             previous = None
         shards = dict(previous["shards"]) if (previous and resume) else {}
-        # A recorded shard only counts when its file is really there with the recorded size.
-        for key in list(shards):
-            path = os.path.join(out_dir, shards[key]["file"])
-            if not os.path.exists(path) or os.path.getsize(path) != shards[key]["size"]:
+        # (shard index, why) of recorded shards whose file no longer matches the manifest.
+        self.redone: List[tuple] = []
+        # A recorded shard only counts when its file is there with the recorded size and
+        # sha256: a file changed after it was written (a byte flip keeps the size) is redone.
+        for key in sorted(shards, key=int):
+            problem = _shard_problem(out_dir, split, int(key),
+                                     {"num_shards": num_shards, "shards": shards},
+                                     checksum=True)
+            if problem is not None:
+                self.redone.append((int(key), problem))
                 del shards[key]
+                stale = os.path.join(out_dir, shard_name(split, int(key), num_shards))
+                if os.path.exists(stale):
+                    os.remove(stale)  # a file under a final name is always a listed shard
         skipped = [s for s in (previous or {}).get("skipped", []) if str(s["shard"]) in shards]
         self._entry = {"num_shards": num_shards, "source": source, "complete": False,
                        "shards": shards, "skipped": skipped,
@@ -210,7 +448,12 @@ class ShardedWriter:
             os.remove(leftover)
         self._open: Dict[int, list] = {}  # shard index -> [tf writer, temp path, count]
         self._round_robin = 0
-        self._save()
+        try:
+            self._save()
+        except OSError as error:
+            raise errors.UserError(f"{out_dir}: cannot write the output folder "
+                                   f"({error.strerror or error}); choose a writable "
+                                   "--output_dir.") from error
 
     # -- state -------------------------------------------------------------------------------
     def is_finished(self, shard: int, inputs: Optional[str] = None) -> bool:
@@ -275,6 +518,7 @@ class ShardedWriter:
         self._entry["num_examples"] = sum(s["num_examples"]
                                           for s in self._entry["shards"].values())
         self._save()
+        _count_finished_shard()
         return record
 
     def close(self) -> dict:
@@ -303,6 +547,33 @@ class ShardedWriter:
             self.close()
         else:
             self.abort()
+
+
+def _count_finished_shard() -> None:
+    """The KILL_AFTER_SHARDS_ENV test hook (see its comment)."""
+    global _shards_finished_in_process
+    _shards_finished_in_process += 1
+    limit = os.environ.get(KILL_AFTER_SHARDS_ENV)
+    if limit and _shards_finished_in_process >= int(limit):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def make_output_dir(path: str, flag: str = "--output_dir") -> str:
+    """Creates output folder `path` (and parents); returns it.
+
+    Raises:
+      errors.UserError: naming `path` when it cannot be created (a regular file on the way,
+        no permission), instead of an OSError traceback.
+    """
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as error:
+        raise errors.UserError(f"{path}: cannot create the output folder "
+                               f"({error.strerror or error}); choose another {flag}.") from error
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise errors.UserError(f"{path}: the output folder is not writable; choose another "
+                               f"{flag} or fix its permissions.")
+    return path
 
 
 def inputs_fingerprint(source_ids: Iterable[str]) -> str:
@@ -353,10 +624,30 @@ def source_id_of(serialized: bytes) -> str:
         return "<unknown>"
 
 
+class _CorruptFile(errors.BadInputError):
+    def __init__(self, path: str, good: int, detail: str):
+        super().__init__(f"{path}: corrupt TFRecord file after {good} good records ({detail}); "
+                         "restore the file (rerun the tool that wrote it), or pass --skip_bad to "
+                         "quarantine the rest of the file.")
+        self.path, self.good = path, good
+
+
+def _records_of_file(path: str) -> Iterator[bytes]:
+    """The serialized records of one file; a corrupt one raises `_CorruptFile` (with how many
+    good records came before it) instead of a DataLossError naming no file."""
+    count = 0
+    try:
+        for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
+            yield record
+            count += 1
+    except tf.errors.DataLossError as error:
+        raise _CorruptFile(path, count, data_loss_detail(error)) from error
+
+
 def rewrite_records(input_pattern: str, output_dir: Optional[str],
                     transform: Callable[[bytes], Optional[bytes]], skip_bad: bool = False,
                     source: str = "", default_split: str = "train",
-                    desc: str = "records") -> Dict[str, dict]:
+                    desc: str = "records", allow_incomplete: bool = False) -> Dict[str, dict]:
     """Applies `transform` to every record of the input shards and writes new shards.
 
     Output shard i of a split holds the transformed records of input shard i, in order, so a
@@ -365,22 +656,26 @@ def rewrite_records(input_pattern: str, output_dir: Optional[str],
     every input folder.
 
     Args:
-      input_pattern: glob of input shards (see `list_shards`).
+      input_pattern: glob of input shards (see `list_shards`), checked against their manifest
+        (`check_shards`).
       output_dir: output folder, or None to only run `transform` (e.g. for a side file).
       transform: serialized record -> serialized record to write (None: write nothing). It may
         raise `errors.BadInputError` naming the record.
-      skip_bad: quarantine records whose transform raised BadInputError (listed in the
-        manifest's "skipped") instead of stopping.
+      skip_bad: quarantine records whose transform raised BadInputError, and the remaining
+        records of a corrupt input file (listed in the manifest's "skipped"), instead of
+        stopping.
       source: description stored in the manifest.
       default_split: split of input files whose names do not follow the shard pattern.
       desc: progress-bar label.
+      allow_incomplete: read input splits whose conversion did not finish.
     Returns:
       dict split -> {"num_examples": written, "skipped": [(source_id, error)]}.
     Raises:
       ValueError: `output_dir` is one of the input folders.
-      errors.BadInputError: no input matches, or a bad record without `skip_bad`.
+      errors.BadInputError: no input matches, an input split is incomplete/empty/modified,
+        or a bad record or corrupt file without `skip_bad`.
     """
-    files = list_shards(input_pattern)
+    files = list_checked_shards(input_pattern, allow_incomplete)
     if output_dir is not None:
         out_real = os.path.realpath(output_dir)
         if any(os.path.realpath(os.path.dirname(f)) == out_real for f in files):
@@ -391,27 +686,40 @@ def rewrite_records(input_pattern: str, output_dir: Optional[str],
         writer = (ShardedWriter(output_dir, split, len(paths), source=source,
                                         resume=False) if output_dir is not None else None)
         written, skipped = 0, []
+
+        def quarantine(source_id, error, shard):
+            skipped.append((source_id, str(error)))
+            if writer is not None:
+                writer.record_skipped(source_id, str(error), shard)
+
         try:
             for shard, path in enumerate(paths):
-                for serialized in utils.progress(iterate_records(path),
-                                               desc=f"{desc} {os.path.basename(path)}",
-                                               unit="rec"):
-                    try:
-                        result = transform(serialized)
-                    except errors.BadInputError as error:
-                        if not skip_bad:
-                            raise
-                        source_id = source_id_of(serialized)
-                        skipped.append((source_id, str(error)))
-                        if writer is not None:
-                            writer.record_skipped(source_id, str(error), shard)
-                        continue
-                    if result is not None and writer is not None:
-                        writer.write(result, shard=shard)
-                        written += 1
+                try:
+                    for serialized in utils.progress(_records_of_file(path),
+                                                     desc=f"{desc} {os.path.basename(path)}",
+                                                     unit="rec"):
+                        try:
+                            result = transform(serialized)
+                        except errors.BadInputError as error:
+                            if not skip_bad:
+                                raise
+                            quarantine(source_id_of(serialized), error, shard)
+                            continue
+                        if result is not None and writer is not None:
+                            writer.write(result, shard=shard)
+                            written += 1
+                except _CorruptFile as error:
+                    if not skip_bad:
+                        raise
+                    # Records after the damage cannot be found: the rest of the file goes.
+                    quarantine(f"{path}#{error.good}-", error, shard)
                 if writer is not None:
                     writer.finish_shard(shard)
             if writer is not None:
+                if written == 0 and skipped:
+                    raise errors.BadInputError(
+                        f"every record of split '{split}' was quarantined ({len(skipped)}), "
+                        f"e.g. {skipped[0][0]}: {skipped[0][1]}")
                 writer.close()
         except BaseException:
             if writer is not None:

@@ -111,7 +111,8 @@ def validate_sample(sample: Sample) -> None:
 
 
 def encode_example(sample: Sample) -> bytes:
-    """Validates and serializes `sample` into a `tf.train.Example` (see module doc)."""
+    """Validates and serializes `sample` into a `tf.train.Example` (see module doc); equal
+    samples give equal bytes in every process."""
     validate_sample(sample)
     height, width = sample.image.shape[:2]
     image_bytes = sample.encoded_image or image_io.encode_png(sample.image)
@@ -144,7 +145,10 @@ def encode_example(sample: Sample) -> bytes:
             [image_io.encode_png(scaled.astype(np.uint16))])
     if sample.weak_pairs is not None:
         feature[common.KEY_WEAK_PAIRS] = _floats(sample.weak_pairs)
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    # deterministic=True writes the feature map sorted by key; without it protobuf's map order
+    # differs per process, so equal inputs gave shards with different sha256.
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(
+        deterministic=True)
 
 
 def decode_example(serialized: bytes) -> Sample:

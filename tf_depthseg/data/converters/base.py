@@ -1,20 +1,29 @@
 """What every dataset converter shares: sharding, worker processes, resume, quarantine, resizing.
 
-A converter is a module with two functions:
+A converter is a module with three functions:
 
 * `list_samples(input_dir, split, options) -> list of specs`: cheap, reads only index files and
   folder listings. A spec is any picklable object with a `source_id` attribute (the converters
   use small frozen dataclasses of paths).
 * `load_sample(spec, options) -> schema.Sample`: reads, checks and resizes one sample; raises
   `errors.BadInputError` naming the file for corrupt or inconsistent input.
+* `input_files(spec, options) -> list of paths`: every file `load_sample` may read for the
+  spec, optional ones included (whether they exist or not).
 
 `convert_split` runs `load_sample` + `schema.encode_example` in worker processes and writes the
 records with `records.ShardedWriter`. Sample `i` of the split goes to shard `i % num_shards`
 (neighbouring frames of a drive land in different shards, so interleaved reading mixes drives).
 Each shard is finished (renamed, checksummed, recorded in `manifest.json`) as soon as its last
-sample arrives; a restart skips finished shards whose sample list is unchanged. With
-`skip_bad`, a sample whose loading raises BadInputError is left out and listed in the manifest
-under the split's "skipped" entries with the error message.
+sample arrives. A restart keeps a finished shard only when its file still matches the manifest
+(size and sha256) and its input fingerprint is unchanged: the source description (dataset
+root, options), its samples and, for each of their `input_files`, the size and modification
+time (or absence). Size + mtime rather than a content hash because it costs one `stat` per
+file, while hashing would read the whole dataset on every restart; re-extracting, copying over
+or editing a file changes the mtime. A quarantined sample whose file is later fixed (or added)
+therefore changes its shard's fingerprint, and the rerun picks the fix up. With `skip_bad`, a
+sample whose loading raises BadInputError is left out and listed in the manifest under the
+split's "skipped" entries with the error message; a split whose every sample is bad is an
+error, never a "complete" split with 0 examples.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -45,12 +54,38 @@ class ConvertResult:
       num_written: records written by this run.
       skipped: (source_id, error message) of quarantined samples of this run.
       num_shards_reused: finished shards of an earlier run that were kept.
+      redone: (shard, why) of an earlier run's shards whose file no longer matched the manifest.
     """
     split: str
     num_examples: int
     num_written: int
     skipped: Tuple[Tuple[str, str], ...]
     num_shards_reused: int
+    redone: Tuple[Tuple[int, str], ...] = ()
+
+
+def file_state(path: str) -> str:
+    """"<size>:<mtime_ns>" of a file, or "absent": what the resume fingerprint compares."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return "absent"
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def shard_fingerprints(shard_specs: Sequence[Sequence[Any]], options: Any, source: str,
+                       files_fn: Optional[Callable[[Any, Any], Sequence[str]]]) -> List[str]:
+    """One fingerprint per shard: source text, sample ids and the state of their input files
+    (see module doc)."""
+    fingerprints = []
+    for specs in shard_specs:
+        items = [source]
+        for spec in specs:
+            files = files_fn(spec, options) if files_fn is not None else ()
+            items.append(spec.source_id + "".join(f"\t{path}={file_state(path)}"
+                                                  for path in files))
+        fingerprints.append(records.inputs_fingerprint(items))
+    return fingerprints
 
 
 def _load_and_encode(job):
@@ -66,7 +101,9 @@ def _load_and_encode(job):
 def convert_split(load_fn: Callable[[Any, Any], schema.Sample], specs: Sequence[Any],
                   options: Any, output_dir: str, split: str, num_shards: int = 1,
                   num_workers: int = 1, skip_bad: bool = False, source: str = "",
-                  resume: bool = True) -> ConvertResult:
+                  resume: bool = True,
+                  files_fn: Optional[Callable[[Any, Any], Sequence[str]]] = None
+                  ) -> ConvertResult:
     """Converts `specs` of one split into sharded TFRecords under `output_dir`.
 
     Args:
@@ -78,12 +115,16 @@ def convert_split(load_fn: Callable[[Any, Any], schema.Sample], specs: Sequence[
       num_shards: number of shards; more shards than samples is allowed (empty shards).
       num_workers: worker processes; <= 1 converts in this process.
       skip_bad: quarantine samples raising BadInputError instead of stopping.
-      source: description stored in the manifest.
-      resume: keep finished shards of an earlier run with the same sample lists.
+      source: description stored in the manifest (part of the resume fingerprint).
+      resume: keep finished shards of an earlier run whose files match the manifest and whose
+        input fingerprint (see module doc) is unchanged.
+      files_fn: the converter's `input_files(spec, options)`; None = samples are compared by
+        id only.
     Returns:
       a ConvertResult.
     Raises:
-      BadInputError: no samples, or (without skip_bad) the first bad sample's error.
+      BadInputError: no samples, (without skip_bad) the first bad sample's error, or every
+        sample bad (with skip_bad).
     """
     if not specs:
         raise BadInputError(f"split '{split}' has no samples ({source}); check the split name, "
@@ -94,8 +135,7 @@ def convert_split(load_fn: Callable[[Any, Any], schema.Sample], specs: Sequence[
         raise BadInputError(f"split '{split}' lists samples more than once: {duplicates}; "
                             "fix the split file.")
     shard_specs = [list(specs[shard::num_shards]) for shard in range(num_shards)]
-    fingerprints = [records.inputs_fingerprint(s.source_id for s in shard)
-                    for shard in shard_specs]
+    fingerprints = shard_fingerprints(shard_specs, options, source, files_fn)
     skipped: List[Tuple[str, str]] = []
     written = 0
     with records.ShardedWriter(output_dir, split, num_shards, source=source,
@@ -131,9 +171,18 @@ def convert_split(load_fn: Callable[[Any, Any], schema.Sample], specs: Sequence[
             if pool is not None:
                 pool.terminate()
                 pool.join()
+        entry = writer.entry
+        if entry["num_examples"] == 0:
+            # Leaving the block with the error keeps the split marked incomplete.
+            first = entry["skipped"][0] if entry["skipped"] else None
+            raise BadInputError(
+                f"split '{split}': all {len(specs)} samples are bad, so {output_dir} would get "
+                "a split with 0 examples; fix the input files and rerun. First: "
+                f"{first['source_id']}: {first['error']}" if first else
+                f"split '{split}': no examples were written to {output_dir}.")
     return ConvertResult(split=split, num_examples=writer.entry["num_examples"],
                          num_written=written, skipped=tuple(skipped),
-                         num_shards_reused=reused)
+                         num_shards_reused=reused, redone=tuple(writer.redone))
 
 
 def _make_pool(num_workers: int):
@@ -299,7 +348,9 @@ def run_converter(module, options, source_name: str) -> List[ConvertResult]:
             module.load_sample, specs, options, output_dir, split,
             num_shards=flag.num_shards, num_workers=flag.num_workers, skip_bad=flag.skip_bad,
             source=f"{source_name} {input_dir} split={split} options={options}",
-            resume=flag.resume)
+            resume=flag.resume, files_fn=module.input_files)
+        for shard, why in result.redone:
+            print(f"{split}: shard {shard} of an earlier run redone: {why}")
         print(f"{split}: {result.num_examples} examples in {flag.num_shards} shards "
               f"({result.num_written} written now, {result.num_shards_reused} shards kept from "
               f"an earlier run, {len(result.skipped)} quarantined) -> {output_dir}")

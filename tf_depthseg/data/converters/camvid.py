@@ -76,6 +76,11 @@ def list_samples(input_dir: str, split: str, options: Options = Options()) -> Li
     return specs
 
 
+def input_files(spec: Spec, options: Options) -> List[str]:
+    """Files `load_sample` reads (for the resume fingerprint)."""
+    return [spec.image_path, spec.label_path]
+
+
 def load_sample(spec: Spec, options: Options) -> schema.Sample:
     """Reads, checks and resizes one CamVid frame and its labels."""
     image = image_io.read_image(base.require_file(spec.image_path, "CamVid image"))

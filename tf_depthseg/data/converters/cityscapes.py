@@ -102,18 +102,43 @@ def _path(spec: Spec, folder: str, frame: int, suffix: str) -> str:
                         f"{spec.city}_{spec.seq}_{frame:06d}_{suffix}")
 
 
-def read_camera(spec: Spec) -> np.ndarray:
-    """K `[3, 3]` (native pixels) from the frame's camera file, or any of its sequence."""
+def camera_file(spec: Spec) -> str:
+    """The frame's camera file, else the first one of its sequence (sequence frames have
+    none of their own), else the frame's (missing) path."""
     path = _path(spec, "camera", spec.frame, "camera.json")
     if not os.path.isfile(path):
         candidates = sorted(glob.glob(os.path.join(
             spec.root, "camera", spec.split, spec.city,
             f"{spec.city}_{spec.seq}_*_camera.json")))
-        if not candidates:
-            raise base.BadInputError(f"{path}: camera file not found (none for sequence "
-                                     f"{spec.city}_{spec.seq} either); Cityscapes' camera/ "
-                                     "folder is needed for intrinsics.")
-        path = candidates[0]
+        if candidates:
+            return candidates[0]
+    return path
+
+
+def _neighbour_frames(spec: Spec, options: Options) -> tuple:
+    gap = options.frame_gap if spec.labelled else max(1, options.frame_gap)
+    return (spec.frame - gap, spec.frame + gap) if gap else ()
+
+
+def input_files(spec: Spec, options: Options) -> List[str]:
+    """Files `load_sample` reads, optional ones included (for the resume fingerprint)."""
+    folder = "leftImg8bit" if spec.labelled else "leftImg8bit_sequence"
+    files = [_path(spec, folder, spec.frame, "leftImg8bit.png"), camera_file(spec)]
+    files += [_path(spec, "leftImg8bit_sequence", frame, "leftImg8bit.png")
+              for frame in _neighbour_frames(spec, options)]
+    if spec.labelled:
+        files += [_path(spec, "gtFine", spec.frame, "gtFine_labelIds.png"),
+                  _path(spec, "gtFine", spec.frame, "gtFine_instanceIds.png")]
+    return files
+
+
+def read_camera(spec: Spec) -> np.ndarray:
+    """K `[3, 3]` (native pixels) from the frame's camera file, or any of its sequence."""
+    path = camera_file(spec)
+    if not os.path.isfile(path):
+        raise base.BadInputError(f"{path}: camera file not found (none for sequence "
+                                 f"{spec.city}_{spec.seq} either); Cityscapes' camera/ "
+                                 "folder is needed for intrinsics.")
     try:
         with open(path) as f:
             intrinsic = json.load(f)["intrinsic"]
@@ -133,9 +158,8 @@ def load_sample(spec: Spec, options: Options) -> schema.Sample:
     image = image_io.read_image(image_file)
     native = image.shape[:2]
     size = base.target_size(native, options.height, options.width)
-    gap = options.frame_gap if spec.labelled else max(1, options.frame_gap)
     context = []
-    for frame in ((spec.frame - gap, spec.frame + gap) if gap else ()):
+    for frame in _neighbour_frames(spec, options):
         path = _path(spec, "leftImg8bit_sequence", frame, "leftImg8bit.png")
         if not os.path.isfile(path):
             raise base.BadInputError(f"{path}: missing neighbour frame of {spec.source_id}; "

@@ -191,16 +191,47 @@ def _camera_calib(spec: Spec) -> Dict[str, np.ndarray]:
     return {"P_rect": projection, "R_rect_00": calib["R_rect_00"].reshape(3, 3)}
 
 
+def _annotated_depth_candidates(spec: Spec) -> List[str]:
+    return [os.path.join(spec.root, "data_depth_annotated", folder, spec.drive, "proj_depth",
+                         "groundtruth", f"image_0{spec.camera}", f"{spec.frame:010d}.png")
+            for folder in ("train", "val")]
+
+
 def annotated_depth_path(spec: Spec) -> str:
     """The depth benchmark's ground-truth PNG for `spec` (train or val folder)."""
-    for folder in ("train", "val"):
-        path = os.path.join(spec.root, "data_depth_annotated", folder, spec.drive, "proj_depth",
-                            "groundtruth", f"image_0{spec.camera}", f"{spec.frame:010d}.png")
+    for path in _annotated_depth_candidates(spec):
         if os.path.isfile(path):
             return path
     return os.path.join(spec.root, "data_depth_annotated", "{train,val}", spec.drive,
                         "proj_depth", "groundtruth", f"image_0{spec.camera}",
                         f"{spec.frame:010d}.png")
+
+
+def _velodyne_path(spec: Spec) -> str:
+    return os.path.join(spec.root, spec.date, spec.drive, "velodyne_points", "data",
+                        f"{spec.frame:010d}.bin")
+
+
+def _context_frames(spec: Spec, options: Options) -> List[int]:
+    return ([spec.frame - options.frame_gap, spec.frame + options.frame_gap]
+            if options.frame_gap else [])
+
+
+def input_files(spec: Spec, options: Options) -> List[str]:
+    """Files `load_sample` reads, optional ones included (for the resume fingerprint)."""
+    frames = [spec.frame] + [f for f in _context_frames(spec, options) if f >= 0]
+    files = [image_path(spec, frame) for frame in frames]
+    files.append(os.path.join(spec.root, spec.date, "calib_cam_to_cam.txt"))
+    if options.depth_source == "annotated":
+        files += _annotated_depth_candidates(spec)
+    elif options.depth_source == "velodyne":
+        files += [_velodyne_path(spec), os.path.join(spec.root, spec.date,
+                                                     "calib_velo_to_cam.txt")]
+    if options.semantic_dir:
+        files.append(image_path(spec, spec.frame, options.semantic_dir))
+    if options.instance_dir:
+        files += [image_path(spec, frame, options.instance_dir) for frame in frames]
+    return files
 
 
 def read_velodyne(path: str) -> np.ndarray:
@@ -263,7 +294,12 @@ def load_sample(spec: Spec, options: Options) -> schema.Sample:
     size = base.target_size(native, options.height, options.width)
     context = []
     if options.frame_gap:
-        for frame in (spec.frame - options.frame_gap, spec.frame + options.frame_gap):
+        for frame in _context_frames(spec, options):
+            if frame < 0:
+                raise base.BadInputError(
+                    f"{image_path(spec, spec.frame)}: frame {spec.frame} of {spec.drive} has "
+                    f"no previous frame (targets need frames -/+{options.frame_gap}); drop the "
+                    "line from the split file or use --skip_bad.")
             path = image_path(spec, frame)
             if not os.path.isfile(path):
                 raise base.BadInputError(
@@ -282,15 +318,13 @@ def load_sample(spec: Spec, options: Options) -> schema.Sample:
         base.same_size_or_error(image, raw, path, "the depth map")
         depth = base.resize_sparse_depth(raw, size)
     elif options.depth_source == "velodyne":
-        path = os.path.join(spec.root, spec.date, spec.drive, "velodyne_points", "data",
-                            f"{spec.frame:010d}.bin")
+        path = _velodyne_path(spec)
         depth = velodyne_depth(read_velodyne(path), _velodyne_to_cam(spec), calib["R_rect_00"],
                                calib["P_rect"], native, size)
     semantic = _read_semantic(spec, options, image, size) if options.semantic_dir else None
     instances = None
     if options.instance_dir:
-        frames = [spec.frame] + ([spec.frame - options.frame_gap, spec.frame + options.frame_gap]
-                                 if options.frame_gap else [])
+        frames = [spec.frame] + _context_frames(spec, options)
         instances = _read_instances(spec, frames, options, image, size)
     return schema.Sample(image=base.resize_image(image, size), source_id=spec.source_id,
                          context=context, intrinsics=intrinsics.astype(np.float32), depth=depth,

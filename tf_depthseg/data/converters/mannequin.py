@@ -31,6 +31,8 @@ from tf_depthseg.data.converters import base
 SPLITS = ("train", "validation", "test")
 DEFAULT_SIZE_HW = (240, 320)
 _FIELDS = 19  # timestamp, 4 intrinsics, 2 distortion, 12 pose values
+_FIELD_NAMES = (("timestamp", "fx", "fy", "cx", "cy", "distortion k1", "distortion k2")
+                + tuple(f"camera_from_world[{r}][{c}]" for r in range(3) for c in range(4)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,18 +72,36 @@ def read_sequence_file(path: str) -> List[FrameInfo]:
                                  "Mannequin Challenge camera file.")
     frames = []
     for number, line in enumerate(lines[1:], 2):
+        where = f"{path}:{number}"
         fields = line.split()
-        try:
-            values = [float(v) for v in fields[1:]]
-            timestamp = int(fields[0])
-        except (ValueError, IndexError):
-            values, timestamp = [], -1
-        if len(fields) != _FIELDS or timestamp < 0 or not np.all(np.isfinite(values)):
+        if len(fields) != _FIELDS:
             raise base.BadInputError(
-                f"{path}:{number}: expected {_FIELDS} numbers 'timestamp fx fy cx cy 0 0 "
-                f"<3x4 camera_from_world>', got {line.strip()[:80]!r}.")
-        frames.append(FrameInfo(timestamp, tuple(values[:4]), tuple(values[6:18])))
+                f"{where}: expected {_FIELDS} numbers 'timestamp fx fy cx cy 0 0 <3x4 "
+                f"camera_from_world>', got {len(fields)} fields: {_shorten(line)!r}.")
+        if not fields[0].isdigit():
+            raise base.BadInputError(f"{where}: the timestamp {fields[0]!r} is not a "
+                                     "non-negative integer (microseconds).")
+        values = []
+        for index, text in enumerate(fields[1:], 1):
+            try:
+                value = float(text)
+            except ValueError:
+                value = None
+            if value is None or not np.isfinite(value):
+                # Name the field and its value: a NaN pose is the common failure of camera
+                # trackers, and a cut-off copy of the line would hide it.
+                raise base.BadInputError(
+                    f"{where}: field {index + 1} ({_FIELD_NAMES[index]}) is {text!r}, not a "
+                    "finite number; the camera line must be fixed or dropped (the frames "
+                    "around it then lose this neighbour).")
+            values.append(value)
+        frames.append(FrameInfo(int(fields[0]), tuple(values[:4]), tuple(values[6:18])))
     return frames
+
+
+def _shorten(line: str, limit: int = 120) -> str:
+    line = line.strip()
+    return line if len(line) <= limit else line[:limit] + "..."
 
 
 def list_samples(input_dir: str, split: str, options: Options = Options()) -> List[Spec]:
@@ -105,6 +125,14 @@ def world_from_camera(frame: FrameInfo) -> np.ndarray:
     camera_from_world = np.eye(4)
     camera_from_world[:3] = np.reshape(frame.camera_from_world, (3, 4))
     return np.linalg.inv(camera_from_world)
+
+
+def input_files(spec: Spec, options: Options) -> List[str]:
+    """Files a sample depends on: its camera file (poses and intrinsics come from it), the
+    three frames and the optional depth (for the resume fingerprint)."""
+    return ([os.path.join(spec.root, spec.split, spec.sequence + ".txt")]
+            + [_frame_path(spec, "frames", frame) for frame in spec.frames]
+            + [_frame_path(spec, "depth", spec.frames[0])])
 
 
 def load_sample(spec: Spec, options: Options) -> schema.Sample:

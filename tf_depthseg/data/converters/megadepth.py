@@ -67,6 +67,20 @@ def list_samples(input_dir: str, split: str, options: Options = Options()) -> Li
     return specs
 
 
+def _depth_file(spec: Spec) -> str:
+    return os.path.join(spec.dense_dir, "depths", spec.name + ".npy")
+
+
+def _mask_files(spec: Spec) -> List[str]:
+    return [os.path.join(spec.dense_dir, "ordinal", f"{spec.name}_{side}.png")
+            for side in ("fg", "bg")]
+
+
+def input_files(spec: Spec, options: Options) -> List[str]:
+    """Files `load_sample` reads, optional ones included (for the resume fingerprint)."""
+    return [spec.image_path, _depth_file(spec)] + _mask_files(spec)
+
+
 def load_sample(spec: Spec, options: Options) -> schema.Sample:
     with open(base.require_file(spec.image_path, "MegaDepth image"), "rb") as f:
         encoded = f.read()
@@ -78,7 +92,7 @@ def load_sample(spec: Spec, options: Options) -> schema.Sample:
     sample = schema.Sample(image=base.resize_image(image, size), source_id=spec.source_id)
     if size == native and encoded[:3] == b"\xff\xd8\xff":
         sample.image_format, sample.encoded_image = "jpeg", encoded  # no re-encoding loss
-    depth_file = os.path.join(spec.dense_dir, "depths", spec.name + ".npy")
+    depth_file = _depth_file(spec)
     if os.path.isfile(depth_file):
         try:
             depth = np.load(depth_file, allow_pickle=False)
@@ -87,7 +101,7 @@ def load_sample(spec: Spec, options: Options) -> schema.Sample:
         depth = base.check_depth(depth, depth_file)
         base.same_size_or_error(image, depth, depth_file, "the depth map")
         sample.depth = base.resize_nearest(depth, size)
-    masks = [os.path.join(spec.dense_dir, "ordinal", f"{spec.name}_{s}.png") for s in ("fg", "bg")]
+    masks = _mask_files(spec)
     if all(os.path.isfile(m) for m in masks):
         foreground, background = (image_io.read_label_png(m) for m in masks)
         for mask, path in zip((foreground, background), masks):
