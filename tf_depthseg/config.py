@@ -141,6 +141,9 @@ class DataConfig(_Section):
     # "" = off; then `weak_batch_size` of the global `batch_size` examples come from it.
     weak_train_pattern: str = ""
     weak_batch_size: int = 0
+    # Read splits whose conversion has not finished (manifest.json says complete: false):
+    # only their finished shards. Off, such a split is an error naming it (see records.py).
+    allow_incomplete: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
