@@ -20,7 +20,9 @@ otherwise by record (every worker reads all files and keeps every n-th record).
 
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence, Tuple, Union
+import contextlib
+import re
+from typing import Iterator, Mapping, Optional, Sequence, Tuple, Union
 
 import tensorflow as tf
 
@@ -34,6 +36,8 @@ DEFAULT_COLOR_JITTER = {"brightness": 0.2, "contrast": 0.2, "saturation": 0.2, "
 DEFAULT_MAX_WEAK_PAIRS = 64
 
 FilePattern = Union[str, Sequence[str]]
+# How users of the config-driven readers (train, evaluate) lift the incomplete-split check.
+ALLOW_INCOMPLETE_OVERRIDE = "--set data.allow_incomplete=true"
 
 
 def _static_shapes(example: dict, size: Optional[Tuple[int, int]], num_context: int) -> dict:
@@ -76,7 +80,8 @@ def make_dataset(file_pattern: FilePattern,
                  repeat: Optional[bool] = None,
                  max_weak_pairs: int = DEFAULT_MAX_WEAK_PAIRS,
                  drop_remainder: Optional[bool] = None,
-                 num_parallel_calls: int = tf.data.AUTOTUNE) -> tf.data.Dataset:
+                 num_parallel_calls: int = tf.data.AUTOTUNE,
+                 allow_incomplete: bool = False) -> tf.data.Dataset:
     """Builds a batched input pipeline over sharded TFRecords of the `schema` format.
 
     Args:
@@ -104,6 +109,9 @@ def make_dataset(file_pattern: FilePattern,
       drop_remainder: drop a last partial batch; None = `training` (static batch size for
         training, every example for evaluation).
       num_parallel_calls: parallelism of the parse/augment map.
+      allow_incomplete: read splits whose conversion has not finished (their finished
+        shards); otherwise the files are checked against their manifest
+        (`records.check_shards`: complete, not empty, recorded sizes).
     Returns:
       A `tf.data.Dataset` of dicts: IMAGE float32 `[B, h, w, 3]` in [0, 1], CONTEXT
       `[B, N, h, w, 3]`, DEPTH `[B, h, w, 1]` metres (0 invalid), SEMANTIC int32
@@ -112,8 +120,11 @@ def make_dataset(file_pattern: FilePattern,
       `[B, max_weak_pairs, 6]`, NUM_WEAK_PAIRS `[B]`, SOURCE_ID `[B]`, where (h, w) is
       `crop_size` (training) or `image_size`.
     Raises:
-      errors.BadInputError: no file matches `file_pattern`.
+      errors.BadInputError: no file matches `file_pattern`, or the manifest check fails.
       ValueError: bad arguments.
+
+    Errors while reading (a corrupt file, a record without a requested feature) surface as
+    TensorFlow errors from the iterator; `reading_errors` turns them into BadInputErrors.
     """
     keys = list(dict.fromkeys(keys))
     unknown = set(keys) - set(schema.PARSEABLE_KEYS)
@@ -130,7 +141,8 @@ def make_dataset(file_pattern: FilePattern,
         raise ValueError(f"num_context must be >= 0, got {num_context}")
     if not file_pattern:
         raise ValueError(f"file_pattern must be a glob or a list of globs, got {file_pattern!r}")
-    files = records.list_shards(file_pattern)
+    files = records.list_checked_shards(file_pattern, allow_incomplete,
+                                        ALLOW_INCOMPLETE_OVERRIDE)
 
     num_pipelines, pipeline_id = 1, 0
     if input_context is not None:
@@ -200,3 +212,51 @@ def make_dataset(file_pattern: FilePattern,
         options.experimental_distribute.auto_shard_policy = (
             tf.data.experimental.AutoShardPolicy.OFF)
     return dataset.with_options(options)
+
+
+def _find_corrupt_file(patterns: Sequence[FilePattern]) -> Optional[errors.BadInputError]:
+    """The error of the first file of `patterns` that does not read to the end (None if all
+    do). Only run after a DataLossError, whose message names no file."""
+    for pattern in patterns:
+        try:
+            files = records.list_shards(pattern)
+        except errors.BadInputError:
+            continue
+        for path in files:
+            try:
+                records.count_records(path)
+            except errors.BadInputError as error:
+                return error
+    return None
+
+
+# The message of `schema.parse_example`'s missing-feature assertion (inside TF's text).
+_MISSING_FEATURE = re.compile(r"record .*? has no .*?data\.keys\)")
+
+
+@contextlib.contextmanager
+def reading_errors(patterns: Sequence[FilePattern]) -> Iterator[None]:
+    """Turns TensorFlow errors raised while iterating datasets of `patterns` into one-line
+    `errors.BadInputError`s that name the file or record and the fix.
+
+    * DataLossError (a corrupt TFRecord; TensorFlow's message names no file): the files are
+      read again to find the corrupt one, which the message names.
+    * InvalidArgumentError from a record that lacks a feature the pipeline needs (see
+      `schema.parse_example`): the record's source id and the missing feature.
+    """
+    patterns = [p for p in patterns if p]
+    try:
+        yield
+    except tf.errors.DataLossError as error:
+        found = _find_corrupt_file(patterns)
+        if found is None:
+            found = errors.BadInputError(
+                f"{', '.join(map(str, patterns))}: corrupt TFRecord data "
+                f"({records.data_loss_detail(error)}); check the files with "
+                "tools/verify_records.py and rerun the converter.")
+        raise found from None
+    except tf.errors.InvalidArgumentError as error:
+        match = _MISSING_FEATURE.search(error.message)
+        if match is None:
+            raise
+        raise errors.BadInputError(match.group(0) + ".") from None

@@ -213,7 +213,8 @@ def _require(present, source_id, key):
         # No quotes in the text: TF escapes them in error messages.
         tf.strings.join(["record ", source_id, f" has no {_FEATURE_OF_KEY[key]} feature (or the "
                          f"wrong number of values) but the pipeline asks for {key}; convert "
-                         "with that data or drop the key from data.keys"])])
+                         "records that carry it, or turn off what asks for it (a loss, the "
+                         "evaluation, or data.keys)"])])
 
 
 def parse_example(serialized: tf.Tensor, keys: Sequence[str],

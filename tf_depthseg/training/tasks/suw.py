@@ -52,7 +52,6 @@ Choices where the text is silent (documented here, one place):
 
 from __future__ import annotations
 
-import os
 from typing import Dict, Mapping, Optional
 
 import keras
@@ -60,6 +59,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_depthseg import common
+from tf_depthseg import errors
 from tf_depthseg import visualize
 from tf_depthseg.data import pipeline, records
 from tf_depthseg.geometry import transforms
@@ -151,25 +151,22 @@ def _color_jitter_args(strength: float) -> Optional[dict]:
             "hue": min(strength / 2.0, 0.5), "prob": 0.5}
 
 
-def count_examples(pattern: str) -> int:
-    """Examples in the shards matching `pattern`, from their folders' manifest.json when it
-    lists them (converters write it), else by reading the records."""
+def count_examples(pattern: str, allow_incomplete: bool = False) -> int:
+    """Examples in the shards matching `pattern`, from their folders' manifest.json (checked
+    by `records.check_shards`: complete, not empty, sizes as recorded), else by reading the
+    records.
+
+    Raises:
+      errors.BadInputError: the manifest check fails, or the shards hold no example.
+    """
     files = records.list_shards(pattern)
-    total = 0
-    manifests: Dict[str, dict] = {}
-    for path in files:
-        folder, name = os.path.split(path)
-        if folder not in manifests:
-            manifests[folder] = records.read_manifest(folder)
-        count = None
-        for split, entry in manifests[folder].get("splits", {}).items():
-            num_shards = entry.get("num_shards", 0)
-            for index, shard in entry.get("shards", {}).items():
-                if records.shard_name(split, int(index), num_shards) == name:
-                    count = shard.get("num_examples")
-        if count is None:
-            count = sum(1 for _ in tf.data.TFRecordDataset(path))
-        total += int(count)
+    total = records.check_shards(files, allow_incomplete, pipeline.ALLOW_INCOMPLETE_OVERRIDE)
+    if total is None:  # some folder has no manifest: count by reading
+        total = sum(records.count_records(path) for path in files)
+        if total == 0:
+            raise errors.BadInputError(f"{pattern}: the matching TFRecord files hold 0 "
+                                       "examples; point data.train_pattern at converted "
+                                       "records.")
     return total
 
 
@@ -290,7 +287,8 @@ class SUWTask(loop.Task):
             crop_size=data.crop_size, scale_range=data.scale_range, flip_prob=data.flip_prob,
             color_jitter=_color_jitter_args(data.color_jitter), num_context=data.num_context,
             shuffle_buffer=data.shuffle_buffer, deterministic=config.train.deterministic,
-            seed=config.train.seed + seed_offset, input_context=input_context)
+            seed=config.train.seed + seed_offset, input_context=input_context,
+            allow_incomplete=data.allow_incomplete)
 
     def make_train_dataset(self, config, input_context):
         data = config.data
@@ -324,12 +322,13 @@ class SUWTask(loop.Task):
         return pipeline.make_dataset(pattern, [common.IMAGE, common.DEPTH],
                                      config.data.eval_batch_size, training=False,
                                      image_size=size, num_context=0,
-                                     deterministic=True)
+                                     deterministic=True,
+                                     allow_incomplete=config.data.allow_incomplete)
 
     def num_train_examples(self, config) -> Optional[int]:
         if not config.data.train_pattern:
             return None
-        return count_examples(config.data.train_pattern)
+        return count_examples(config.data.train_pattern, config.data.allow_incomplete)
 
     # ----------------------------------------------------------------------------------
     # Losses.
@@ -626,7 +625,7 @@ def evaluate_predictor(predict_fn, dataset: tf.data.Dataset, eval_config,
 
 
 def median_training_depth(pattern: str, eval_config, max_examples: int = 1000,
-                          resolution: float = 0.01) -> float:
+                          resolution: float = 0.01, allow_incomplete: bool = False) -> float:
     """Median ground-truth depth of (up to `max_examples`) training records, in metres.
 
     Pixels with depth in (eval min, eval max) count, all of each image (no crop: the baseline
@@ -634,7 +633,8 @@ def median_training_depth(pattern: str, eval_config, max_examples: int = 1000,
     memory flat for large sets; the result is exact to that resolution.
     """
     dataset = pipeline.make_dataset(pattern, [common.DEPTH], 1, training=False,
-                                    image_size=None, num_context=0, deterministic=True)
+                                    image_size=None, num_context=0, deterministic=True,
+                                    allow_incomplete=allow_incomplete)
     edges = np.arange(0.0, eval_config.max_depth + resolution, resolution)
     histogram = np.zeros(len(edges) - 1, np.int64)
     for index, batch in enumerate(dataset):
