@@ -80,6 +80,7 @@ def main(argv):
     workdir = cli.resolve_path(FLAGS.workdir)
     if not os.path.isdir(workdir):
         raise cli.UserError(f"--workdir={workdir}: no such folder.")
+    from tf_depthseg.data import pipeline
     from tf_depthseg.training.tasks import make_task
     from tf_depthseg.training.tasks import suw as suw_task
 
@@ -94,7 +95,9 @@ def main(argv):
     max_examples = FLAGS.max_examples or config.eval.max_examples
 
     def evaluate(name, predict_fn):
-        metrics = suw_task.evaluate_predictor(predict_fn, dataset, config.eval, max_examples)
+        with pipeline.reading_errors([pattern]):  # a corrupt shard or a record without depth
+            metrics = suw_task.evaluate_predictor(predict_fn, dataset, config.eval,
+                                                  max_examples)
         print(f"evaluate: {name} done ({metrics['num_images']} images).", flush=True)
         return metrics
 
@@ -107,8 +110,10 @@ def main(argv):
 
     if FLAGS.baselines:
         import tensorflow as tf
-        median = suw_task.median_training_depth(config.data.train_pattern, config.eval,
-                                                FLAGS.baseline_max_examples)
+        with pipeline.reading_errors([config.data.train_pattern]):
+            median = suw_task.median_training_depth(
+                config.data.train_pattern, config.eval, FLAGS.baseline_max_examples,
+                allow_incomplete=config.data.allow_incomplete)
         name = "constant_median"
         rows.append((name, evaluate(name, lambda images: tf.fill(
             tf.concat([tf.shape(images)[:3], [1]], axis=0), tf.constant(median, tf.float32)))))

@@ -66,20 +66,25 @@ def main(argv):
     config = load_experiment(FLAGS.config, workdir, FLAGS.set, FLAGS.smoke)
 
     # Imported after flag parsing: TensorFlow start-up is slow and --help should not wait.
+    from tf_depthseg.data import pipeline
     from tf_depthseg.training import checkpoints, loop, tasks
 
-    task = tasks.make_task(config)
-    trainer = loop.Trainer(config, task, workdir)
-    if trainer.is_chief:
-        start = ("resuming from step %d" % trainer.start_step if trainer.start_step
-                 else "starting from scratch")
-        print(f"train: {config.name} ({config.task}, {config.model.name}), {start}, "
-              f"{config.train.steps} steps.\n"
-              f"  config       {os.path.join(workdir, config_lib.CONFIG_FILENAME)}\n"
-              f"  checkpoints  {os.path.join(workdir, checkpoints.CHECKPOINT_SUBDIR)}\n"
-              f"  TensorBoard  tensorboard --logdir={os.path.join(workdir, loop.LOGS_SUBDIR)}",
-              flush=True)
-    result = trainer.train()
+    # A corrupt shard or a record without a needed feature: one line naming it.
+    data = config.data
+    with pipeline.reading_errors([data.train_pattern, data.weak_train_pattern,
+                                  data.eval_pattern]):
+        task = tasks.make_task(config)
+        trainer = loop.Trainer(config, task, workdir)
+        if trainer.is_chief:
+            start = ("resuming from step %d" % trainer.start_step if trainer.start_step
+                     else "starting from scratch")
+            print(f"train: {config.name} ({config.task}, {config.model.name}), {start}, "
+                  f"{config.train.steps} steps.\n"
+                  f"  config       {os.path.join(workdir, config_lib.CONFIG_FILENAME)}\n"
+                  f"  checkpoints  {os.path.join(workdir, checkpoints.CHECKPOINT_SUBDIR)}\n"
+                  f"  TensorBoard  tensorboard "
+                  f"--logdir={os.path.join(workdir, loop.LOGS_SUBDIR)}", flush=True)
+        result = trainer.train()
     if not trainer.is_chief:
         return
     losses = ", ".join(f"{k}={v:.4g}" for k, v in result.losses.items())
