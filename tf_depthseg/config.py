@@ -393,6 +393,16 @@ def list_config_files() -> list:
     return sorted(found)
 
 
+def _compact_names(names: Sequence[str]) -> str:
+    """"a/x, a/y, b" -> "a/{x, y}, b": the config list fits on one line."""
+    groups: dict = {}
+    for name in names:
+        folder, _, leaf = name.rpartition("/")
+        groups.setdefault(folder, []).append(leaf)
+    return ", ".join(f"{folder}/{{{', '.join(leaves)}}}" if folder else ", ".join(leaves)
+                     for folder, leaves in groups.items())
+
+
 def load_config(spec: str, smoke: bool = False) -> ExperimentConfig:
     """Loads a config from a .py file path, a name under configs/ ("suw/synthetic_suw"), or a
     resolved config.json (a workdir's, to repeat a run; `smoke` is ignored for JSON)."""
@@ -408,9 +418,10 @@ def load_config(spec: str, smoke: bool = False) -> ExperimentConfig:
     path = spec if spec.endswith(".py") else os.path.join(configs_root(), spec + ".py")
     if not os.path.isfile(path):
         known = [f[:-3] for f in list_config_files()]
-        near = difflib.get_close_matches(spec.replace(".py", ""), known, n=3, cutoff=0.3)
-        raise ConfigError(f"config '{spec}' not found (looked for {path}). Known configs: "
-                          f"{near or known}")
+        near = difflib.get_close_matches(spec.replace(".py", ""), known, n=3, cutoff=0.75)
+        hint = f" Did you mean {' or '.join(near)}?" if near else ""
+        raise ConfigError(f"config '{spec}' not found (looked for {path}).{hint} Known "
+                          f"configs ({len(known)}): {_compact_names(known)}")
     module_spec = importlib.util.spec_from_file_location(
         "tf_depthseg_config_" + os.path.basename(path)[:-3], path)
     module = importlib.util.module_from_spec(module_spec)

@@ -10,17 +10,22 @@ Example:
 """
 
 from tf_depthseg import cli
-from tf_depthseg.data.converters import base, camvid
+from tf_depthseg.data.converters import camvid
 
-base.define_converter_flags(camvid.SPLITS, *camvid.DEFAULT_SIZE_HW)
+cli.define_converter_flags(camvid.SPLITS, *camvid.DEFAULT_SIZE_HW)
 
 
 def main(argv):
     del argv
     from absl import flags
     options = camvid.Options(height=flags.FLAGS.height, width=flags.FLAGS.width)
-    base.run_converter(camvid, options, "CamVid (SegNet layout)")
+    cli.run_converter(camvid, options, "CamVid (SegNet layout)")
+
+
+def run():
+    """Console-script entry point."""
+    cli.run(main, usage=__doc__)
 
 
 if __name__ == "__main__":
-    cli.run(main, usage=__doc__)
+    run()

@@ -13,9 +13,9 @@ Example:
 from absl import flags
 
 from tf_depthseg import cli
-from tf_depthseg.data.converters import base, cityscapes
+from tf_depthseg.data.converters import cityscapes
 
-base.define_converter_flags(cityscapes.SPLITS, *cityscapes.DEFAULT_SIZE_HW)
+cli.define_converter_flags(cityscapes.SPLITS, *cityscapes.DEFAULT_SIZE_HW)
 flags.DEFINE_enum("mode", "labelled", list(cityscapes.MODES), "Annotated frames or sequences.")
 flags.DEFINE_integer("frame_gap", 1, "Neighbours are frame -/+ gap (labelled mode: 0 = none).")
 flags.DEFINE_integer("sequence_stride", 1, "Sequence mode: every n-th usable frame.")
@@ -26,8 +26,13 @@ def main(argv):
     f = flags.FLAGS
     options = cityscapes.Options(height=f.height, width=f.width, mode=f.mode,
                                  frame_gap=f.frame_gap, sequence_stride=f.sequence_stride)
-    base.run_converter(cityscapes, options, f"Cityscapes ({f.mode})")
+    cli.run_converter(cityscapes, options, f"Cityscapes ({f.mode})")
+
+
+def run():
+    """Console-script entry point."""
+    cli.run(main, usage=__doc__)
 
 
 if __name__ == "__main__":
-    cli.run(main, usage=__doc__)
+    run()

@@ -15,9 +15,9 @@ Example:
 from absl import flags
 
 from tf_depthseg import cli
-from tf_depthseg.data.converters import base, kitti
+from tf_depthseg.data.converters import kitti
 
-base.define_converter_flags(kitti.SPLITS, 0, 0)
+cli.define_converter_flags(kitti.SPLITS, 0, 0)
 flags.DEFINE_enum("depth_source", "annotated", list(kitti.DEPTH_SOURCES),
                   "Depth: depth-benchmark PNGs, velodyne + calibration (Eigen raw), or none.")
 flags.DEFINE_integer("frame_gap", 1, "Neighbours are frame -/+ gap (0: no neighbours).")
@@ -42,8 +42,13 @@ def main(argv):
                             split_file=cli.resolve_path(f.split_file),
                             semantic_dir=cli.resolve_path(f.semantic_dir),
                             instance_dir=cli.resolve_path(f.instance_dir))
-    base.run_converter(kitti, options, "KITTI raw")
+    cli.run_converter(kitti, options, "KITTI raw")
+
+
+def run():
+    """Console-script entry point."""
+    cli.run(main, usage=__doc__)
 
 
 if __name__ == "__main__":
-    cli.run(main, usage=__doc__)
+    run()

@@ -12,9 +12,9 @@ Example:
 from absl import flags
 
 from tf_depthseg import cli
-from tf_depthseg.data.converters import base, mannequin
+from tf_depthseg.data.converters import mannequin
 
-base.define_converter_flags(mannequin.SPLITS, *mannequin.DEFAULT_SIZE_HW)
+cli.define_converter_flags(mannequin.SPLITS, *mannequin.DEFAULT_SIZE_HW)
 flags.DEFINE_integer("frame_gap", 1, "Neighbours are frame -/+ gap in the sequence file.")
 flags.DEFINE_integer("stride", 1, "Use every n-th usable frame as a target.")
 flags.DEFINE_bool("require_depth", False, "A missing depth file is an error.")
@@ -25,8 +25,13 @@ def main(argv):
     f = flags.FLAGS
     options = mannequin.Options(height=f.height, width=f.width, frame_gap=f.frame_gap,
                                 stride=f.stride, require_depth=f.require_depth)
-    base.run_converter(mannequin, options, "Mannequin Challenge")
+    cli.run_converter(mannequin, options, "Mannequin Challenge")
+
+
+def run():
+    """Console-script entry point."""
+    cli.run(main, usage=__doc__)
 
 
 if __name__ == "__main__":
-    cli.run(main, usage=__doc__)
+    run()

@@ -12,9 +12,9 @@ Example:
 from absl import flags
 
 from tf_depthseg import cli
-from tf_depthseg.data.converters import base, megadepth
+from tf_depthseg.data.converters import megadepth
 
-base.define_converter_flags(megadepth.SPLITS, *megadepth.DEFAULT_SIZE_HW)
+cli.define_converter_flags(megadepth.SPLITS, *megadepth.DEFAULT_SIZE_HW)
 flags.DEFINE_integer("num_pairs", 128, "Ordinal pixel pairs per image.")
 flags.DEFINE_integer("pair_seed", 0, "Seed of the pair sampling (per image: seed + image id).")
 
@@ -24,8 +24,13 @@ def main(argv):
     f = flags.FLAGS
     options = megadepth.Options(height=f.height, width=f.width, num_pairs=f.num_pairs,
                                 seed=f.pair_seed)
-    base.run_converter(megadepth, options, "MegaDepth")
+    cli.run_converter(megadepth, options, "MegaDepth")
+
+
+def run():
+    """Console-script entry point."""
+    cli.run(main, usage=__doc__)
 
 
 if __name__ == "__main__":
-    cli.run(main, usage=__doc__)
+    run()

@@ -150,5 +150,10 @@ def main(argv):
     print(f"\nwrote {out}")
 
 
-if __name__ == "__main__":
+def run():
+    """Console-script entry point."""
     cli.run(main, usage=__doc__)
+
+
+if __name__ == "__main__":
+    run()

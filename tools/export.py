@@ -99,5 +99,10 @@ def main(argv):
     print(f"metadata:   {result.export_dir}/{exporter.METADATA_FILENAME}")
 
 
-if __name__ == "__main__":
+def run():
+    """Console-script entry point."""
     cli.run(main, usage=__doc__)
+
+
+if __name__ == "__main__":
+    run()

@@ -168,6 +168,11 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
         print(f"previews: {cli.resolve_path(options.preview_dir)}")
 
 
-if __name__ == "__main__":
+def run():
+    """Console-script entry point."""
     define_flags()
     cli.run(main, usage=__doc__)
+
+
+if __name__ == "__main__":
+    run()

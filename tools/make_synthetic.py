@@ -79,5 +79,10 @@ def main(argv):
           f"({counts}) to {root}")
 
 
-if __name__ == "__main__":
+def run():
+    """Console-script entry point."""
     cli.run(main, usage=__doc__)
+
+
+if __name__ == "__main__":
+    run()

@@ -52,5 +52,10 @@ def main(argv):
           + (f"; skipped {len(summary.skipped)} unreadable inputs" if summary.skipped else ""))
 
 
-if __name__ == "__main__":
+def run():
+    """Console-script entry point."""
     cli.run(main, usage=__doc__)
+
+
+if __name__ == "__main__":
+    run()

@@ -108,5 +108,10 @@ def main(argv):
                        (json.dumps(summary, indent=2) + "\n").encode())
 
 
-if __name__ == "__main__":
+def run():
+    """Console-script entry point."""
     cli.run(main, usage=__doc__)
+
+
+if __name__ == "__main__":
+    run()

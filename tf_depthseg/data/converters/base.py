@@ -35,7 +35,6 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from tf_depthseg import cli
 from tf_depthseg.data import image_io, records, schema
 from tf_depthseg.geometry import intrinsics as intrinsics_lib
 from tf_depthseg import errors
@@ -309,49 +308,27 @@ def require_file(path: str, what: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Command-line glue shared by tools/convert_*.py.
+# The converters' main loop (tools/convert_*.py; the flags live in tf_depthseg/cli.py).
 # ---------------------------------------------------------------------------------------------
-def define_converter_flags(default_splits: Sequence[str], default_height: int,
-                           default_width: int) -> None:
-    """Defines --input_dir --output_dir --splits --num_shards --num_workers --skip_bad
-    --height --width --no_resume (sizes: 0 = keep the native size)."""
-    from absl import flags
-    flags.DEFINE_string("input_dir", None, "Dataset root in its original layout.")
-    flags.DEFINE_string("output_dir", None, "Folder for the TFRecord shards and manifest.json.")
-    flags.DEFINE_list("splits", list(default_splits), "Splits to convert.")
-    flags.DEFINE_integer("num_shards", 4, "Shards per split.")
-    flags.DEFINE_integer("num_workers", max(1, (os.cpu_count() or 2) - 1),
-                         "Worker processes (1 = convert in the main process).")
-    flags.DEFINE_bool("skip_bad", False, "Quarantine corrupt or inconsistent samples (listed "
-                      "in manifest.json) instead of stopping at the first one.")
-    flags.DEFINE_integer("height", default_height, "Stored image height (0 = native).")
-    flags.DEFINE_integer("width", default_width, "Stored image width (0 = native).")
-    flags.DEFINE_bool("resume", True, "Keep shards finished by an earlier, interrupted run.")
-    flags.mark_flags_as_required(["input_dir", "output_dir"])
-
-
-def run_converter(module, options, source_name: str) -> List[ConvertResult]:
-    """Converts every split in --splits with `module.list_samples` / `module.load_sample`,
-    printing one summary line per split."""
-    from absl import flags
-    flag = flags.FLAGS
-    if flag.num_shards < 1 or flag.num_workers < 0:
-        raise errors.UserError("--num_shards must be >= 1 and --num_workers >= 0.")
-    input_dir = cli.resolve_path(flag.input_dir)
-    output_dir = cli.resolve_path(flag.output_dir)
+def run_converter(module, options, source_name: str, input_dir: str, output_dir: str,
+                  splits: Sequence[str], num_shards: int = 4, num_workers: int = 1,
+                  skip_bad: bool = False, resume: bool = True) -> List[ConvertResult]:
+    """Converts every split of `splits` with `module.list_samples` / `module.load_sample`,
+    printing one summary line per split (the body of tools/convert_*.py; `cli.run_converter`
+    passes the flag values, the other arguments are those of `convert_split`)."""
     if not os.path.isdir(input_dir):
         raise BadInputError(f"{input_dir}: --input_dir is not a folder.")
     results = []
-    for split in flag.splits:
+    for split in splits:
         specs = module.list_samples(input_dir, split, options)
         result = convert_split(
             module.load_sample, specs, options, output_dir, split,
-            num_shards=flag.num_shards, num_workers=flag.num_workers, skip_bad=flag.skip_bad,
+            num_shards=num_shards, num_workers=num_workers, skip_bad=skip_bad,
             source=f"{source_name} {input_dir} split={split} options={options}",
-            resume=flag.resume, files_fn=module.input_files)
+            resume=resume, files_fn=module.input_files)
         for shard, why in result.redone:
             print(f"{split}: shard {shard} of an earlier run redone: {why}")
-        print(f"{split}: {result.num_examples} examples in {flag.num_shards} shards "
+        print(f"{split}: {result.num_examples} examples in {num_shards} shards "
               f"({result.num_written} written now, {result.num_shards_reused} shards kept from "
               f"an earlier run, {len(result.skipped)} quarantined) -> {output_dir}")
         for source_id, error in result.skipped:
