@@ -64,8 +64,11 @@ def define_flags(flag_values: flags.FlagValues = FLAGS):
                         "records: t-1, t, t+1 with every aligned object in one colour in all "
                         "frames, unaligned ones grey.", **fv)
     flags.DEFINE_integer("num_previews", 8, "How many records --preview_dir shows.", **fv)
-    flags.DEFINE_bool("skip_bad", False, "Quarantine records with unusable masks (listed in the "
-                      "output manifest) instead of stopping.", **fv)
+    flags.DEFINE_bool("skip_bad", False, "Quarantine records with unusable masks, and the rest "
+                      "of a corrupt input file (listed in the output manifest), instead of "
+                      "stopping.", **fv)
+    flags.DEFINE_bool("allow_incomplete", False, "Read input splits whose conversion has not "
+                      "finished (their finished shards only).", **fv)
 
 
 def load_instances(sample: schema.Sample, instances_dir):
@@ -139,8 +142,12 @@ def preview(sample: schema.Sample, frames, maps, keep_label_ids, min_area):
 def align(input_pattern: str, output_dir: str, instances_dir=None,
           classes=("person", "car", "bicycle"), iou_threshold: float = oa.IOU_THRESHOLD,
           min_area: int = 1, skip_bad: bool = False, default_split: str = "train",
-          match: str = "compensated", preview_dir=None, num_previews: int = 8):
+          match: str = "compensated", preview_dir=None, num_previews: int = 8,
+          allow_incomplete: bool = False):
     """Aligns the instance maps of every record and writes the rewritten shards.
+
+    Output paths are checked before any work (`records.check_output_dir`); the input shards
+    are checked against their manifest (see `records.rewrite_records`).
 
     Returns:
       (counts dict: records, target_objects, aligned_objects, compensated_objects (aligned
@@ -149,6 +156,9 @@ def align(input_pattern: str, output_dir: str, instances_dir=None,
     keep = tuple(datasets.cityscapes_label_id(name.strip()) for name in classes)
     if match not in oa.MATCH_MODES:
         raise ValueError(f"match must be one of {oa.MATCH_MODES}, got {match!r}.")
+    records.check_output_dir(output_dir)
+    if preview_dir:
+        records.check_output_dir(preview_dir, "--preview_dir")
     counts = {"records": 0, "target_objects": 0, "aligned_objects": 0, "compensated_objects": 0}
     source = json.dumps({"tool": "align_object_masks", "input": input_pattern,
                          "instances_dir": instances_dir, "classes": list(classes),
@@ -157,7 +167,8 @@ def align(input_pattern: str, output_dir: str, instances_dir=None,
         input_pattern, output_dir,
         make_transform(instances_dir, keep, iou_threshold, min_area, match, counts,
                        visualize.PreviewWriter(preview_dir, num_previews)),
-        skip_bad=skip_bad, source=source, default_split=default_split, desc="align")
+        skip_bad=skip_bad, source=source, default_split=default_split, desc="align",
+        allow_incomplete=allow_incomplete)
     return counts, stats
 
 
@@ -171,7 +182,8 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
             cli.resolve_path(options.input), cli.resolve_path(options.output_dir),
             cli.resolve_path(options.instances_dir), options.classes, options.iou_threshold,
             options.min_area, options.skip_bad, options.split, options.match,
-            cli.resolve_path(options.preview_dir), options.num_previews)
+            cli.resolve_path(options.preview_dir), options.num_previews,
+            options.allow_incomplete)
     except ValueError as error:
         if isinstance(error, errors.BadInputError):
             raise

@@ -63,8 +63,11 @@ def define_flags(flag_values: flags.FlagValues = FLAGS):
                         "records' pairs (blue = farther end, red = closer, yellow = equal) next "
                         "to their masks.", **fv)
     flags.DEFINE_integer("num_previews", 8, "How many records --preview_dir shows.", **fv)
-    flags.DEFINE_bool("skip_bad", False, "Quarantine records with unusable masks (listed in the "
-                      "output manifest) instead of stopping.", **fv)
+    flags.DEFINE_bool("skip_bad", False, "Quarantine records with unusable masks, and the rest "
+                      "of a corrupt input file (listed in the output manifest), instead of "
+                      "stopping.", **fv)
+    flags.DEFINE_bool("allow_incomplete", False, "Read input splits whose conversion has not "
+                      "finished (their finished shards only).", **fv)
 
 
 def load_mask(sample: schema.Sample, masks_dir, mask_suffix: str, mask_ids: str):
@@ -115,13 +118,25 @@ def make_transform(config: weak_labels.WeakLabelConfig, seed: int, masks_dir, ma
 def generate(input_pattern: str, output_dir, side_file, config: weak_labels.WeakLabelConfig,
              seed: int = 0, masks_dir=None, mask_suffix: str = ".png", mask_ids: str = "train",
              skip_bad: bool = False, default_split: str = "train", preview_dir=None,
-             num_previews: int = 8):
+             num_previews: int = 8, allow_incomplete: bool = False):
     """Generates the pairs of every record; writes shards and/or the side file (and preview
     pictures of the first `num_previews` records into `preview_dir`).
+
+    Every output path is checked before any work (`records.check_output_dir`); the input
+    shards are checked against their manifest (see `records.rewrite_records`).
 
     Returns:
       (dict source id -> float32 `[P, 6]` pairs, `records.rewrite_records` stats).
     """
+    if output_dir is not None:
+        records.check_output_dir(output_dir)
+    if side_file:
+        if os.path.isdir(side_file):
+            raise errors.UserError(f"{side_file}: --side_file is a folder; give a file name "
+                                   "such as pairs.npz.")
+        records.check_output_dir(os.path.dirname(os.path.abspath(side_file)), "--side_file")
+    if preview_dir:
+        records.check_output_dir(preview_dir, "--preview_dir")
     collected = {}
     source = json.dumps({"tool": "generate_weak_labels", "input": input_pattern,
                          "masks_dir": masks_dir, "mask_ids": mask_ids, "seed": seed,
@@ -130,7 +145,8 @@ def generate(input_pattern: str, output_dir, side_file, config: weak_labels.Weak
         input_pattern, output_dir,
         make_transform(config, seed, masks_dir, mask_suffix, mask_ids, collected,
                        visualize.PreviewWriter(preview_dir, num_previews)),
-        skip_bad=skip_bad, source=source, default_split=default_split, desc="weak labels")
+        skip_bad=skip_bad, source=source, default_split=default_split, desc="weak labels",
+        allow_incomplete=allow_incomplete)
     if side_file:
         weak_labels.write_side_file(side_file, collected, config)
     return collected, stats
@@ -153,7 +169,7 @@ def main(argv, flag_values: flags.FlagValues = FLAGS):
             masks_dir=cli.resolve_path(options.masks_dir), mask_suffix=options.mask_suffix,
             mask_ids=options.mask_ids, skip_bad=options.skip_bad, default_split=options.split,
             preview_dir=cli.resolve_path(options.preview_dir),
-            num_previews=options.num_previews)
+            num_previews=options.num_previews, allow_incomplete=options.allow_incomplete)
     except ValueError as error:
         if isinstance(error, errors.BadInputError):
             raise

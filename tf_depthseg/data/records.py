@@ -558,21 +558,34 @@ def _count_finished_shard() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def make_output_dir(path: str, flag: str = "--output_dir") -> str:
-    """Creates output folder `path` (and parents); returns it.
+def check_output_dir(path: str, flag: str = "--output_dir") -> None:
+    """Checks, without creating anything, that folder `path` can be created or written: the
+    nearest existing path on the way must be a writable folder.
 
     Raises:
-      errors.UserError: naming `path` when it cannot be created (a regular file on the way,
-        no permission), instead of an OSError traceback.
+      errors.UserError: naming `path` and the obstacle (a regular file on the way, no write
+        permission), so a tool fails before doing any work instead of with an OSError
+        traceback at its first write.
     """
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise errors.UserError(f"{path}: {existing} is a file, not a folder, so the output "
+                               f"folder cannot be created there; choose another {flag}.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise errors.UserError(f"{path}: {existing} is not writable; choose another {flag} or "
+                               "fix its permissions.")
+
+
+def make_output_dir(path: str, flag: str = "--output_dir") -> str:
+    """Creates output folder `path` (and parents) after `check_output_dir`; returns it."""
+    check_output_dir(path, flag)
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as error:
         raise errors.UserError(f"{path}: cannot create the output folder "
                                f"({error.strerror or error}); choose another {flag}.") from error
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise errors.UserError(f"{path}: the output folder is not writable; choose another "
-                               f"{flag} or fix its permissions.")
     return path
 
 
