@@ -19,6 +19,7 @@ if [[ -z "$python_bin" ]]; then
     if command -v "$candidate" >/dev/null 2>&1; then python_bin="$candidate"; break; fi
   done
 fi
+# Exactly 3.11, as pyproject.toml's requires-python: requirements.txt is a 3.11 freeze.
 if [[ -z "$python_bin" ]] || ! "$python_bin" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
   say "Python 3.11 is required (found: ${python_bin:-none}). Install it, e.g."
   say "  apt-get install python3.11 python3.11-venv   (or pyenv install 3.11)"
@@ -31,6 +32,7 @@ if [[ ! -x .venv/bin/python ]]; then
   "$python_bin" -m venv .venv
 fi
 
+# The stamp covers pyproject.toml too: a new console script or dependency there reinstalls.
 stamp=.venv/.tf_depthseg_requirements.sha256
 wanted=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [[ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]]; then
@@ -41,6 +43,7 @@ if [[ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]]; then
     exit 1
   fi
   .venv/bin/python -m pip install --disable-pip-version-check -q --no-deps -e .
+  say "console scripts: $(cd .venv/bin && echo depthseg-*)"
   echo "$wanted" > "$stamp"
 else
   say ".venv is up to date"
