@@ -8,8 +8,10 @@ An experiment is one `ExperimentConfig` built by a `configs/**/*.py` file's
     save_json(config, workdir)            # <workdir>/config.json; load_config() reads it back
 
 Values are parsed as Python literals (`3`, `1e-4`, `[1, 2]`, `true`/`false`, `none`); anything
-else is taken as a string. Every value is checked against the field's annotation, and fields
-with `choices` metadata against those; an unknown key names the nearest valid keys.
+else is taken as a string. Every value is checked against the field's annotation, fields with
+`choices` metadata against those, and numeric fields against the range declared with
+`_ranged` (every element of a tuple; `below=` another field, `order=` within a tuple); an
+unknown key names the nearest valid keys.
 """
 
 from __future__ import annotations
@@ -37,22 +39,102 @@ def _choices(default, *choices):
 
 
 @dataclasses.dataclass(frozen=True)
+class _Range:
+    """Valid numbers: `low` <= x (< with `low_open`), x <= `high` (< with `high_open`)."""
+
+    low: Optional[float] = None
+    high: Optional[float] = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def contains(self, x) -> bool:
+        if self.low is not None and (x <= self.low if self.low_open else x < self.low):
+            return False
+        return self.high is None or (x < self.high if self.high_open else x <= self.high)
+
+    def describe(self) -> str:
+        if self.low is not None and self.high is not None:
+            return (f"in {'(' if self.low_open else '['}{self.low:g}, "
+                    f"{self.high:g}{')' if self.high_open else ']'}")
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return f"{'<' if self.high_open else '<='} {self.high:g}"
+
+
+def _ranged(default, low=None, high=None, *, low_open: bool = False, high_open: bool = False,
+            below: Optional[str] = None, order: Optional[str] = None):
+    """A numeric field (or tuple of numbers: every element) limited to a range.
+
+    `below`: the value must also be smaller than that field of the same section. `order`:
+    "<" or "<=" between consecutive elements of a tuple. Checked in `__post_init__`.
+    """
+    return dataclasses.field(default=default, metadata={
+        "range": _Range(low, high, low_open, high_open), "below": below, "order": order})
+
+
+def _section_key(cls) -> str:
+    """'train.' for TrainConfig: the dotted prefix users type ('' for ExperimentConfig). By
+    name, since the default sections are built before ExperimentConfig exists."""
+    if cls.__name__ == "ExperimentConfig":
+        return ""
+    return cls.__name__[:-len("Config")].lower() + "."
+
+
+@dataclasses.dataclass(frozen=True)
 class _Section:
-    """Base: checks every field's type and choices when built (also after overrides)."""
+    """Base: checks every field's type, choices and range when built (also after overrides)."""
 
     def __post_init__(self):
         hints = typing.get_type_hints(type(self))
+        prefix = _section_key(type(self))
         for field in dataclasses.fields(self):
+            key = prefix + field.name
             value = getattr(self, field.name)
             choices = field.metadata.get("choices")
             if value is None and choices and "none" in choices:
                 value = "none"  # `--set loss.weak=none` parses as None; the choice is "none"
-            coerced = _coerce(value, hints[field.name], f"{type(self).__name__}.{field.name}")
+            coerced = _coerce(value, hints[field.name], key)
             if coerced is not getattr(self, field.name):
                 object.__setattr__(self, field.name, coerced)
             if choices and coerced not in choices:
-                raise ConfigError(f"{type(self).__name__}.{field.name}={coerced!r} is not one of "
-                                  f"{list(choices)}")
+                raise ConfigError(f"{key}={coerced!r} is not one of {list(choices)}")
+            if "range" in field.metadata and coerced is not None:
+                self._check_range(key, coerced, field.metadata)
+
+    def check_relations(self) -> None:
+        """`below=` constraints between fields, of this section and the ones inside it.
+
+        Not run in `__post_init__`: overrides are applied one at a time, and e.g. lowering
+        model.max_depth and then model.min_depth must not fail in between. `apply_overrides`
+        and `load_config` run it on the result.
+        """
+        prefix = _section_key(type(self))
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, _Section):
+                value.check_relations()
+            other = field.metadata.get("below")
+            if other is not None and value is not None and not value < getattr(self, other):
+                raise ConfigError(f"{prefix}{field.name}={_show(value)} must be below "
+                                  f"{prefix}{other}={_show(getattr(self, other))}")
+
+    def _check_range(self, key: str, value, metadata) -> None:
+        valid = metadata["range"]
+        items = value if isinstance(value, tuple) else (value,)
+        what = "every element " if isinstance(value, tuple) else ""
+        if not all(valid.contains(x) for x in items):
+            raise ConfigError(f"{key}={_show(value)} is out of range: {what}must be "
+                              f"{valid.describe()}")
+        order = metadata["order"]
+        if order and any(not (a < b if order == "<" else a <= b)
+                         for a, b in zip(items, items[1:])):
+            raise ConfigError(f"{key}={_show(value)}: the values must be "
+                              f"{'increasing' if order == '<' else 'non-decreasing'}")
+
+
+def _show(value) -> str:
+    """A value as the user writes it in --set (lists, not tuples)."""
+    return repr(list(value)) if isinstance(value, tuple) else repr(value)
 
 
 def _type_name(annotation) -> str:
@@ -90,8 +172,7 @@ def _coerce(value, annotation, where: str):
         if isinstance(value, annotation):
             return value
         if isinstance(value, dict):
-            # where = "ExperimentConfig.train" -> dotted key prefix "train".
-            return from_dict(annotation, value, where.split(".", 1)[-1] if "." in where else "")
+            return from_dict(annotation, value, where)  # where: the section's key, "train"
         raise ConfigError(f"{where}: expected a {annotation.__name__} section, got {value!r}")
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -126,21 +207,24 @@ class DataConfig(_Section):
     eval_pattern: str = ""
     # Batch keys (tf_depthseg.common) the task needs from each record.
     keys: Tuple[str, ...] = ("image", "context", "intrinsics", "depth")
-    num_context: int = 2  # neighbour frames per record (t-1, t+1)
-    image_size: Tuple[int, int] = (128, 416)  # (height, width) fed to the model
-    crop_size: Optional[Tuple[int, int]] = None  # random crop after resize; None = no crop
-    scale_range: Tuple[float, float] = (1.0, 1.0)  # random resize factor range before crop
-    flip_prob: float = 0.5
-    color_jitter: float = 0.2  # strength of brightness/contrast/saturation/hue jitter; 0 = off
-    batch_size: int = 4  # global batch (all replicas together)
-    eval_batch_size: int = 4
-    shuffle_buffer: int = 256
-    weak_pairs_per_image: int = 1  # SUW draws one pair per image per iteration
+    num_context: int = _ranged(2, 0)  # neighbour frames per record (t-1, t+1)
+    image_size: Tuple[int, int] = _ranged((128, 416), 1)  # (height, width) fed to the model
+    # Random crop after resize; None = no crop.
+    crop_size: Optional[Tuple[int, int]] = _ranged(None, 1)
+    # Random resize factor range before crop.
+    scale_range: Tuple[float, float] = _ranged((1.0, 1.0), 0, low_open=True, order="<=")
+    flip_prob: float = _ranged(0.5, 0, 1)
+    # Strength of brightness/contrast/saturation/hue jitter; 0 = off.
+    color_jitter: float = _ranged(0.2, 0, 1)
+    batch_size: int = _ranged(4, 1)  # global batch (all replicas together)
+    eval_batch_size: int = _ranged(4, 1)
+    shuffle_buffer: int = _ranged(256, 1)
+    weak_pairs_per_image: int = _ranged(1, 0)  # SUW draws one pair per image per iteration
     # A second training set that contributes ONLY the weak (W) loss, mixed into every batch
     # (SUW text 2.2: Mannequin Challenge examples give L_u, MegaDepth examples give L_w).
     # "" = off; then `weak_batch_size` of the global `batch_size` examples come from it.
     weak_train_pattern: str = ""
-    weak_batch_size: int = 0
+    weak_batch_size: int = _ranged(0, 0, below="batch_size")
     # Read splits whose conversion has not finished (manifest.json says complete: false):
     # only their finished shards. Off, such a split is an error naming it (see records.py).
     allow_incomplete: bool = False
@@ -151,21 +235,21 @@ class ModelConfig(_Section):
     """Network choice and its hyper-parameters (SUW text Table 1/2, Eq. 1)."""
 
     name: str = _choices("suw_encoder_decoder", "suw_encoder_decoder", "hourglass")
-    num_bins: int = 64  # B in Eq. 1 (the paper does not state it)
-    min_depth: float = 1.0  # alpha in Eq. 1, metres
-    max_depth: float = 80.0  # beta in Eq. 1, metres
+    num_bins: int = _ranged(64, 2)  # B in Eq. 1 (the paper does not state it)
+    min_depth: float = _ranged(1.0, 0, low_open=True, below="max_depth")  # alpha in Eq. 1, m
+    max_depth: float = _ranged(80.0, 0, low_open=True)  # beta in Eq. 1, metres
     # SAM dilations: sequential 3x3 dilated convs (1, 2, 2, 4, 4, ..., k/2, k/2, k); k unstated.
-    sam_dilations: Tuple[int, ...] = (1, 2, 2, 4, 4, 8)
+    sam_dilations: Tuple[int, ...] = _ranged((1, 2, 2, 4, 4, 8), 1)
     pose_net: bool = True  # build the pose net (shares the encoder) for the U loss
     object_motion_net: bool = False  # per-object motion net (struct2depth-style U loss)
-    max_objects: int = 4  # aligned objects per clip fed to the object-motion net
+    max_objects: int = _ranged(4, 0)  # aligned objects per clip fed to the object-motion net
     # Hourglass output head: "auto" = the soft-classification bins head when
     # loss.supervised is soft_classification, else natural-log depth regression.
     hourglass_head: str = _choices("auto", "auto", "log_depth", "bins")
     # Batch-norm moving-average momentum of every BN layer (Keras default 0.99). Short runs
     # (CPU smoke, the synthetic study) need ~0.9: with 0.99 the inference statistics still
     # hold 22 % of their initial values after 150 steps and evaluation suffers.
-    bn_momentum: float = 0.99
+    bn_momentum: float = _ranged(0.99, 0, 1, high_open=True)
     init_checkpoint: str = ""  # initialise modules from another checkpoint ("" = none)
     init_modules: Tuple[str, ...] = ("encoder",)
 
@@ -176,17 +260,18 @@ class LossConfig(_Section):
 
     supervised: str = _choices("soft_classification", "none", "soft_classification",
                                "l1_log", "scale_invariant", "berhu")
-    supervised_weight: float = 1.0
-    soft_target_a: float = 0.2  # exp(-a (i - b*)^2) soft target width (Cao et al. 2016)
-    silog_lambda: float = 0.85
+    supervised_weight: float = _ranged(1.0, 0)
+    # exp(-a (i - b*)^2) soft target width (Cao et al. 2016).
+    soft_target_a: float = _ranged(0.2, 0, low_open=True)
+    silog_lambda: float = _ranged(0.85, 0, 1)
     unsupervised: str = _choices("none", "none", "ego", "ego_object", "known_pose")
-    unsupervised_weight: float = 1.0
-    ssim_weight: float = 0.85
-    smoothness_weight: float = 1e-3
+    unsupervised_weight: float = _ranged(1.0, 0)
+    ssim_weight: float = _ranged(0.85, 0, 1)
+    smoothness_weight: float = _ranged(1e-3, 0)
     automask: bool = True
-    num_scales: int = 4
+    num_scales: int = _ranged(4, 1)
     weak: str = _choices("none", "none", "pixel", "patch")
-    weak_weight: float = 1.0
+    weak_weight: float = _ranged(1.0, 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,40 +279,41 @@ class OptimConfig(_Section):
     """Optimizer and learning-rate schedule."""
 
     optimizer: str = _choices("adam", "adam", "adamw", "sgd")
-    learning_rate: float = 1e-4
-    weight_decay: float = 0.0
-    momentum: float = 0.9  # SGD only
-    clip_norm: float = 0.0  # global gradient-norm clip; 0 = off
+    learning_rate: float = _ranged(1e-4, 0, low_open=True)
+    weight_decay: float = _ranged(0.0, 0)
+    momentum: float = _ranged(0.9, 0, 1, high_open=True)  # SGD only
+    clip_norm: float = _ranged(0.0, 0)  # global gradient-norm clip; 0 = off
     # paper_encoder_decoder: lr, then lr/10 after `decay_epochs` (10);
     # paper_hourglass: lr / 10 every `decay_epochs` (5).
     schedule: str = _choices("constant", "constant", "paper_encoder_decoder", "paper_hourglass",
                              "step", "poly", "cosine")
-    decay_epochs: float = 10.0
-    decay_steps: Tuple[int, ...] = ()  # step schedule boundaries
-    decay_rate: float = 0.1
-    poly_power: float = 0.9
-    warmup_steps: int = 0
-    end_learning_rate: float = 0.0
+    decay_epochs: float = _ranged(10.0, 0, low_open=True)
+    decay_steps: Tuple[int, ...] = _ranged((), 1, order="<")  # step schedule boundaries
+    decay_rate: float = _ranged(0.1, 0, low_open=True)
+    poly_power: float = _ranged(0.9, 0, low_open=True)
+    warmup_steps: int = _ranged(0, 0)
+    end_learning_rate: float = _ranged(0.0, 0)
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig(_Section):
     """The training loop."""
 
-    steps: int = 1000
-    steps_per_epoch: int = 0  # 0 = derived from the dataset size (schedules in epochs)
-    log_every: int = 10
-    checkpoint_every: int = 200
-    eval_every: int = 500
-    keep_checkpoints: int = 3
+    steps: int = _ranged(1000, 1)
+    # 0 = derived from the dataset size (schedules in epochs).
+    steps_per_epoch: int = _ranged(0, 0)
+    log_every: int = _ranged(10, 0)  # 0 = only at the end
+    checkpoint_every: int = _ranged(200, 0)  # 0 = only at the end
+    eval_every: int = _ranged(500, 0)  # 0 = no evaluation
+    keep_checkpoints: int = _ranged(3, 1)
     best_metric: str = "abs_rel"  # validation metric for keep-best ("" = off)
     best_mode: str = _choices("min", "min", "max")
-    seed: int = 0
+    seed: int = _ranged(0, 0)
     deterministic: bool = False  # op determinism + stateless seeds: bitwise-resumable runs
     mixed_precision: str = _choices("float32", "float32", "mixed_float16", "mixed_bfloat16")
     jit_compile: bool = False
     distribution: str = _choices("auto", "auto", "default", "mirrored", "multi_worker")
-    image_summaries_every: int = 200
+    image_summaries_every: int = _ranged(200, 0)  # 0 = none
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,10 +321,10 @@ class EvalConfig(_Section):
     """Depth evaluation (KITTI Eigen protocol by default)."""
 
     crop: str = _choices("garg", "garg", "eigen", "none")
-    min_depth: float = 1e-3
-    max_depth: float = 80.0
+    min_depth: float = _ranged(1e-3, 0, low_open=True, below="max_depth")
+    max_depth: float = _ranged(80.0, 0, low_open=True)
     median_scaling: bool = False  # on for monocular (scale-ambiguous) models
-    max_examples: int = 0  # 0 = the whole eval split
+    max_examples: int = _ranged(0, 0)  # 0 = the whole eval split
     # True: compare with the ground truth at the stored record size (Eigen protocol: the
     # prediction is resized to the ground truth), the image resized to data.image_size for the
     # model; records of different sizes then need data.eval_batch_size=1. False: resize the
@@ -250,7 +336,7 @@ class EvalConfig(_Section):
 class ExportConfig(_Section):
     """SavedModel / TFLite export."""
 
-    image_size: Tuple[int, int] = (128, 416)  # serving input (height, width)
+    image_size: Tuple[int, int] = _ranged((128, 416), 1)  # serving input (height, width)
     tflite: bool = True
     tflite_quantize: str = _choices("none", "none", "dynamic", "float16")
 
@@ -343,7 +429,11 @@ def apply_overrides(config, overrides: Sequence[str]):
         try:
             config = replace_key(config, key.strip(), parse_value(text))
         except ConfigError as error:
-            raise ConfigError(f"--set {item}: {error}") from None
+            message = str(error)
+            if message.startswith(key.strip() + "="):  # already names the key and the value
+                raise ConfigError(f"--set {message}") from None
+            raise ConfigError(f"--set {item}: {message}") from None
+    config.check_relations()
     return config
 
 
@@ -414,7 +504,9 @@ def load_config(spec: str, smoke: bool = False) -> ExperimentConfig:
                 data = json.load(f)
             except json.JSONDecodeError as error:
                 raise ConfigError(f"{spec}: not valid JSON ({error}).") from None
-        return from_dict(ExperimentConfig, data)
+        config = from_dict(ExperimentConfig, data)
+        config.check_relations()
+        return config
     path = spec if spec.endswith(".py") else os.path.join(configs_root(), spec + ".py")
     if not os.path.isfile(path):
         known = [f[:-3] for f in list_config_files()]
@@ -432,4 +524,5 @@ def load_config(spec: str, smoke: bool = False) -> ExperimentConfig:
     if not isinstance(config, ExperimentConfig):
         raise ConfigError(f"{path}: get_config() returned {type(config).__name__}, expected "
                           "ExperimentConfig.")
+    config.check_relations()
     return config

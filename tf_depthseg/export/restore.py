@@ -51,11 +51,14 @@ class RestoredModel:
 def select_checkpoint(workdir: str, checkpoint: str = "latest") -> str:
     """The checkpoint prefix for `checkpoint` = "latest", "best" or a path (prefix/folder).
 
-    Raises CheckpointError with the fix when there is none.
+    "latest" and "best" give the newest intact checkpoint of the folder: a damaged newer one
+    is logged (naming the file) and skipped. Raises CheckpointError with the fix when there is
+    none, DamagedCheckpointError when every one there (or the prefix asked for) is damaged.
     """
     if checkpoint in ("", "latest"):
         folder = os.path.join(workdir, checkpoints.CHECKPOINT_SUBDIR)
-        prefix = tf.train.latest_checkpoint(folder) if tf.io.gfile.isdir(folder) else None
+        prefix = (checkpoints.select_intact(folder, checkpoints.READ_FIX)
+                  if os.path.isdir(folder) else None)
         if not prefix:
             raise checkpoints.CheckpointError(
                 f"{folder}: no checkpoint found. Is {workdir} the --workdir of a training run "
@@ -63,7 +66,9 @@ def select_checkpoint(workdir: str, checkpoint: str = "latest") -> str:
         return prefix
     if checkpoint == "best":
         best_dir = os.path.join(workdir, checkpoints.BEST_SUBDIR)
-        prefix = tf.train.latest_checkpoint(best_dir)
+        prefix = (checkpoints.select_intact(best_dir, "use --checkpoint=latest, or "
+                                            + checkpoints.READ_FIX)
+                  if os.path.isdir(best_dir) else None)
         if not prefix:
             raise checkpoints.CheckpointError(
                 f"{best_dir}: no best checkpoint. The run kept none (train.best_metric empty, "

@@ -9,6 +9,14 @@ A run's workdir holds
     history.json           logged training scalars and evaluation metrics (learning curves)
     logs/train, logs/eval  TensorBoard
 
+Every save also writes `ckpt-N.sha256.json` (size and sha256 of each file of that checkpoint,
+written atomically after the checkpoint is complete). Readers (`newest_intact_checkpoint`) skip
+damaged checkpoints - a missing, empty, truncated or changed `.index` or `.data` file - and use
+the newest intact one, logging which file is damaged; checkpoints without that file (older
+runs, or a kill between the save and it) are verified by reading every tensor, which checks
+TensorFlow's own per-tensor CRC32C. `clean_partial_writes` removes what a kill during a save
+leaves behind (`ckpt-N_temp/`, temporary files, a `ckpt-N` the state file never listed).
+
 `tf.train.Checkpoint` files name objects by their place in the object graph (e.g.
 `models/depth/_operations/3/_kernel`), not by layer name, so initialising selected modules
 from another run (`init_modules_from_checkpoint`) rebuilds that run's models from its own
@@ -17,9 +25,15 @@ config.json, restores them whole, and then copies weights layer by layer, by lay
 
 from __future__ import annotations
 
+import dataclasses
+import glob
+import hashlib
 import json
 import math
 import os
+import re
+import shutil
+import time
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import keras
@@ -33,10 +47,18 @@ CHECKPOINT_SUBDIR = "checkpoints"
 BEST_SUBDIR = "best"
 BEST_FILENAME = "best.json"
 CHECKPOINT_NAME = "ckpt"
+STATE_FILENAME = "checkpoint"  # tf.train.CheckpointManager's state file
+SIDECAR_SUFFIX = ".sha256.json"
+DAMAGED_SUFFIX = ".damaged"
+_CHUNK = 1 << 20
 
 
 class CheckpointError(errors.UserError, ValueError):
     """A checkpoint is missing or does not fit the models; the message says what to do."""
+
+
+class DamagedCheckpointError(CheckpointError):
+    """Every checkpoint there is damaged (or the one asked for is); names the file and the fix."""
 
 
 def enable_determinism(seed: int) -> None:
@@ -52,23 +74,348 @@ def enable_determinism(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
+# --------------------------------------------------------------------------------------------
+# Integrity: which checkpoints exist, which are intact, what a killed save left behind.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Damage:
+    """A checkpoint that cannot be used: `path` is the missing or damaged file."""
+
+    prefix: str
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+def checkpoint_number(prefix: str) -> Optional[int]:
+    """N of a `.../ckpt-N` prefix (None for other names)."""
+    match = re.fullmatch(re.escape(CHECKPOINT_NAME) + r"-(\d+)", os.path.basename(prefix))
+    return int(match.group(1)) if match else None
+
+
+def data_files(prefix: str) -> List[str]:
+    """The `.data-?????-of-?????` files of a checkpoint that exist, sorted."""
+    return sorted(glob.glob(glob.escape(prefix) + ".data-?????-of-?????"))
+
+
+def read_state(folder: str):
+    """The CheckpointManager state of `folder` (a CheckpointState proto with absolute paths),
+    or None when the state file is missing or unreadable (TensorFlow raises on an empty one)."""
+    if not os.path.exists(os.path.join(folder, STATE_FILENAME)):
+        return None
+    try:
+        return tf.train.get_checkpoint_state(folder)
+    except (ValueError, tf.errors.OpError):
+        return None
+
+
+def _listed(state) -> List[str]:
+    if state is None:
+        return []
+    paths = list(state.all_model_checkpoint_paths) + [state.model_checkpoint_path]
+    return [p for p in dict.fromkeys(paths) if checkpoint_number(p) is not None]
+
+
+def _on_disk(folder: str) -> List[str]:
+    """Prefixes of `folder` with any `.index` or `.data` file (complete or not)."""
+    found = set()
+    for path in glob.glob(os.path.join(glob.escape(folder), f"{CHECKPOINT_NAME}-*")):
+        match = re.fullmatch(re.escape(CHECKPOINT_NAME) + r"-(\d+)\.(index|data-\d{5}-of-\d{5})",
+                             os.path.basename(path))
+        if match:
+            found.add(os.path.join(folder, f"{CHECKPOINT_NAME}-{match.group(1)}"))
+    return list(found)
+
+
+def scan_checkpoints(folder: str) -> Tuple[List[str], List[str]]:
+    """(candidates newest first, unfinished writes) of a checkpoint folder.
+
+    Candidates are the checkpoints the state file lists plus those with files on disk (so a
+    lost or damaged state file hides nothing). A `ckpt-N` on disk that the state file does not
+    list and that is newer than everything it lists is an unfinished write: the manager updates
+    the state file only after a save is complete.
+    """
+    state = read_state(folder)
+    listed = _listed(state)
+    on_disk = _on_disk(folder)
+    unfinished = []
+    if listed:
+        newest_listed = max(checkpoint_number(p) for p in listed)
+        unfinished = [p for p in on_disk if p not in listed
+                      and checkpoint_number(p) > newest_listed]
+    candidates = set(listed) | (set(on_disk) - set(unfinished))
+    return (sorted(candidates, key=checkpoint_number, reverse=True),
+            sorted(unfinished, key=checkpoint_number))
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_sidecar(prefix: str) -> str:
+    """Writes `<prefix>.sha256.json` (size and sha256 of every file of the checkpoint)."""
+    files = {os.path.basename(p): {"bytes": os.path.getsize(p), "sha256": _sha256(p)}
+             for p in [prefix + ".index"] + data_files(prefix)}
+    path = prefix + SIDECAR_SUFFIX
+    atomic_write_bytes(path, (json.dumps({"files": files}, indent=1) + "\n").encode())
+    return path
+
+
+def remove_stale_sidecars(folder: str) -> None:
+    """Deletes the sidecars of checkpoints the manager has deleted."""
+    for path in glob.glob(os.path.join(glob.escape(folder), "*" + SIDECAR_SUFFIX)):
+        if not os.path.exists(path[:-len(SIDECAR_SUFFIX)] + ".index"):
+            os.remove(path)
+
+
+def _op_error_text(error: Exception) -> str:
+    """A TensorFlow error's message without the op and function names wrapped around it."""
+    text = getattr(error, "message", None) or str(error)
+    text = re.sub(r"\{\{[^}]*\}\}", "", text)
+    text = re.sub(r"\[Op:[^\]]*\]", "", text)
+    return " ".join(text.split()) or type(error).__name__
+
+
+def find_damage(prefix: str) -> Optional[Damage]:
+    """Why the checkpoint `prefix` cannot be restored, or None when it is intact.
+
+    With a sidecar: every file must exist with the recorded size and sha256. Without one, the
+    index must parse, every `.data` shard must exist, and every tensor must read back (each
+    carries a CRC32C that TensorFlow checks).
+    """
+    index = prefix + ".index"
+    if not os.path.exists(index):
+        if data_files(prefix):
+            return Damage(prefix, index, "missing (the .data file is there, the .index is not)")
+        return Damage(prefix, index, "missing (the checkpoint's files were deleted)")
+    if os.path.getsize(index) == 0:
+        return Damage(prefix, index, "empty (0 bytes)")
+    sidecar = prefix + SIDECAR_SUFFIX
+    if os.path.exists(sidecar):
+        try:
+            with open(sidecar) as f:
+                files = json.load(f)["files"]
+            expected = {os.path.join(os.path.dirname(prefix), name): (int(entry["bytes"]),
+                                                                      str(entry["sha256"]))
+                        for name, entry in files.items()}
+        except (OSError, ValueError, KeyError, TypeError):
+            expected = None  # a damaged sidecar says nothing: verify by reading, below
+        if expected is not None:
+            for path, (size, _) in expected.items():
+                if not os.path.exists(path):
+                    return Damage(prefix, path, "missing")
+                actual = os.path.getsize(path)
+                if actual != size:
+                    what = "truncated" if actual < size else "longer than written"
+                    return Damage(prefix, path, f"{what}: {actual} bytes, {size} when saved")
+            for path, (_, digest) in expected.items():
+                if _sha256(path) != digest:
+                    return Damage(prefix, path, "content changed since it was saved (sha256 "
+                                                f"differs from {os.path.basename(sidecar)})")
+            return None
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+    except (tf.errors.OpError, ValueError) as error:
+        return Damage(prefix, index, f"unreadable ({_op_error_text(error)})")
+    shards = data_files(prefix)
+    total = int(shards[0].rsplit("-of-", 1)[1]) if shards else 1
+    for shard in range(total):
+        path = f"{prefix}.data-{shard:05d}-of-{total:05d}"
+        if path not in shards:
+            return Damage(prefix, path, "missing")
+    dtypes = reader.get_variable_to_dtype_map()
+    names = sorted(dtypes)
+    try:
+        tf.raw_ops.RestoreV2(prefix=prefix, tensor_names=names, shape_and_slices=[""] * len(names),
+                             dtypes=[dtypes[n] for n in names])
+    except (tf.errors.OpError, IndexError, ValueError) as error:
+        where = shards[0] if len(shards) == 1 else f"{prefix}.data-*"
+        return Damage(prefix, where, f"unreadable ({_op_error_text(error)})")
+    return None
+
+
+def newest_intact_checkpoint(folder: str) -> Tuple[Optional[str], List[Damage]]:
+    """(newest intact checkpoint prefix, damage found in newer ones) of a checkpoint folder.
+
+    (None, []) when the folder holds no checkpoint at all; (None, damages) when every one is
+    damaged.
+    """
+    damages = []
+    candidates, _ = scan_checkpoints(folder)
+    for prefix in candidates:
+        damage = find_damage(prefix)
+        if damage is None:
+            return prefix, damages
+        damages.append(damage)
+    return None, damages
+
+
+def describe_damage(damages: Sequence[Damage]) -> str:
+    """'<file>: <reason>' of each damaged checkpoint, newest first, in one line."""
+    return "; ".join(str(d) for d in damages)
+
+
+def no_intact_error(folder: str, damages: Sequence[Damage], fix: str) -> DamagedCheckpointError:
+    """The error for a folder whose every checkpoint is damaged."""
+    return DamagedCheckpointError(
+        f"{describe_damage(damages)}. No intact checkpoint is left in {folder}; {fix}")
+
+
+def select_intact(folder: str, fix: str) -> Optional[str]:
+    """The newest intact checkpoint of `folder` (None when it has none at all), logging the
+    damaged newer ones it skipped; raises DamagedCheckpointError (with `fix`) when all are."""
+    prefix, damages = newest_intact_checkpoint(folder)
+    if damages and prefix is None:
+        raise no_intact_error(folder, damages, fix)
+    if damages:
+        logging.warning("Damaged checkpoint skipped: %s. Using %s instead.",
+                        describe_damage(damages), prefix)
+    return prefix
+
+
+def set_aside(damage: Damage) -> List[str]:
+    """Renames every file of a damaged checkpoint to `<name>.damaged` (kept for inspection,
+    out of the way of the run that saves that step again); returns the new names."""
+    moved = []
+    paths = [damage.prefix + ".index", damage.prefix + SIDECAR_SUFFIX] + data_files(damage.prefix)
+    for path in paths:
+        if os.path.exists(path):
+            os.replace(path, path + DAMAGED_SUFFIX)
+            moved.append(path + DAMAGED_SUFFIX)
+    return moved
+
+
+def write_state(folder: str, latest: str, kept: Sequence[str]) -> None:
+    """Atomically rewrites the manager's state file: `latest` is the newest checkpoint, `kept`
+    (oldest first) those the manager keeps and deletes in turn. Keeps the old timestamps."""
+    state = read_state(folder)
+    stamps, preserved = {}, time.time()
+    if state is not None:
+        stamps = dict(zip(state.all_model_checkpoint_paths,
+                          state.all_model_checkpoint_timestamps))
+        preserved = state.last_preserved_timestamp or preserved
+    kept = list(dict.fromkeys(list(kept) + [latest]))
+    # The CheckpointState text proto, with paths relative to the folder as the manager writes.
+    lines = [f'model_checkpoint_path: "{os.path.basename(latest)}"']
+    lines += [f'all_model_checkpoint_paths: "{os.path.basename(p)}"' for p in kept]
+    lines += [f"all_model_checkpoint_timestamps: "
+              f"{stamps.get(p) or os.path.getmtime(p + '.index')!r}" for p in kept]
+    lines.append(f"last_preserved_timestamp: {preserved!r}")
+    atomic_write_bytes(os.path.join(folder, STATE_FILENAME), ("\n".join(lines) + "\n").encode())
+
+
+_TEMP_PATTERNS = (
+    f"{CHECKPOINT_NAME}-*_temp",            # tf.train.Checkpoint's per-save shard folder
+    f"{CHECKPOINT_NAME}-*.tempstate*",      # TensorFlow's bundle writer's temporary files
+    f"{STATE_FILENAME}.tmp*",               # the manager's atomic state-file write
+    ".tmp-*",                               # our atomic writes (sidecars, best.json)
+)
+
+
+def clean_partial_writes(folder: str) -> List[str]:
+    """Removes what a kill during a save left in a checkpoint folder; returns the paths.
+
+    Only names this module and TensorFlow's checkpoint writer give temporary files, and the
+    files of an unfinished `ckpt-N` (on disk, newer than anything the state file lists).
+    """
+    if not os.path.isdir(folder):
+        return []
+    removed = []
+    for pattern in _TEMP_PATTERNS:
+        for path in glob.glob(os.path.join(glob.escape(folder), pattern)):
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+            removed.append(path)
+    for prefix in scan_checkpoints(folder)[1]:
+        for path in [prefix + ".index", prefix + SIDECAR_SUFFIX] + data_files(prefix):
+            if os.path.exists(path):
+                os.remove(path)
+                removed.append(path)
+    if removed:
+        logging.warning("Removed %d leftovers of an interrupted checkpoint save: %s",
+                        len(removed), ", ".join(sorted(os.path.basename(p) for p in removed)))
+    return sorted(removed)
+
+
+def prepare_for_writing(folder: str, fix: str) -> Tuple[Optional[str], List[Damage]]:
+    """Readies a checkpoint folder a run writes to, before a CheckpointManager opens it.
+
+    Removes leftovers of an interrupted save, finds the newest intact checkpoint, renames
+    damaged newer ones to `*.damaged` and rewrites the state file so that it names the intact
+    one as the latest (the manager would otherwise count, and one day resume, the damaged
+    ones). Only the process that owns the folder may call this (the chief).
+
+    Returns:
+      (newest intact prefix, damaged newer ones); (None, []) when there is no checkpoint.
+    Raises:
+      DamagedCheckpointError: there are checkpoints but none is intact (message ends in `fix`).
+    """
+    clean_partial_writes(folder)
+    prefix, damages = newest_intact_checkpoint(folder)
+    if prefix is None:
+        if damages:
+            raise no_intact_error(folder, damages, fix)
+        if os.path.exists(os.path.join(folder, STATE_FILENAME)):
+            # A state file naming nothing that exists, or unreadable: it would only confuse
+            # the manager (TensorFlow raises on an empty one).
+            os.remove(os.path.join(folder, STATE_FILENAME))
+        return None, []
+    kept_damages = []
+    for damage in damages:
+        moved = set_aside(damage)
+        if moved:
+            damage = dataclasses.replace(damage, reason=f"{damage.reason}; its files are kept "
+                                         f"as {os.path.basename(damage.prefix)}.*{DAMAGED_SUFFIX}")
+        kept_damages.append(damage)
+    state = read_state(folder)
+    if state is None:
+        logging.warning("%s: missing or unreadable; rebuilt from the checkpoint files (newest "
+                        "intact: %s)", os.path.join(folder, STATE_FILENAME), prefix)
+    if state is None or state.model_checkpoint_path != prefix or damages:
+        older = [p for p in scan_checkpoints(folder)[0]
+                 if checkpoint_number(p) < checkpoint_number(prefix)]
+        write_state(folder, prefix, sorted(older, key=checkpoint_number))
+    return prefix, kept_damages
+
+
+READ_FIX = "restore the damaged file from a backup, or delete it and train the run again."
+
+
 def resolve_checkpoint(path: str) -> str:
     """A checkpoint prefix from a prefix, a checkpoint folder, or a run's workdir.
 
-    Raises CheckpointError when nothing is there.
+    A folder gives its newest intact checkpoint (damaged newer ones are logged and skipped).
+    Raises CheckpointError when nothing is there, DamagedCheckpointError when the prefix, or
+    every checkpoint of the folder, is damaged.
     """
     if not path:
         raise CheckpointError("empty checkpoint path")
     if tf.io.gfile.isdir(path):
         for folder in (path, os.path.join(path, CHECKPOINT_SUBDIR)):
-            latest = tf.train.latest_checkpoint(folder)
+            latest = select_intact(folder, READ_FIX) if os.path.isdir(folder) else None
             if latest:
                 return latest
         raise CheckpointError(f"{path}: no checkpoint found in this folder or in its "
                               f"'{CHECKPOINT_SUBDIR}/' subfolder. Pass a run's workdir, its "
                               "checkpoints/ folder, or a checkpoint prefix like "
                               ".../checkpoints/ckpt-1000.")
-    if tf.io.gfile.exists(path + ".index"):
+    if tf.io.gfile.exists(path + ".index") or data_files(path):
+        damage = find_damage(path)
+        if damage is not None:
+            intact = newest_intact_checkpoint(os.path.dirname(path))[0]
+            other = f" The newest intact checkpoint there is {intact}." if intact else ""
+            raise DamagedCheckpointError(f"{damage}.{other} Pass another checkpoint, or "
+                                         f"{READ_FIX}")
         return path
     raise CheckpointError(f"{path}: not a checkpoint (no {path}.index) and not a folder. Pass a "
                           "run's workdir, its checkpoints/ folder, or a checkpoint prefix.")
@@ -235,13 +582,19 @@ class BestKeeper:
         if mode not in ("min", "max"):
             raise ValueError(f"best_mode must be 'min' or 'max', got {mode!r}")
         self.directory, self.metric, self.mode, self.write = directory, metric, mode, write
+        if write:
+            prepare_for_writing(directory, f"delete {directory} to start keep-best over.")
         self.manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=1,
                                                   checkpoint_name=CHECKPOINT_NAME)
         self.best: Optional[dict] = None
         path = os.path.join(directory, BEST_FILENAME)
         if tf.io.gfile.exists(path):
-            with tf.io.gfile.GFile(path) as f:
-                self.best = json.load(f)
+            try:
+                with tf.io.gfile.GFile(path) as f:
+                    self.best = json.load(f)
+            except ValueError as error:
+                raise CheckpointError(f"{path}: unreadable ({error}); delete {directory} to "
+                                      "start keep-best over.") from error
 
     def is_better(self, value: float) -> bool:
         if not math.isfinite(value):
@@ -263,8 +616,10 @@ class BestKeeper:
         self.best = {"step": int(step), "metric": self.metric, "mode": self.mode,
                      "value": value, "metrics": {k: float(v) for k, v in metrics.items()}}
         # Every worker must take part in a save (collective reads); only the chief keeps it.
-        self.manager.save(checkpoint_number=step)
+        prefix = self.manager.save(checkpoint_number=step)
         if self.write:
+            write_sidecar(prefix)
+            remove_stale_sidecars(self.directory)
             atomic_write_bytes(os.path.join(self.directory, BEST_FILENAME),
                                (json.dumps(self.best, indent=2) + "\n").encode())
         return True

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import glob
 import json
 import math
 import os
@@ -69,6 +70,7 @@ from tf_depthseg import errors
 from tf_depthseg import utils
 
 HISTORY_FILENAME = "history.json"
+RESULT_FILENAME = "train_result.json"  # written by tools/train.py
 LOGS_SUBDIR = "logs"
 
 
@@ -192,6 +194,8 @@ class Trainer:
       models: the task's models (dict), optimizer, strategy, step (int64 tf.Variable: updates
         done), rng (tf.random.Generator), checkpoint / manager (tf.train.Checkpoint[Manager]).
       train_step_traces: how many times the train step was traced (1 in a healthy run).
+      damaged_checkpoints: '<file>: <reason>' of damaged checkpoints newer than the one the
+        run resumed from (skipped and, by the chief, renamed to *.damaged).
     """
 
     def __init__(self, config: config_lib.ExperimentConfig, task: Task, workdir: str,
@@ -253,6 +257,9 @@ class Trainer:
         self.checkpoint = tf.train.Checkpoint(models=self.models, optimizer=self.optimizer,
                                               step=self.step, rng=self.rng,
                                               iterator=self._iterator)
+        # Before the manager reads the state file: the chief clears leftovers of a killed save
+        # and sets damaged checkpoints aside.
+        self._resume_from = self._find_resume_checkpoint()
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, self._write_dir(checkpoints.CHECKPOINT_SUBDIR),
             max_to_keep=train.keep_checkpoints, step_counter=self.step,
@@ -302,11 +309,37 @@ class Trainer:
             return tf.summary.create_noop_writer()
         return tf.summary.create_file_writer(os.path.join(self.workdir, LOGS_SUBDIR, name))
 
+    def _find_resume_checkpoint(self) -> Optional[str]:
+        """The newest intact checkpoint of the workdir (None: there is no checkpoint at all).
+
+        A damaged newer one (missing, truncated or changed file) is logged and skipped, never
+        a reason to start from scratch; if every checkpoint is damaged, CheckpointError.
+        """
+        folder = os.path.join(self.workdir, checkpoints.CHECKPOINT_SUBDIR)
+        fix = (f"restore the file from a backup, or delete {folder} to train this run from "
+               "step 0 again.")
+        if self.is_chief:
+            # Temporary files of the workdir's own atomic writes (config, history) a kill left.
+            for name in (config_lib.CONFIG_FILENAME, HISTORY_FILENAME, RESULT_FILENAME):
+                for path in glob.glob(os.path.join(glob.escape(self.workdir), f".tmp-*{name}")):
+                    logging.warning("Removed %s, left by an interrupted write", path)
+                    os.remove(path)
+            prefix, damages = checkpoints.prepare_for_writing(folder, fix)
+        else:  # other workers only read the chief's folder
+            prefix, damages = checkpoints.newest_intact_checkpoint(folder)
+            if damages and prefix is None:
+                raise checkpoints.no_intact_error(folder, damages, fix)
+        if damages:
+            logging.warning("Damaged checkpoint: %s. Resuming from %s (step %s), the newest "
+                            "intact one.", checkpoints.describe_damage(damages), prefix,
+                            checkpoints.checkpoint_number(prefix))
+        self.damaged_checkpoints = [str(d) for d in damages]
+        return prefix
+
     def _restore_or_initialize(self) -> int:
-        """Resumes from the newest checkpoint of the workdir, or initialises selected modules
-        from `model.init_checkpoint`; returns the step training starts from."""
-        latest = tf.train.latest_checkpoint(
-            os.path.join(self.workdir, checkpoints.CHECKPOINT_SUBDIR))
+        """Resumes from the newest intact checkpoint of the workdir, or initialises selected
+        modules from `model.init_checkpoint`; returns the step training starts from."""
+        latest = self._resume_from
         if latest:
             try:
                 self.checkpoint.restore(latest).assert_existing_objects_matched()
@@ -441,7 +474,10 @@ class Trainer:
     def save(self) -> Optional[str]:
         """Saves a resumable checkpoint at the current step; returns its prefix."""
         path = self.manager.save(checkpoint_number=int(self.step.numpy()))
-        if not self.is_chief:
+        if self.is_chief:
+            checkpoints.write_sidecar(path)
+            checkpoints.remove_stale_sidecars(os.path.dirname(path))
+        else:
             shutil.rmtree(os.path.dirname(self._write_dir(checkpoints.CHECKPOINT_SUBDIR)),
                           ignore_errors=True)
         return path
