@@ -48,6 +48,9 @@ _TMP_PREFIX = ".tmp-"
 # so tests can kill a conversion at a known point (a real kill -9, no cleanup code runs).
 KILL_AFTER_SHARDS_ENV = "TF_DEPTHSEG_KILL_AFTER_SHARDS"
 _shards_finished_in_process = 0
+# The fix for a damaged shard (a converter's rerun redoes shards that do not match).
+_REDO = ("rerun the converter or tool that wrote it (it redoes shards that do not match "
+         f"{MANIFEST_NAME}).")
 # How a reader's user lifts the "incomplete split" check (tools flag or config override).
 ALLOW_INCOMPLETE_FLAG = "--allow_incomplete"
 
@@ -105,9 +108,7 @@ def iterate_records(pattern: Union[str, Sequence[str]]) -> Iterator[bytes]:
                 yield record
         except tf.errors.DataLossError as error:
             raise errors.BadInputError(
-                f"{path}: corrupt TFRecord file ({data_loss_detail(error)}); delete it and "
-                "rerun the converter (finished shards are kept, the missing one is "
-                "rewritten).") from error
+                f"{path}: corrupt TFRecord file ({data_loss_detail(error)}); {_REDO}") from error
 
 
 def read_manifest(out_dir: str) -> dict:
@@ -160,8 +161,7 @@ def count_records(path: str, parse: bool = False) -> int:
     except tf.errors.DataLossError as error:
         raise errors.BadInputError(
             f"{path}: corrupt TFRecord file after {count} good records "
-            f"({data_loss_detail(error)}); delete it and rerun the converter (finished shards "
-            "are kept, the missing one is rewritten).") from error
+            f"({data_loss_detail(error)}); {_REDO}") from error
     except Exception as error:  # pylint: disable=broad-except  # protobuf's DecodeError
         if not parse or isinstance(error, tf.errors.OpError):
             raise
@@ -298,13 +298,15 @@ def list_checked_shards(pattern: Union[str, Sequence[str]], allow_incomplete: bo
     return files
 
 
-def verify_files(pattern: Union[str, Sequence[str]], allow_incomplete: bool = False
-                 ) -> List[dict]:
+def verify_files(pattern: Union[str, Sequence[str]], allow_incomplete: bool = False,
+                 whole_folders: bool = False) -> List[dict]:
     """Full check of shard files (tools/verify_records.py): manifest, size, sha256, every record.
 
     Each matched file is read completely (each record's CRC, and each record must parse as a
     `tf.train.Example`); files in a folder with a manifest are also checked against it, and so
-    is every shard the manifest lists for their splits (a missing one is found too).
+    is every shard the manifest lists for their splits (a missing one is found too). With
+    `whole_folders`, splits of the manifests that no matched file belongs to are checked too
+    (all their shards missing).
 
     Returns:
       one dict per (folder, split): {"folder", "split", "files", "examples", "manifest"
@@ -344,6 +346,13 @@ def verify_files(pattern: Union[str, Sequence[str]], allow_incomplete: bool = Fa
         if problem is not None:
             group["problems"].append(f"{problem}; rerun the converter (it redoes shards that "
                                      "do not match the manifest).")
+    if whole_folders:
+        for folder, manifest in manifests.items():
+            for split, entry in (manifest or {"splits": {}})["splits"].items():
+                groups.setdefault((folder, split), {
+                    "folder": folder, "split": split, "files": 0, "examples": 0,
+                    "problems": [], "entry": entry, "listed": set(), "manifest": None,
+                    "complete": None})
     summaries = []
     for (folder, split), group in sorted(groups.items()):
         entry = group.pop("entry")
