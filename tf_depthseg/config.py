@@ -309,7 +309,7 @@ class TrainConfig(_Section):
     best_metric: str = "abs_rel"  # validation metric for keep-best ("" = off)
     best_mode: str = _choices("min", "min", "max")
     seed: int = _ranged(0, 0)
-    deterministic: bool = False  # op determinism + stateless seeds: bitwise-resumable runs
+    deterministic: bool = False  # op determinism + stateless seeds: bitwise-resumable (per machine)
     mixed_precision: str = _choices("float32", "float32", "mixed_float16", "mixed_bfloat16")
     jit_compile: bool = False
     distribution: str = _choices("auto", "auto", "default", "mirrored", "multi_worker")

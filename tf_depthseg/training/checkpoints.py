@@ -69,6 +69,10 @@ def enable_determinism(seed: int) -> None:
     elements in a fixed order. Randomness in input pipelines must be stateless ops seeded from
     the element's position in the stream, and randomness in the train step must come from the
     Trainer's checkpointed `tf.random.Generator`, so a resumed run draws the same numbers.
+
+    Bitwise holds per machine only: another CPU (or `TF_ENABLE_ONEDNN_OPTS=0`) runs other
+    kernels and gives other, equally reproducible, numbers; a run resumed on another machine
+    continues correctly but is not bitwise equal to an uninterrupted run (docs/testing.md).
     """
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()

@@ -252,7 +252,8 @@ class Trainer:
             num_input_pipelines=self.num_workers, input_pipeline_id=self.worker_index,
             num_replicas_in_sync=self.num_replicas)
         # A plain tf.data iterator, not a tf.distribute one: only plain iterators can be
-        # checkpointed (TF 2.21), and the input position is part of a bitwise resume.
+        # checkpointed (TF 2.21), and the input position is part of a bitwise resume (bitwise
+        # on one machine: see checkpoints.enable_determinism).
         self._iterator = iter(task.make_train_dataset(config, input_context))
         self.checkpoint = tf.train.Checkpoint(models=self.models, optimizer=self.optimizer,
                                               step=self.step, rng=self.rng,
