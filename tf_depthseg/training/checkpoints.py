@@ -225,9 +225,11 @@ def find_damage(prefix: str) -> Optional[Damage]:
                     return Damage(prefix, path, "content changed since it was saved (sha256 "
                                                 f"differs from {os.path.basename(sidecar)})")
             return None
+    # TensorFlow's reader maps its C++ status codes to several Python exceptions (OpError
+    # subclasses, IndexError for short reads, ValueError...): any of them means unreadable.
     try:
         reader = tf.train.load_checkpoint(prefix)
-    except (tf.errors.OpError, ValueError) as error:
+    except Exception as error:  # pylint: disable=broad-except
         return Damage(prefix, index, f"unreadable ({_op_error_text(error)})")
     shards = data_files(prefix)
     total = int(shards[0].rsplit("-of-", 1)[1]) if shards else 1
@@ -240,7 +242,7 @@ def find_damage(prefix: str) -> Optional[Damage]:
     try:
         tf.raw_ops.RestoreV2(prefix=prefix, tensor_names=names, shape_and_slices=[""] * len(names),
                              dtypes=[dtypes[n] for n in names])
-    except (tf.errors.OpError, IndexError, ValueError) as error:
+    except Exception as error:  # pylint: disable=broad-except  (as above)
         where = shards[0] if len(shards) == 1 else f"{prefix}.data-*"
         return Damage(prefix, where, f"unreadable ({_op_error_text(error)})")
     return None
