@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import importlib.abc
 import importlib.util
+import logging as std_logging
 import os
 import re
 import shutil
@@ -30,6 +31,7 @@ import tempfile
 from typing import List, Optional, Sequence
 
 from absl import app, flags
+from absl import logging as absl_logging
 
 from tf_depthseg.errors import UserError
 from tf_depthseg.utils import progress  # noqa: F401  (tools call cli.progress)
@@ -131,6 +133,22 @@ class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
 
 if "tensorflow" not in sys.modules and _min_log_level() >= 1:
     sys.meta_path.insert(0, _QuietTensorFlowImport())
+
+
+class _LibraryInfoFilter(std_logging.Filter):
+    """Drops INFO (and debug) records logged by TensorFlow's and Keras' Python code (e.g.
+    "Sharding callback duration" at every checkpoint): TF_CPP_MIN_LOG_LEVEL >= 1 hides them
+    like the C++ ones. Warnings and the tools' own INFO lines pass."""
+
+    def filter(self, record: std_logging.LogRecord) -> bool:
+        if record.levelno >= std_logging.WARNING:
+            return True
+        for name in ("tensorflow", "keras"):
+            module = sys.modules.get(name)
+            for folder in getattr(module, "__path__", ()):
+                if record.pathname.startswith(os.path.join(folder, "")):
+                    return False
+        return True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,4 +287,6 @@ def run(main, usage: Optional[str] = None) -> None:
         # is the script wrapper, so set it explicitly.
         sys.modules["__main__"].__doc__ = usage
     _adopt_key_flags(main.__module__)
+    if _min_log_level() >= 1:
+        absl_logging.get_absl_handler().addFilter(_LibraryInfoFilter())
     app.run(usage_main, flags_parser=_parse_flags)

@@ -73,8 +73,9 @@ def main(argv):
     data = config.data
     with pipeline.reading_errors([data.train_pattern, data.weak_train_pattern,
                                   data.eval_pattern]):
-        task = tasks.make_task(config)
-        trainer = loop.Trainer(config, task, workdir)
+        with cli.removed_on_failure(workdir):  # a failed start leaves no workdir behind
+            task = tasks.make_task(config)
+            trainer = loop.Trainer(config, task, workdir)
         if trainer.is_chief:
             start = ("resuming from step %d" % trainer.start_step if trainer.start_step
                      else "starting from scratch")
@@ -99,7 +100,7 @@ def main(argv):
         print(f"  best         {result.best['metric']}={result.best['value']:.4g} at step "
               f"{result.best['step']} in {os.path.join(workdir, checkpoints.BEST_SUBDIR)}")
     print(f"  history      {os.path.join(workdir, loop.HISTORY_FILENAME)}")
-    print(f"  evaluate     python -m tools.evaluate --workdir={workdir} --baselines")
+    print(f"  evaluate     {cli.tool_command('evaluate')} --workdir={workdir} --baselines")
     summary = {"final_step": result.final_step, "start_step": result.start_step,
                "losses": result.losses, "eval": result.eval_metrics, "best": result.best,
                "checkpoint": result.checkpoint}
