@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from tf_depthseg import common
+from tf_depthseg import common, visualize
 from tf_depthseg.data import image_io
 from tf_depthseg.errors import BadInputError
 from tf_depthseg.export import exporter, predict
@@ -99,9 +99,17 @@ def test_folder_with_saved_model(exported, tmp_path):
     np.testing.assert_allclose(stored / 256.0, reference_depth(exported["model"], other[None])
                                [0, ..., 0], atol=0.5 / 256 + 1e-4)
     viz = image_io.read_image(os.path.join(out, "f1" + predict.VIZ_SUFFIX))
-    # input | depth | uncertainty with 4-pixel gaps.
-    assert viz.shape == (SIZE[0], 3 * SIZE[1] + 8, 3)
-    np.testing.assert_array_equal(viz[:, :SIZE[1]], images[1])
+    # input | depth | uncertainty with 4-pixel gaps, enlarged so the titles and colour bars
+    # are readable, the input panel below its title (visualize.prediction_figure).
+    factor = -(-visualize.PANEL_MIN_WIDTH // SIZE[1])
+    assert viz.shape[1] == 3 * SIZE[1] * factor + 2 * visualize.PANEL_GAP
+    assert viz.shape[0] > SIZE[0] * factor  # + title strip and colour bars
+    top = 0
+    while not np.array_equal(viz[top, :SIZE[1] * factor:factor], images[1][0]):
+        top += 1
+    np.testing.assert_array_equal(viz[top:top + SIZE[0] * factor:factor,
+                                      :SIZE[1] * factor:factor], images[1])
+    assert top > 0  # the title strip is above
 
 
 def test_bad_file_is_named_or_skipped(exported, tmp_path):

@@ -71,6 +71,95 @@ def test_images_side_by_side():
 
 
 # --------------------------------------------------------------------------------------------
+# Prediction figures: titles and colour bars.
+# --------------------------------------------------------------------------------------------
+
+
+def _find_block(picture, block):
+    """(row, col) where `block` appears in `picture` exactly, or None."""
+    rows, cols = block.shape[:2]
+    for r in range(picture.shape[0] - rows + 1):
+        for c in np.flatnonzero(np.all(picture[r, :picture.shape[1] - cols + 1] == block[0, 0],
+                                       axis=-1)):
+            if np.array_equal(picture[r:r + rows, c:c + cols], block):
+                return r, c
+    return None
+
+
+def test_depth_colorbar_ticks_sit_at_their_inverse_depth():
+    width, size = 601, 12
+    bar = visualize.depth_colorbar(width, near=2.0, far=50.0, font_size=size)
+    lut = visualize.colormap_lut(visualize.DEPTH_CMAP)
+    bar_height = max(8, size)
+    # Near (bright, top of the colormap) on the left, far (dark) on the right.
+    np.testing.assert_array_equal(bar[0, 0], lut[255])
+    np.testing.assert_array_equal(bar[0, -1], lut[0])
+    # Tick marks: black pixels right under the bar, at x = (1/near - 1/d) / (1/near - 1/far).
+    ticks = set(np.flatnonzero(np.all(bar[bar_height] == 0, axis=-1)).tolist())
+    def x(d):
+        return round((0.5 - 1.0 / d) / (0.5 - 0.02) * (width - 1))
+
+    assert {0, width - 1, x(5.0), x(10.0)} <= ticks
+    # 20 m would sit under the "far 50 m" label: left out rather than overprinted.
+    assert x(20.0) not in ticks
+    assert bar.shape[1] == width and bar.shape[0] > bar_height + size  # room for the labels
+    # Below the ticks there is text (dark pixels) under the left end ("near 2 m").
+    assert (bar[bar_height + 2:, :20].min(axis=-1) < 100).any()
+
+
+def test_prediction_figure_has_titles_panels_and_colour_bars():
+    height, width = 24, 40  # narrower than PANEL_MIN_WIDTH: panels are enlarged
+    rows = np.linspace(0.0, 1.0, height)[:, None] * np.ones((1, width))
+    depth = 2.0 + 40.0 * (1.0 - rows) ** 2
+    uncertainty = 0.05 + 0.2 * rows
+    image = np.round(np.stack([rows, 1 - rows, 0.5 * np.ones_like(rows)], -1) * 255).astype(
+        np.uint8)
+    figure = visualize.prediction_figure(image, depth, uncertainty)
+    factor = -(-visualize.PANEL_MIN_WIDTH // width)
+    panel = width * factor
+    assert figure.dtype == np.uint8
+    assert figure.shape[1] == 3 * panel + 2 * visualize.PANEL_GAP
+
+    def enlarged(picture):
+        return np.repeat(np.repeat(picture, factor, 0), factor, 1)
+
+    # The three panels, at the same rows, one after the other.
+    top, left = _find_block(figure, enlarged(image))
+    assert left == 0 and top > 0  # a title strip above
+    assert np.array_equal(figure[top:top + height * factor, panel + visualize.PANEL_GAP:
+                                 2 * panel + visualize.PANEL_GAP],
+                          enlarged(visualize.colorize_depth(depth)))
+    start = 2 * (panel + visualize.PANEL_GAP)
+    assert np.array_equal(figure[top:top + height * factor, start:],
+                          enlarged(visualize.colorize_uncertainty(uncertainty)))
+    # Titles: dark text pixels in the strip above each panel.
+    for offset in (0, panel + visualize.PANEL_GAP, start):
+        assert (figure[:top, offset:offset + panel].min(axis=-1) < 100).any()
+    # Under the depth panel: its colour bar in metres for the map's own near / far range;
+    # under the uncertainty panel: its own scale, 0 .. the 99th percentile.
+    size = visualize.figure_font_size(panel)
+    near, far = visualize.depth_display_range(depth)
+    assert near == pytest.approx(1.0 / np.percentile(1.0 / depth, 95, method="lower"))
+    assert far == pytest.approx(depth.max())
+    depth_bar = visualize.depth_colorbar(panel, near, far, size)
+    below = top + height * factor
+    found = _find_block(figure[below:], depth_bar)
+    assert found is not None and found[1] == panel + visualize.PANEL_GAP
+    vmax = visualize.uncertainty_display_max(uncertainty)
+    assert vmax == pytest.approx(np.percentile(uncertainty, 99, method="lower"))
+    unc_bar = visualize.uncertainty_colorbar(panel, vmax, size)
+    found = _find_block(figure[below:], unc_bar)
+    assert found is not None and found[1] == start
+    lut = visualize.colormap_lut(visualize.UNCERTAINTY_CMAP)
+    np.testing.assert_array_equal(unc_bar[0, 0], lut[0])
+    np.testing.assert_array_equal(unc_bar[0, -1], lut[255])
+    # Under the input: white.
+    assert np.all(figure[below:, :panel] == 255)
+    # Without uncertainty: two panels.
+    assert visualize.prediction_figure(image, depth).shape[1] == 2 * panel + visualize.PANEL_GAP
+
+
+# --------------------------------------------------------------------------------------------
 # Label previews.
 # --------------------------------------------------------------------------------------------
 def test_weak_pairs_drawn_with_farther_blue_and_closer_red():

@@ -1,5 +1,7 @@
-"""Colourised depth, error and uncertainty maps as uint8 RGB, in numpy and in TensorFlow, and
-label previews (weak pairs, aligned instance masks) for the labelling tools.
+"""Colourised depth, error and uncertainty maps as uint8 RGB, in numpy and in TensorFlow,
+labelled figures (`prediction_figure`: titled panels, a colour bar in metres under the depth and
+one on its own scale under the uncertainty), and label previews (weak pairs, aligned instance
+masks) for the labelling tools.
 
 The numpy functions serve tools (predict, evaluation pictures); the `*_tf` twins work on
 batches inside compiled functions for TensorBoard image summaries. Both use the same lookup
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -77,16 +79,32 @@ def _lower_percentile(values: np.ndarray, q: float) -> float:
     return float(np.percentile(values, q, method="lower"))
 
 
-def colorize_depth(depth: np.ndarray, valid: Optional[np.ndarray] = None,
-                   cmap: str = DEPTH_CMAP, percentile: float = DEPTH_PERCENTILE) -> np.ndarray:
-    """Metric depth `[H, W(, 1)]` -> uint8 `[H, W, 3]` (inverse depth, near = bright)."""
+def _inverse_depth(depth: np.ndarray, valid: Optional[np.ndarray]):
+    """(inverse depth `[H, W]`, 0 where invalid; valid mask) of a depth map."""
     depth = _squeeze_channel(depth).astype(np.float64)
     ok = np.isfinite(depth) & (depth > 0)
     if valid is not None:
         ok &= _squeeze_channel(valid).astype(bool)
-    disparity = np.where(ok, 1.0 / np.where(ok, depth, 1.0), 0.0)
+    return np.where(ok, 1.0 / np.where(ok, depth, 1.0), 0.0), ok
+
+
+def depth_display_range(depth: np.ndarray, valid: Optional[np.ndarray] = None,
+                        percentile: float = DEPTH_PERCENTILE) -> Optional[Tuple[float, float]]:
+    """(near, far) in metres that `colorize_depth` spans: far = the farthest valid pixel
+    (darkest), near = the `percentile` of inverse depth (brightest; closer pixels saturate).
+    None when no pixel is valid."""
+    disparity, ok = _inverse_depth(depth, valid)
     if not ok.any():
-        return np.zeros(depth.shape + (3,), np.uint8)
+        return None
+    return 1.0 / _lower_percentile(disparity[ok], percentile), 1.0 / float(disparity[ok].min())
+
+
+def colorize_depth(depth: np.ndarray, valid: Optional[np.ndarray] = None,
+                   cmap: str = DEPTH_CMAP, percentile: float = DEPTH_PERCENTILE) -> np.ndarray:
+    """Metric depth `[H, W(, 1)]` -> uint8 `[H, W, 3]` (inverse depth, near = bright)."""
+    disparity, ok = _inverse_depth(depth, valid)
+    if not ok.any():
+        return np.zeros(disparity.shape + (3,), np.uint8)
     vmin = float(disparity[ok].min())
     vmax = _lower_percentile(disparity[ok], percentile)
     return apply_colormap(disparity, vmin, vmax, cmap, ok)
@@ -110,8 +128,17 @@ def colorize_uncertainty(uncertainty: np.ndarray, vmax: Optional[float] = None,
     values = _squeeze_channel(uncertainty).astype(np.float64)
     ok = np.isfinite(values)
     if vmax is None:
-        vmax = _lower_percentile(values[ok], percentile) if ok.any() else 1.0
+        vmax = uncertainty_display_max(values, percentile)
     return apply_colormap(values, 0.0, vmax, cmap, ok)
+
+
+def uncertainty_display_max(uncertainty: np.ndarray,
+                            percentile: float = UNCERTAINTY_PERCENTILE) -> float:
+    """The value `colorize_uncertainty` shows brightest (its per-image `percentile`; 1.0 for a
+    map without finite values)."""
+    values = _squeeze_channel(uncertainty).astype(np.float64)
+    ok = np.isfinite(values)
+    return _lower_percentile(values[ok], percentile) if ok.any() else 1.0
 
 
 def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
@@ -139,6 +166,198 @@ def side_by_side(images: Sequence[np.ndarray], gap: int = 4) -> np.ndarray:
             parts.append(spacer)
         parts.append(picture)
     return np.concatenate(parts, axis=1)
+
+
+# --------------------------------------------------------------------------------------------
+# Labelled figures: panels with titles and colour bars (the prediction pictures).
+# --------------------------------------------------------------------------------------------
+PANEL_MIN_WIDTH = 200  # narrower inputs are enlarged (nearest) so the labels stay readable
+PANEL_GAP = 4
+TEXT_COLOR = (0, 0, 0)
+BACKGROUND = 255
+UNCERTAINTY_TITLE = "uncertainty (std of log10 depth)"
+
+
+@functools.lru_cache(maxsize=None)
+def _font(size: int):
+    """Pillow's bundled scalable font (the same glyphs on every machine)."""
+    from PIL import ImageFont
+    return ImageFont.load_default(size=size)
+
+
+def figure_font_size(panel_width: int) -> int:
+    """Text height in pixels for panels `panel_width` wide (10 .. 24)."""
+    return int(np.clip(round(panel_width / 30), 10, 24))
+
+
+def _text_width(text: str, size: int) -> int:
+    return int(np.ceil(_font(size).getlength(text)))
+
+
+def _nice_steps(low: float, high: float) -> List[float]:
+    """1-2-5 x 10^k values strictly between low and high (> 0)."""
+    values = []
+    for exponent in range(int(np.floor(np.log10(low))) - 1, int(np.ceil(np.log10(high))) + 1):
+        for mantissa in (1.0, 2.0, 5.0):
+            value = mantissa * 10.0 ** exponent
+            if low < value < high:
+                values.append(value)
+    return values
+
+
+def _format_tick(value: float) -> str:
+    return f"{value:g}" if value >= 1 else f"{value:.2g}"
+
+
+def colorbar(width: int, cmap: str, labels: Sequence[Tuple[float, str]], font_size: int,
+             reverse: bool = False) -> np.ndarray:
+    """A horizontal colour bar with tick labels, uint8 `[h, width, 3]`.
+
+    Args:
+      width: pixels (the panel's width).
+      cmap: the colormap, drawn left (index 0) to right (255), or right to left if `reverse`.
+      labels: (position in [0, 1] from the left, text). The first and last are drawn
+        flush with the ends; the others centred on their tick and left out where they would
+        overlap a label already drawn.
+      font_size: text height in pixels.
+    """
+    from PIL import Image, ImageDraw
+    bar_height, tick = max(8, font_size), max(3, font_size // 4)
+    height = bar_height + tick + font_size + 6
+    lut = colormap_lut(cmap)
+    index = np.round(np.linspace(0.0, 255.0, width)).astype(np.int64)
+    canvas = np.full((height, width, 3), BACKGROUND, np.uint8)
+    canvas[:bar_height] = lut[index[::-1] if reverse else index][None]
+    picture = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(picture)
+    font = _font(font_size)
+    taken: List[Tuple[int, int]] = []
+    gap = max(4, font_size // 2)
+    ordered = list(labels)
+    if len(ordered) > 2:  # the ends first: they are always drawn
+        ordered = [ordered[0], ordered[-1]] + ordered[1:-1]
+    for rank, (position, text) in enumerate(ordered):
+        x = int(round(np.clip(position, 0.0, 1.0) * (width - 1)))
+        text_width = _text_width(text, font_size)
+        if rank == 0:
+            left = 0
+        elif rank == 1 and len(ordered) > 1:
+            left = width - text_width
+        else:
+            left = x - text_width // 2
+        right = left + text_width
+        if rank > 1 and (left < 0 or right > width or any(
+                left < b + gap and right > a - gap for a, b in taken)):
+            continue
+        taken.append((left, right))
+        draw.line([(x, bar_height), (x, bar_height + tick - 1)], fill=TEXT_COLOR)
+        draw.text((left, bar_height + tick + 1), text, fill=TEXT_COLOR, font=font)
+    return np.asarray(picture)
+
+
+def depth_colorbar(width: int, near: float, far: float, font_size: int,
+                   cmap: str = DEPTH_CMAP) -> np.ndarray:
+    """Colour bar of `colorize_depth`: near (bright, left) to far (dark, right), ticks in
+    metres at their inverse-depth positions (the colours are linear in inverse depth)."""
+    if not far > near > 0:  # a flat map: one colour
+        return colorbar(width, cmap, [(0.0, f"{near:.3g} m everywhere")], font_size,
+                        reverse=True)
+    span = 1.0 / near - 1.0 / far
+
+    def position(depth):
+        return (1.0 / near - 1.0 / depth) / span
+
+    labels = [(0.0, f"near {near:.3g} m")]
+    labels += [(position(value), _format_tick(value)) for value in _nice_steps(near, far)]
+    labels.append((1.0, f"far {far:.3g} m"))
+    return colorbar(width, cmap, labels, font_size, reverse=True)
+
+
+def uncertainty_colorbar(width: int, vmax: float, font_size: int,
+                         cmap: str = UNCERTAINTY_CMAP) -> np.ndarray:
+    """Colour bar of `colorize_uncertainty`: 0 (left) to `vmax` (right), linear."""
+    labels = [(0.0, "0")]
+    if vmax > 0:
+        ticks = [v for v in _nice_steps(vmax / 10.0, vmax)]
+        step = next((t for t in ticks if vmax / t <= 5), None)
+        if step:
+            labels += [(value / vmax, f"{value:g}")
+                       for value in np.arange(step, vmax - step / 2, step)]
+        labels.append((1.0, f"{vmax:.2g}"))
+    return colorbar(width, cmap, labels, font_size)
+
+
+def labelled_panels(panels: Sequence[Tuple[str, np.ndarray, Optional[np.ndarray]]],
+                    gap: int = PANEL_GAP) -> np.ndarray:
+    """Panels left to right, each with its title above and its colour bar (or blank) below.
+
+    Args:
+      panels: (title, picture uint8 `[H, W_i, 3]`, colour bar uint8 `[h_i, W_i, 3]` or None);
+        the pictures share H.
+      gap: white pixels between panels.
+    Returns:
+      uint8 `[title + H + max h_i, sum W_i + gaps, 3]`.
+    """
+    from PIL import Image, ImageDraw
+    heights = {picture.shape[0] for _, picture, _ in panels}
+    if len(heights) != 1:
+        raise ValueError(f"labelled_panels needs equal heights, got {sorted(heights)}")
+    height = heights.pop()
+    font_size = figure_font_size(min(picture.shape[1] for _, picture, _ in panels))
+    title_height = font_size + 8
+    bar_height = max([0] + [bar.shape[0] for _, _, bar in panels if bar is not None])
+    columns = []
+    for title, picture, bar in panels:
+        width = picture.shape[1]
+        column = np.full((title_height + height + bar_height + (2 if bar_height else 0),
+                          width, 3), BACKGROUND, np.uint8)
+        column[title_height:title_height + height] = to_rgb_uint8(picture)
+        if bar is not None:
+            if bar.shape[1] != width:
+                raise ValueError(f"colour bar of '{title}' is {bar.shape[1]} px wide, its "
+                                 f"panel {width}")
+            top = title_height + height + 2
+            column[top:top + bar.shape[0]] = bar
+        canvas = Image.fromarray(column)
+        ImageDraw.Draw(canvas).text((2, 3), title, fill=TEXT_COLOR, font=_font(font_size))
+        columns.append(np.asarray(canvas))
+    return side_by_side(columns, gap)
+
+
+def prediction_figure(image: np.ndarray, depth: np.ndarray,
+                      uncertainty: Optional[np.ndarray] = None,
+                      min_width: int = PANEL_MIN_WIDTH) -> np.ndarray:
+    """input | depth | uncertainty, titled, with a colour bar in metres (near .. far) under the
+    depth and one for the uncertainty's own scale (0 .. its 99th percentile).
+
+    Args:
+      image: uint8 or float `[H, W, 3]`; depth, uncertainty: `[H, W(, 1)]` at the same size.
+      min_width: panels narrower than this are enlarged by an integer factor (nearest), so the
+        text fits; the colours and ranges come from the maps at their own size.
+    Returns:
+      uint8 picture.
+    """
+    rgb = to_rgb_uint8(image)
+    depth = _squeeze_channel(depth)
+    if depth.shape != rgb.shape[:2]:
+        raise ValueError(f"depth {depth.shape} and image {rgb.shape[:2]} differ in size")
+    factor = max(1, -(-int(min_width) // rgb.shape[1]))
+
+    def enlarge(picture):
+        return np.repeat(np.repeat(picture, factor, axis=0), factor, axis=1)
+
+    width = rgb.shape[1] * factor
+    font_size = figure_font_size(width)
+    span = depth_display_range(depth)
+    depth_bar = (depth_colorbar(width, span[0], span[1], font_size) if span is not None
+                 else colorbar(width, DEPTH_CMAP, [(0.0, "no valid depth")], font_size))
+    panels = [("input", enlarge(rgb), None),
+              ("depth", enlarge(colorize_depth(depth)), depth_bar)]
+    if uncertainty is not None:
+        vmax = uncertainty_display_max(uncertainty)
+        panels.append((UNCERTAINTY_TITLE, enlarge(colorize_uncertainty(uncertainty, vmax)),
+                       uncertainty_colorbar(width, vmax, font_size)))
+    return labelled_panels(panels)
 
 
 # --------------------------------------------------------------------------------------------

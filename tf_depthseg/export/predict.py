@@ -5,8 +5,10 @@ For every input frame `<name>` it writes into the output folder
 * `<name>_depth.png`: uint16 PNG, value = round(depth in metres * 256), 0 = invalid (the KITTI
   depth benchmark convention, `image_io.depth_to_png16`; depth beyond 255.99 m is stored as 0),
   at the input's size;
-* `<name>_viz.png`: the input, the colourised depth (inverse depth, near = bright) and, for
-  models with one, the colourised uncertainty, side by side (`tf_depthseg.visualize`).
+* `<name>_viz.png`: the input, the colourised depth (inverse depth, near = bright, colour bar
+  in metres from near to far) and, for models with one, the colourised uncertainty (its own
+  colour bar), side by side with titles (`visualize.prediction_figure`; inputs narrower
+  than `visualize.PANEL_MIN_WIDTH` are enlarged so the labels stay readable).
 
 Inputs: a folder of .png/.jpg/.jpeg files (sorted by name; `<name>` is the file's stem, or
 `<stem>_<ext>` when two files share a stem), or a video (.mp4/.avi/.mov/.mkv, read with
@@ -250,11 +252,9 @@ def batch_frames(frames: Iterator[Frame], batch_size: int) -> Iterator[List[Fram
 
 def visualization(image: np.ndarray, depth: np.ndarray,
                   uncertainty: Optional[np.ndarray] = None) -> np.ndarray:
-    """input | colourised depth [| colourised uncertainty], uint8 `[H, W', 3]`."""
-    pictures = [image, visualize.colorize_depth(depth)]
-    if uncertainty is not None:
-        pictures.append(visualize.colorize_uncertainty(uncertainty))
-    return visualize.side_by_side(pictures)
+    """input | colourised depth [| colourised uncertainty], titled, with colour bars (depth
+    in metres near .. far, uncertainty on its own scale): `visualize.prediction_figure`."""
+    return visualize.prediction_figure(image, depth, uncertainty)
 
 
 def write_prediction(output_dir: str, frame: Frame, depth: np.ndarray,
