@@ -144,3 +144,62 @@ def test_sums_all_reduce_across_two_replicas():
         np.testing.assert_allclose(out["result"][name], out["single"][name], rtol=1e-9)
     assert out["confusion"] == out["confusion_single"]
     assert sum(map(sum, out["confusion"])) == int(np.sum(np.array(out["confusion"])))
+
+
+def _table_row(abs_rel, sq_rel, rmse, rmse_log, a1, a2, a3):
+    return dict(abs_rel=abs_rel, sq_rel=sq_rel, rmse=rmse, rmse_log=rmse_log, a1=a1, a2=a2,
+                a3=a3, num_images=22)
+
+
+def test_reading_of_a_hand_made_table():
+    results = {
+        "suw": _table_row(0.30, 3.0, 10.0, 0.50, 0.60, 0.80, 0.90),
+        "constant": _table_row(0.60, 6.0, 20.0, 0.40, 0.20, 0.40, 0.90),
+        "s": _table_row(0.20, 3.05, 12.0, 0.60, 0.70, 0.75, 0.905),
+    }
+    lines = depth_metrics.read_depth_results(results, baseline="constant",
+                                             pairs=[("suw", "s")], tie=0.02)
+    assert len(lines) == 4
+    best = lines[0]
+    # Errors: lower wins; accuracies: higher wins; within 2 % / 0.02 of the best: shared.
+    assert "s on AbsRel 0.200, d1 0.700" in best
+    assert "suw = s on SqRel 3.00" in best  # 3.05 is within 2 % of 3.00
+    assert "suw on RMSE 10.00 m, d2 0.800" in best
+    assert "constant on RMSElog 0.400" in best  # the baseline wins where it wins
+    assert "suw = constant = s on d3 0.905" in best  # table order, all within 0.02
+    suw_vs_constant = lines[1]
+    assert suw_vs_constant.startswith("suw vs constant: AbsRel 0.300 vs 0.600 (-50 %), "
+                                      "RMSE 10.00 m vs 20.00 m (-50 %), d1 0.600 vs 0.200 "
+                                      "(+0.40);")
+    assert "better on 5/7 (AbsRel, SqRel, RMSE, d1, d2)" in suw_vs_constant
+    assert "worse on 1/7 (RMSElog)" in suw_vs_constant
+    assert "tied on 1/7 (d3)" in suw_vs_constant
+    assert lines[2].startswith("s vs constant: AbsRel 0.200 vs 0.600 (-67 %)")
+    pair = lines[3]
+    assert pair.startswith("suw vs s: AbsRel 0.300 vs 0.200 (+50 %), RMSE 10.00 m vs 12.00 m "
+                           "(-17 %), d1 0.600 vs 0.700 (-0.10);")
+    assert "better on 3/7 (RMSE, RMSElog, d2)" in pair
+    assert "worse on 2/7 (AbsRel, d1)" in pair
+    assert "tied on 2/7 (SqRel, d3)" in pair
+
+
+def test_reading_extremes_and_missing_values():
+    results = {"good": _table_row(0.1, 1.0, 5.0, 0.2, 0.9, 0.95, 0.99),
+               "bad": _table_row(0.5, 5.0, 15.0, 0.8, 0.3, 0.5, 0.7),
+               "broken": _table_row(float("nan"), None, 9.0, 0.5, 0.5, 0.6, 0.8)}
+    lines = depth_metrics.read_depth_results(results, baseline="good",
+                                             pairs=[("good", "bad"), ("good", "absent")])
+    assert lines[0] == ("Best (lower is better, d1-d3 higher): good on AbsRel 0.100, "
+                        "SqRel 1.00, RMSE 5.00 m, RMSElog 0.200, d1 0.900, d2 0.950, d3 0.990.")
+    assert lines[1].endswith("WORSE on all 7 metrics.") and lines[1].startswith("bad vs good")
+    # Non-finite / missing metrics are skipped, not compared.
+    assert lines[2].startswith("broken vs good: RMSE 9.00 m vs 5.00 m (+80 %), d1 0.500 vs "
+                               "0.900 (-0.40); WORSE on all 5 metrics.")
+    assert lines[3].endswith("better on all 7 metrics.")
+    assert len(lines) == 4  # the pair with an absent model is left out
+    # Ties: relative for errors, absolute for accuracies.
+    assert depth_metrics.compare_metric("rmse", 10.1, 10.0, tie=0.02) == 0
+    assert depth_metrics.compare_metric("rmse", 10.3, 10.0, tie=0.02) == -1
+    assert depth_metrics.compare_metric("a1", 0.51, 0.50, tie=0.02) == 0
+    assert depth_metrics.compare_metric("a1", 0.53, 0.50, tie=0.02) == 1
+    assert depth_metrics.compare_metric("abs_rel", 0.2, 0.3) == 1

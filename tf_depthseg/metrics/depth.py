@@ -14,7 +14,7 @@ up; `finalize_depth_metrics` divides at the end. `DepthMetricAccumulator` does t
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -170,3 +170,129 @@ class DepthMetricAccumulator:
 
     def result(self) -> Dict[str, float]:
         return finalize_depth_metrics(self.sums, self.count)
+
+
+# ----------------------------------------------------------------------------------------------
+# A reading of a results table (what tools/evaluate prints under the table)
+# ----------------------------------------------------------------------------------------------
+DEPTH_METRIC_TITLES = {"abs_rel": "AbsRel", "sq_rel": "SqRel", "rmse": "RMSE",
+                       "rmse_log": "RMSElog", "a1": "d1", "a2": "d2", "a3": "d3"}
+HIGHER_IS_BETTER = frozenset({"a1", "a2", "a3"})  # delta accuracies; the rest are errors
+HEADLINE_METRICS = ("abs_rel", "rmse", "a1")
+
+
+def _format_value(metric: str, value: float) -> str:
+    if metric in ("rmse", "sq_rel"):
+        return f"{value:.2f}" + (" m" if metric == "rmse" else "")
+    return f"{value:.3f}"
+
+
+def compare_metric(metric: str, value: float, reference: float, tie: float = 0.0) -> int:
+    """+1 if `value` is better than `reference` on `metric`, -1 if worse, 0 if within `tie`.
+
+    Errors are compared relatively (|value - reference| <= tie * reference is a tie), delta
+    accuracies (fractions of pixels) absolutely (|difference| <= tie).
+    """
+    difference = value - reference
+    margin = tie if metric in HIGHER_IS_BETTER else tie * abs(reference)
+    if abs(difference) <= margin:
+        return 0
+    better = difference > 0 if metric in HIGHER_IS_BETTER else difference < 0
+    return 1 if better else -1
+
+
+def _change(metric: str, value: float, reference: float) -> str:
+    """'-52 %' (errors: relative change) or '+0.40' (accuracies: absolute change)."""
+    if metric in HIGHER_IS_BETTER:
+        return f"{value - reference:+.2f}"
+    if reference == 0:
+        return "n/a"
+    return f"{100.0 * (value - reference) / abs(reference):+.0f} %"
+
+
+def _finite_metrics(row: Mapping, metrics: Sequence[str]) -> Dict[str, float]:
+    out = {}
+    for metric in metrics:
+        value = row.get(metric)
+        if isinstance(value, (int, float)) and np.isfinite(value):
+            out[metric] = float(value)
+    return out
+
+
+def _head_to_head(name: str, row: Dict[str, float], other: str, other_row: Dict[str, float],
+                  headline: Sequence[str], tie: float) -> str:
+    shared = [m for m in row if m in other_row]
+    details = ", ".join(
+        f"{DEPTH_METRIC_TITLES.get(m, m)} {_format_value(m, row[m])} vs "
+        f"{_format_value(m, other_row[m])} ({_change(m, row[m], other_row[m])})"
+        for m in headline if m in shared)
+    verdicts = {m: compare_metric(m, row[m], other_row[m], tie) for m in shared}
+    better = [DEPTH_METRIC_TITLES.get(m, m) for m in shared if verdicts[m] > 0]
+    worse = [DEPTH_METRIC_TITLES.get(m, m) for m in shared if verdicts[m] < 0]
+    if len(better) == len(shared):
+        summary = f"better on all {len(shared)} metrics"
+    elif len(worse) == len(shared):
+        summary = f"WORSE on all {len(shared)} metrics"
+    else:
+        parts = []
+        if better:
+            parts.append(f"better on {len(better)}/{len(shared)} ({', '.join(better)})")
+        if worse:
+            parts.append(f"worse on {len(worse)}/{len(shared)} ({', '.join(worse)})")
+        ties = [DEPTH_METRIC_TITLES.get(m, m) for m in shared if verdicts[m] == 0]
+        if ties:
+            parts.append(f"tied on {len(ties)}/{len(shared)} ({', '.join(ties)})")
+        summary = "; ".join(parts)
+    return f"{name} vs {other}: {details}; {summary}."
+
+
+def read_depth_results(results: Mapping[str, Mapping[str, float]], *,
+                       baseline: Optional[str] = None,
+                       pairs: Sequence[Tuple[str, str]] = (),
+                       metrics: Sequence[str] = DEPTH_METRIC_NAMES,
+                       headline: Sequence[str] = HEADLINE_METRICS,
+                       tie: float = 0.0) -> List[str]:
+    """A short reading of an Eigen results table, generated from its numbers.
+
+    Args:
+      results: `{model name: {metric: value}}` (tools/evaluate's rows; other keys ignored,
+        missing or non-finite values skipped).
+      baseline: a row every other model is measured against (e.g. the constant-median
+        baseline), or None.
+      pairs: `(a, b)` rows to compare head to head ("a vs b").
+      metrics: the metrics read (DEPTH_METRIC_NAMES order).
+      headline: metrics quoted with their values in the comparisons.
+      tie: values closer than this count as equal: relative for errors (0.02 = 2 %),
+        absolute for delta accuracies (0.02 = 2 points).
+    Returns:
+      Lines of text: the best model per metric (grouped), each model against the baseline,
+      then each pair. Lower is better except for d1..d3.
+    """
+    rows = {name: _finite_metrics(row, metrics) for name, row in results.items()}
+    rows = {name: row for name, row in rows.items() if row}
+    lines = []
+    winners: Dict[str, List[str]] = {}
+    for metric in metrics:
+        candidates = [(name, row[metric]) for name, row in rows.items() if metric in row]
+        if not candidates:
+            continue
+        sign = -1.0 if metric in HIGHER_IS_BETTER else 1.0
+        best_name, best_value = min(candidates, key=lambda item: sign * item[1])
+        # Models within `tie` of the best share the place, in table order.
+        key = " = ".join(name for name, value in candidates if name == best_name
+                         or compare_metric(metric, value, best_value, tie) == 0)
+        winners.setdefault(key, []).append(
+            f"{DEPTH_METRIC_TITLES.get(metric, metric)} {_format_value(metric, best_value)}")
+    if winners:
+        groups = "; ".join(f"{name} on {', '.join(items)}" for name, items in winners.items())
+        tied = (f"; '=': within {100 * tie:g} % (errors) or {tie:g} (d1-d3) of the best"
+                if tie and any(" = " in name for name in winners) else "")
+        lines.append(f"Best (lower is better, d1-d3 higher{tied}): {groups}.")
+    if baseline is not None and baseline in rows:
+        for name, row in rows.items():
+            if name != baseline:
+                lines.append(_head_to_head(name, row, baseline, rows[baseline], headline, tie))
+    for first, second in pairs:
+        if first in rows and second in rows:
+            lines.append(_head_to_head(first, rows[first], second, rows[second], headline, tie))
+    return lines
