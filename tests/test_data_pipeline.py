@@ -178,11 +178,83 @@ def test_errors_name_the_problem(data_dir, tmp_path):
     with pytest.raises(ValueError, match="scale_range"):
         pipeline.make_dataset(records.split_pattern(data_dir, "one"), [], 2, True,
                               image_size=(8, 8), scale_range=(2.0, 1.0))
-    # A record without a requested feature fails at read time naming the record.
+    # Records without a requested feature: the first record is checked when the dataset is
+    # made (before a model is built), later ones fail at read time naming the record, and
+    # `reading_errors` makes that a BadInputError.
     plain = schema.encode_example(schema.Sample(
         image=np.zeros((HEIGHT, WIDTH, 3), np.uint8), source_id="cityscapes/aachen_0001"))
     records.write_split(str(tmp_path), "plain", [plain])
-    dataset = pipeline.make_dataset(records.split_pattern(str(tmp_path), "plain"),
-                                    [common.DEPTH], 1, False)
+    plain_pattern = records.split_pattern(str(tmp_path), "plain")
+    with pytest.raises(errors.BadInputError,
+                       match=r"plain-00000-of-00001.tfrecord: record cityscapes/aachen_0001 has "
+                             r"no depth/encoded feature.*asks for depth"):
+        pipeline.make_dataset(plain_pattern, [common.DEPTH], 1, False)
+    good = schema.encode_example(make_sample(0, np.random.default_rng(0)))
+    records.write_split(str(tmp_path), "mixed", [good, plain])
+    pattern = records.split_pattern(str(tmp_path), "mixed")
+    dataset = pipeline.make_dataset(pattern, [common.DEPTH], 1, False)
     with pytest.raises(tf.errors.InvalidArgumentError, match="aachen_0001.*depth/encoded"):
-        _batches(dataset, 1)
+        _batches(dataset, 2)
+    with pytest.raises(errors.BadInputError) as caught:
+        with pipeline.reading_errors([pattern]):
+            _batches(dataset, 2)
+    assert str(caught.value).startswith("record cityscapes/aachen_0001 has no "
+                                        "depth/encoded feature")
+    assert "data.keys" in str(caught.value)
+
+
+def test_reading_errors_name_the_corrupt_file(tmp_path):
+    """A DataLossError names no file: `reading_errors` finds and names it; a corrupt first
+    record is found when the dataset is made."""
+    rng = np.random.default_rng(0)
+    serialized = [schema.encode_example(make_sample(i, rng)) for i in range(3)]
+    records.write_split(str(tmp_path), "train", serialized, num_shards=1)
+    records.write_split(str(tmp_path), "other", serialized[:1], num_shards=1)
+    path = tmp_path / "train-00000-of-00001.tfrecord"
+    data = bytearray(path.read_bytes())
+    data[-20] ^= 0xFF  # inside the last record's payload: its CRC fails, the size is unchanged
+    path.write_bytes(bytes(data))
+    patterns = [records.split_pattern(str(tmp_path), "other"),
+                records.split_pattern(str(tmp_path), "train")]
+    dataset = pipeline.make_dataset(patterns[1], [common.DEPTH], 1, False)
+    with pytest.raises(errors.BadInputError,
+                       match=r"train-00000-of-00001.tfrecord: corrupt TFRecord file after 2 "
+                             r"good records \(corrupted record at \d+\)"):
+        with pipeline.reading_errors(patterns):
+            _batches(dataset, 3)
+    data[30] ^= 0xFF  # now the first record too
+    path.write_bytes(bytes(data))
+    with pytest.raises(errors.BadInputError, match="train-00000-of-00001.tfrecord: corrupt"):
+        pipeline.make_dataset(patterns[1], [common.DEPTH], 1, False)
+
+
+def test_manifest_checks_before_reading(tmp_path):
+    """Incomplete, empty and size-changed splits are refused naming the split and the fix;
+    allow_incomplete reads the finished shards of an incomplete split."""
+    rng = np.random.default_rng(0)
+    serialized = [schema.encode_example(make_sample(i, rng)) for i in range(3)]
+    out = str(tmp_path)
+    with pytest.raises(RuntimeError):  # a conversion killed after shard 0 of 2
+        with records.ShardedWriter(out, "train", 2) as writer:
+            writer.write(serialized[0], shard=0)
+            writer.write(serialized[1], shard=0)
+            writer.finish_shard(0)
+            raise RuntimeError("killed")
+    pattern = records.split_pattern(out, "train")
+    with pytest.raises(errors.BadInputError,
+                       match=r"split 'train' is incomplete \(1 of 2 shards finished.*"
+                             r"--set data.allow_incomplete=true"):
+        pipeline.make_dataset(pattern, [common.DEPTH], 1, False)
+    dataset = pipeline.make_dataset(pattern, [common.DEPTH], 1, False, allow_incomplete=True)
+    assert sorted(b[common.SOURCE_ID][0].decode() for b in _batches(dataset, 5)) == [
+        "drive/0000", "drive/0001"]
+    records.write_split(out, "empty", [], num_shards=2)
+    with pytest.raises(errors.BadInputError, match="split 'empty' has 0 examples"):
+        pipeline.make_dataset(records.split_pattern(out, "empty"), [], 1, False,
+                              allow_incomplete=True)
+    records.write_split(out, "val", serialized, num_shards=1)
+    with open(tmp_path / "val-00000-of-00001.tfrecord", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(errors.BadInputError, match="val-00000-of-00001.tfrecord: .* bytes, "
+                                                   "manifest.json says .*verify_records"):
+        pipeline.make_dataset(records.split_pattern(out, "val"), [], 1, False)

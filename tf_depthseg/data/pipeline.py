@@ -143,6 +143,7 @@ def make_dataset(file_pattern: FilePattern,
         raise ValueError(f"file_pattern must be a glob or a list of globs, got {file_pattern!r}")
     files = records.list_checked_shards(file_pattern, allow_incomplete,
                                         ALLOW_INCOMPLETE_OVERRIDE)
+    _check_first_record(files, keys, num_context)
 
     num_pipelines, pipeline_id = 1, 0
     if input_context is not None:
@@ -212,6 +213,25 @@ def make_dataset(file_pattern: FilePattern,
         options.experimental_distribute.auto_shard_policy = (
             tf.data.experimental.AutoShardPolicy.OFF)
     return dataset.with_options(options)
+
+
+def _check_first_record(files: Sequence[str], keys: Sequence[str], num_context: int) -> None:
+    """Reads the first record of the first non-empty file: the wrong kind of records (e.g.
+    without depth for a depth loss) or a corrupt start is an error now, naming the record or
+    file, instead of after the model is built. Later records are checked while reading
+    (`schema.parse_example`, `reading_errors`)."""
+    for path in files:
+        try:
+            first = next(iter(tf.data.TFRecordDataset(path).take(1).as_numpy_iterator()), None)
+        except tf.errors.DataLossError as error:
+            raise errors.BadInputError(
+                f"{path}: corrupt TFRecord file ({records.data_loss_detail(error)}); check it "
+                "with tools/verify_records.py and rerun the converter.") from None
+        if first is not None:
+            problem = schema.missing_feature(first, keys, num_context)
+            if problem is not None:
+                raise errors.BadInputError(f"{path}: {problem}.")
+            return
 
 
 def _find_corrupt_file(patterns: Sequence[FilePattern]) -> Optional[errors.BadInputError]:

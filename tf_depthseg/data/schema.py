@@ -207,14 +207,47 @@ _FEATURE_OF_KEY = {
 PARSEABLE_KEYS = tuple(_FEATURE_OF_KEY)
 
 
+def _missing_text(key: str) -> str:
+    """What follows "record <source id>" when the record lacks what `key` needs (no quotes:
+    TF escapes them in error messages)."""
+    return (f" has no {_FEATURE_OF_KEY[key]} feature (or the wrong number of values) but the "
+            f"pipeline asks for {key}; convert records that carry it, or turn off what asks "
+            "for it (a loss, the evaluation, or data.keys)")
+
+
+def _expected_values(key: str, num_context: int) -> Optional[int]:
+    """Number of values the feature of `key` must have (None: any)."""
+    return {common.IMAGE: 1, common.CONTEXT: num_context, common.INTRINSICS: 9,
+            common.POSES: 16 * (num_context + 1), common.DEPTH: 1, common.SEMANTIC: 1,
+            common.INSTANCES: num_context + 1, common.PSEUDO_DISPARITY: 1}.get(key)
+
+
+def missing_feature(serialized: bytes, keys: Sequence[str], num_context: int = 2
+                    ) -> Optional[str]:
+    """In numpy: the message `parse_example` would fail with for this record (the first key
+    whose feature is absent or has the wrong number of values), or None if it has them all.
+    Readers check a file's first record with it before building a model."""
+    feature = tf.train.Example.FromString(serialized).features.feature
+    ids = feature[common.KEY_SOURCE_ID].bytes_list.value if common.KEY_SOURCE_ID in feature \
+        else []
+    source_id = ids[0].decode() if ids else "<no source id>"
+    for key in [common.IMAGE] + [k for k in keys if k != common.SOURCE_ID]:
+        name = _FEATURE_OF_KEY[key]
+        values = feature[name] if name in feature else None
+        count = (0 if values is None else len(values.bytes_list.value)
+                 + len(values.float_list.value) + len(values.int64_list.value))
+        expected = _expected_values(key, num_context)
+        if expected == 0:
+            continue
+        if values is None or (expected is not None and count != expected):
+            return "record " + source_id + _missing_text(key)
+    return None
+
+
 def _require(present, source_id, key):
     """Graph-mode check that a requested feature exists in the record."""
     return tf.debugging.Assert(present, [
-        # No quotes in the text: TF escapes them in error messages.
-        tf.strings.join(["record ", source_id, f" has no {_FEATURE_OF_KEY[key]} feature (or the "
-                         f"wrong number of values) but the pipeline asks for {key}; convert "
-                         "records that carry it, or turn off what asks for it (a loss, the "
-                         "evaluation, or data.keys)"])])
+        tf.strings.join(["record ", source_id, _missing_text(key)])])
 
 
 def parse_example(serialized: tf.Tensor, keys: Sequence[str],
