@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tf_depthseg import common
 from tf_depthseg.data import image_io, records, schema
@@ -76,8 +77,142 @@ def test_kill_leaves_no_partial_shard_and_resume_skips_finished(tmp_path):
         writer.finish_shard(1)
     assert sorted(_ids(records.split_pattern(out, "train"))) == ["sample0", "sample1"]
     assert records.read_manifest(out)["splits"]["train"]["complete"]
-    with pytest.raises(ValueError, match="--num_shards"):
+    with pytest.raises(errors.BadInputError,
+                       match=r"started with --num_shards=2, now 3; rerun with --num_shards=2 "
+                             r"to resume it, or add --noresume"):
         records.ShardedWriter(out, "train", 3)
+    # --noresume: the split is rewritten with the new count, the old shards are gone.
+    with records.ShardedWriter(out, "train", 3, resume=False) as writer:
+        writer.write(_example(5))
+    assert sorted(n for n in os.listdir(out) if n.endswith(".tfrecord")) == [
+        records.shard_name("train", i, 3) for i in range(3)]
+
+
+def _flip_byte(path, offset):
+    data = bytearray(open(path, "rb").read())
+    data[offset] ^= 0x01
+    with open(path, "wb") as f:
+        f.write(bytes(data))
+
+
+def test_resume_redoes_shards_that_no_longer_match_the_manifest(tmp_path):
+    """A same-size byte flip is caught by the sha256, a truncation by the size: the shard is
+    deleted and redone; untouched shards are kept."""
+    out = str(tmp_path)
+    records.write_split(out, "train", [_example(i) for i in range(6)], num_shards=3)
+    paths = [os.path.join(out, records.shard_name("train", i, 3)) for i in range(3)]
+    sizes = [os.path.getsize(p) for p in paths]
+    _flip_byte(paths[0], sizes[0] // 2)
+    with open(paths[2], "r+b") as f:
+        f.truncate(sizes[2] - 5)
+    writer = records.ShardedWriter(out, "train", 3)
+    assert [index for index, _ in writer.redone] == [0, 2]
+    assert "sha256 differs" in writer.redone[0][1]
+    assert f"{sizes[2] - 5} bytes, manifest.json says {sizes[2]}" in writer.redone[1][1]
+    assert writer.is_finished(1) and not writer.is_finished(0) and not writer.is_finished(2)
+    assert not os.path.exists(paths[0]) and not os.path.exists(paths[2])
+    assert writer.entry["num_examples"] == 2
+    writer.abort()
+
+
+def test_check_shards_and_verify_files(tmp_path):
+    out = str(tmp_path / "out")
+    records.write_split(out, "train", [_example(i) for i in range(5)], num_shards=2)
+    files = records.list_shards(records.split_pattern(out, "train"))
+    assert records.check_shards(files) == 5
+    summary, = records.verify_files(files)
+    assert (summary["split"], summary["files"], summary["examples"], summary["manifest"],
+            summary["complete"], summary["problems"]) == ("train", 2, 5, 5, True, [])
+    # A folder without a manifest is not checked (count unknown), but its records are read.
+    plain = str(tmp_path / "plain")
+    records.write_split(plain, "x", [_example(0)])
+    os.remove(os.path.join(plain, records.MANIFEST_NAME))
+    assert records.check_shards(records.list_shards(os.path.join(plain, "*.tfrecord"))) is None
+    summary, = records.verify_files(os.path.join(plain, "*.tfrecord"))
+    assert summary["split"] == "<no manifest>" and summary["examples"] == 1
+    # A same-size byte flip: cheap reader check passes, verify finds it.
+    _flip_byte(files[1], os.path.getsize(files[1]) - 3)
+    assert records.check_shards(files) == 5
+    problems = records.verify_files(files)[0]["problems"]
+    assert len(problems) == 1 and problems[0].startswith(files[1] + ": corrupt TFRecord")
+    # A listed shard deleted: found when the whole folder is verified.
+    os.remove(files[1])
+    problems = records.verify_files(files[0], whole_folders=True)[0]["problems"]
+    assert problems == [f"{files[1]}: missing, though manifest.json lists it; rerun the "
+                        "converter."]
+    # A file that is not a listed shard (left over from another conversion).
+    stray = os.path.join(out, records.shard_name("train", 0, 7))
+    with open(files[0], "rb") as src, open(stray, "wb") as dst:
+        dst.write(src.read())
+    with pytest.raises(errors.BadInputError, match="train-00000-of-00007.tfrecord: not a shard "
+                                                   "listed in"):
+        records.check_shards([stray])
+    # A record that is not a tf.train.Example.
+    junk = str(tmp_path / "junk.tfrecord")
+    with tf.io.TFRecordWriter(junk) as writer:
+        writer.write(b"\xff\xff not a proto")
+    with pytest.raises(errors.BadInputError, match="record 0 is not a tf.train.Example"):
+        records.count_records(junk, parse=True)
+
+
+def test_output_dir_errors_name_the_path(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    for target in (blocker, blocker / "sub"):
+        with pytest.raises(errors.UserError, match=f"{blocker} is a file, not a folder"):
+            records.ShardedWriter(str(target), "train", 1)
+    assert blocker.read_text() == "x"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders; the "
+                    "under-a-file case above covers the error path")
+def test_read_only_output_dir(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        with pytest.raises(errors.UserError, match=f"{folder} is not writable"):
+            records.ShardedWriter(str(folder / "out"), "train", 1)
+    finally:
+        folder.chmod(0o700)
+
+
+def test_rewrite_quarantines_the_rest_of_a_corrupt_file(tmp_path):
+    source = str(tmp_path / "in")
+    records.write_split(source, "train", [_example(i) for i in range(6)], num_shards=2)
+    first = os.path.join(source, records.shard_name("train", 0, 2))
+    # Round robin: shard 0 holds samples 0, 2, 4; damage the last one.
+    _flip_byte(first, os.path.getsize(first) - 3)
+    records.check_shards(records.list_shards(os.path.join(source, "*.tfrecord")))
+    with pytest.raises(errors.BadInputError, match=f"{first}: corrupt TFRecord file after 2 "
+                                                   "good records.*--skip_bad"):
+        records.rewrite_records(os.path.join(source, "*.tfrecord"), str(tmp_path / "a"),
+                                lambda r: r)
+    stats = records.rewrite_records(os.path.join(source, "*.tfrecord"), str(tmp_path / "b"),
+                                    lambda r: r, skip_bad=True)
+    assert stats["train"]["num_examples"] == 5
+    assert [s[0] for s in stats["train"]["skipped"]] == [f"{first}#2-"]
+    assert sorted(_ids(os.path.join(tmp_path / "b", "*.tfrecord"))) == [
+        f"sample{i}" for i in (0, 1, 2, 3, 5)]
+    assert records.verify_split(str(tmp_path / "b"), "train") == 5
+    # Every record bad: an error, not a complete split with 0 examples.
+    def reject(serialized):
+        raise errors.BadInputError(f"record {records.source_id_of(serialized)}: unusable")
+    with pytest.raises(errors.BadInputError, match="every record of split 'train' was "
+                                                   "quarantined"):
+        records.rewrite_records(os.path.join(tmp_path / "b", "*.tfrecord"),
+                                str(tmp_path / "c"), reject, skip_bad=True)
+    assert not records.read_manifest(str(tmp_path / "c"))["splits"]["train"]["complete"]
+    # The input split must be complete (or allowed to be incomplete).
+    manifest = records.read_manifest(str(tmp_path / "b"))
+    manifest["splits"]["train"]["complete"] = False
+    records._write_manifest(str(tmp_path / "b"), manifest)
+    with pytest.raises(errors.BadInputError, match="incomplete.*--allow_incomplete"):
+        records.rewrite_records(os.path.join(tmp_path / "b", "*.tfrecord"),
+                                str(tmp_path / "d"), lambda r: r)
+    stats = records.rewrite_records(os.path.join(tmp_path / "b", "*.tfrecord"),
+                                    str(tmp_path / "d"), lambda r: r, allow_incomplete=True)
+    assert stats["train"]["num_examples"] == 5
 
 
 def test_missing_files_and_corrupt_records_are_clear_errors(tmp_path):
