@@ -2,6 +2,9 @@
 
 import os
 import shutil
+import signal
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -433,3 +436,200 @@ def test_kitti_segmenter_outputs_become_labels_and_instances(tmp_path):
     specs = kitti.list_samples(str(root), "train", options)
     with pytest.raises(errors.BadInputError, match=f"{bad.name}.*not Cityscapes train ids"):
         kitti.load_sample(specs[0], options)
+
+
+# ---------------------------------------------------------------------------------------------
+# Integrity: byte-reproducible shards, resume checks, input fingerprints, messages.
+# ---------------------------------------------------------------------------------------------
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _shard_digests(out_dir):
+    names = sorted(n for n in os.listdir(out_dir) if n.endswith(".tfrecord"))
+    return {n: records.file_sha256(os.path.join(out_dir, n)) for n in names}
+
+
+def _run_converter(module, args, env=()):
+    environment = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2",
+                       TF_DEPTHSEG_PROGRESS="0", **dict(env))
+    return subprocess.run([sys.executable, "-m", module] + list(args), env=environment,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_clean_and_killed_then_resumed_conversions_are_byte_identical(tmp_path):
+    """Two clean conversions (in separate processes, one with worker processes) and one
+    killed with SIGKILL after its first finished shard, then resumed, give the same sha256 for
+    every shard (protobuf's per-process map order used to make them differ)."""
+    _write("camvid", tmp_path / "camvid", num_drives=3)
+    common_args = [f"--input_dir={tmp_path / 'camvid'}", "--splits=train,val", "--num_shards=3",
+                   "--height=12", "--width=20"]
+    runs = {}
+    for name, workers in (("clean_a", 1), ("clean_b", 2)):
+        out = tmp_path / name
+        result = _run_converter("tools.convert_camvid", common_args + [
+            f"--output_dir={out}", f"--num_workers={workers}"])
+        assert result.returncode == 0, result.stderr[-2000:]
+        runs[name] = _shard_digests(out)
+    out = tmp_path / "killed"
+    killed = _run_converter("tools.convert_camvid", common_args + [
+        f"--output_dir={out}", "--num_workers=1"], env={records.KILL_AFTER_SHARDS_ENV: "1"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert list(_shard_digests(out)) == ["train-00000-of-00003.tfrecord"]  # only shard 0
+    assert not records.read_manifest(str(out))["splits"]["train"]["complete"]
+    resumed = _run_converter("tools.convert_camvid", common_args + [
+        f"--output_dir={out}", "--num_workers=1"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "1 shards kept from an earlier run" in resumed.stdout
+    runs["resumed"] = _shard_digests(out)
+    assert len(runs["clean_a"]) == 6
+    assert runs["clean_a"] == runs["clean_b"] == runs["resumed"]
+    for name in runs:
+        manifest = records.read_manifest(str(tmp_path / name if name != "resumed" else out))
+        assert {manifest["splits"][s]["shards"][str(i)]["sha256"] for s in ("train", "val")
+                for i in range(3)} == set(runs["clean_a"].values())
+
+
+def test_resume_redoes_shards_whose_inputs_changed(tmp_path):
+    """A changed input file (size or mtime) invalidates its shard; a quarantined sample whose
+    file was fixed is picked up; a changed option redoes everything."""
+    root = tmp_path / "camvid"
+    _write("camvid", root, num_drives=3)
+    options = camvid.Options(height=0, width=0)
+    specs = camvid.list_samples(str(root), "train", options)
+    assert len(specs) == 3  # shard 0: samples 0 and 2; shard 1: sample 1
+    out = str(tmp_path / "out")
+
+    def convert(opts=options, **kwargs):
+        return base.convert_split(camvid.load_sample, specs, opts, out, "train", num_shards=2,
+                                  skip_bad=True, source="test", files_fn=camvid.input_files,
+                                  **kwargs)
+
+    label = specs[1].label_path  # sample 1 -> shard 1
+    good_label = open(label, "rb").read()
+    os.remove(label)
+    first = convert()
+    assert [s[0] for s in first.skipped] == [specs[1].source_id]
+    assert first.num_examples == len(specs) - 1
+    again = convert()
+    assert again.num_shards_reused == 2 and again.num_written == 0
+    # The missing label is restored: shard 1 is redone and the sample is in.
+    with open(label, "wb") as f:
+        f.write(good_label)
+    fixed = convert()
+    assert (fixed.num_shards_reused, fixed.num_examples, fixed.skipped) == (1, len(specs), ())
+    assert sorted(_decoded(out, "train")) == sorted(s.source_id for s in specs)
+    # An image rewritten with other pixels (same size on disk is possible): mtime differs.
+    image_file = specs[0].image_path  # shard 0
+    image = image_io.read_image(image_file)
+    image_io.write_png(image_file, 255 - image)
+    stat = os.stat(image_file)
+    os.utime(image_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    changed = convert()
+    assert (changed.num_shards_reused, changed.num_written) == (1, len(specs[0::2]))
+    np.testing.assert_array_equal(_decoded(out, "train")[specs[0].source_id].image, 255 - image)
+    # Other options (here the size) change the source text: nothing is kept.
+    other = camvid.Options(height=12, width=20)
+    resized = base.convert_split(camvid.load_sample, specs, other, out, "train", num_shards=2,
+                                 source=f"test {other}", files_fn=camvid.input_files)
+    assert resized.num_shards_reused == 0
+
+
+def test_skip_bad_with_every_sample_bad_is_an_error(tmp_path):
+    root = tmp_path / "camvid"
+    _write("camvid", root, num_drives=3)
+    for name in os.listdir(root / "trainannot"):
+        os.remove(root / "trainannot" / name)
+    options = camvid.Options(height=0, width=0)
+    specs = camvid.list_samples(str(root), "train", options)
+    for attempt in range(2):  # the rerun reuses the (empty) shards and still refuses
+        with pytest.raises(errors.BadInputError,
+                           match=rf"split 'train': all {len(specs)} samples are bad.*0 examples; "
+                                 r"fix the input files and rerun\. First: camvid/train/"):
+            base.convert_split(camvid.load_sample, specs, options, str(tmp_path / "out"),
+                               "train", num_shards=2, skip_bad=True,
+                               files_fn=camvid.input_files)
+    entry = records.read_manifest(str(tmp_path / "out"))["splits"]["train"]
+    assert not entry["complete"] and entry["num_examples"] == 0
+    assert len(entry["skipped"]) == len(specs)
+
+
+class _FileAccessLog:
+    """Paths under `root` that were opened or stat-ed (what a loader reads or probes)."""
+
+    def __init__(self, monkeypatch, root):
+        import builtins
+        self.root, self.paths = os.path.realpath(root), set()
+        real_open, real_stat = builtins.open, os.stat
+
+        def logged_open(file, *args, **kwargs):
+            self._log(file)
+            return real_open(file, *args, **kwargs)
+
+        def logged_stat(path, *args, **kwargs):
+            self._log(path)
+            return real_stat(path, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "open", logged_open)
+        monkeypatch.setattr(os, "stat", logged_stat)
+
+    def _log(self, path):
+        if isinstance(path, (str, os.PathLike)):
+            path = os.path.realpath(os.fspath(path))
+            if path.startswith(self.root + os.sep):
+                self.paths.add(path)
+
+
+@pytest.mark.parametrize("layout,module,options", [
+    ("camvid", camvid, camvid.Options(height=0, width=0)),
+    ("kitti", kitti, kitti.Options()),
+    ("kitti", kitti, kitti.Options(depth_source="velodyne")),
+    ("cityscapes", cityscapes, cityscapes.Options(height=0, width=0)),
+    ("cityscapes", cityscapes, cityscapes.Options(height=0, width=0, frame_gap=0)),
+    ("mannequin", mannequin, mannequin.Options(height=0, width=0)),
+    ("megadepth", megadepth, megadepth.Options(height=0, width=0)),
+], ids=["camvid", "kitti", "kitti_velodyne", "cityscapes", "cityscapes_no_context",
+        "mannequin", "megadepth"])
+def test_input_files_lists_every_file_a_sample_reads(tmp_path, monkeypatch, layout, module,
+                                                     options):
+    """The resume fingerprint sees a change of any file `load_sample` opens or probes."""
+    root = tmp_path / layout
+    _write(layout, root, num_drives=1, options=layouts.LayoutOptions(label_stride=2))
+    split = "train"
+    spec = module.list_samples(str(root), split, options)[0]
+    listed = {os.path.realpath(p) for p in module.input_files(spec, options)}
+    log = _FileAccessLog(monkeypatch, root)
+    module.load_sample(spec, options)
+    monkeypatch.undo()
+    read = {p for p in log.paths if not os.path.isdir(p)}
+    assert read and read <= listed, sorted(read - listed)
+
+
+def test_kitti_frame_zero_has_no_previous_frame(tmp_path):
+    root = tmp_path / "kitti"
+    _write("kitti", root, num_drives=1)
+    split_file = tmp_path / "zero.txt"
+    split_file.write_text(f"{layouts.KITTI_DATE}/{layouts.kitti_drive_name(0)} 0 l\n")
+    options = kitti.Options(split_file=str(split_file))
+    spec, = kitti.list_samples(str(root), "x", options)
+    with pytest.raises(errors.BadInputError) as caught:
+        kitti.load_sample(spec, options)
+    message = str(caught.value)
+    assert f"frame 0 of {layouts.kitti_drive_name(0)} has no previous frame" in message
+    assert "-000000001" not in message and "--skip_bad" in message
+    assert message.startswith(kitti.image_path(spec, 0))
+
+
+def test_mannequin_nan_pose_is_named(tmp_path):
+    root = tmp_path / "mc"
+    _write("mannequin", root, num_drives=3)
+    seq = layouts.mannequin_sequence_id(1)
+    txt = root / "validation" / f"{seq}.txt"
+    lines = txt.read_text().splitlines()
+    fields = lines[2].split()
+    fields[14] = "nan"  # camera_from_world[1][3]: far past the 80 characters once shown
+    lines[2] = " ".join(fields)
+    txt.write_text("\n".join(lines) + "\n")
+    with pytest.raises(errors.BadInputError,
+                       match=rf"{seq}.txt:3: field 15 \(camera_from_world\[1\]\[3\]\) is "
+                             r"'nan', not a finite number"):
+        mannequin.list_samples(str(root), "validation", mannequin.Options())
