@@ -22,7 +22,7 @@ import json
 import math
 import os
 
-from absl import flags
+from absl import flags, logging
 
 from tf_depthseg import common
 from tf_depthseg import cli
@@ -37,7 +37,8 @@ flags.DEFINE_bool("baselines", False, "Also evaluate the constant median-depth b
 flags.DEFINE_list("compare", [], "Other workdirs to evaluate side by side.")
 flags.DEFINE_multi_string("set", [], "Override the run's config, e.g. --set "
                           "eval.median_scaling=true --set data.eval_batch_size=1.")
-flags.DEFINE_integer("max_examples", 0, "Evaluate at most this many images (0 = all).")
+flags.DEFINE_integer("max_examples", None, "Evaluate at most this many images (0 = all; "
+                     "default: the run's eval.max_examples).")
 flags.DEFINE_integer("baseline_max_examples", 1000, "Training records read for the median "
                      "depth of the constant baseline.")
 flags.DEFINE_string("out", None, "JSON output (default <workdir>/eval_results.json).")
@@ -66,6 +67,9 @@ def restore(workdir: str, checkpoint: str):
     if checkpoint == "auto":
         try:
             return restore_lib.restore_depth_model(workdir, "best")
+        except checkpoints.DamagedCheckpointError as error:
+            logging.warning("%s Evaluating the latest checkpoint instead.", error)
+            return restore_lib.restore_depth_model(workdir, "latest")
         except checkpoints.CheckpointError:
             return restore_lib.restore_depth_model(workdir, "latest")
     return restore_lib.restore_depth_model(workdir, cli.resolve_path(checkpoint)
@@ -80,6 +84,13 @@ def main(argv):
     workdir = cli.resolve_path(FLAGS.workdir)
     if not os.path.isdir(workdir):
         raise cli.UserError(f"--workdir={workdir}: no such folder.")
+    if FLAGS.max_examples is not None and FLAGS.max_examples < 0:
+        raise cli.UserError(f"--max_examples={FLAGS.max_examples}: must be >= 0 (0 = all).")
+    out = cli.resolve_path(FLAGS.out) if FLAGS.out else os.path.join(workdir, RESULTS_FILENAME)
+    from tf_depthseg.data import records
+    records.make_output_dir(os.path.dirname(out), "--out")  # before the slow part
+    if os.path.isdir(out):
+        raise cli.UserError(f"--out={out} is a folder; pass the JSON file to write.")
     from tf_depthseg.data import pipeline
     from tf_depthseg.training.tasks import make_task
     from tf_depthseg.training.tasks import suw as suw_task
@@ -92,7 +103,9 @@ def main(argv):
     task = make_task(config)
     dataset = task.make_eval_dataset(config, pattern)
     protocol = config_lib.to_dict(config.eval)
-    max_examples = FLAGS.max_examples or config.eval.max_examples
+    # An explicit --max_examples=0 means all images, whatever the run's config says.
+    max_examples = (config.eval.max_examples if FLAGS.max_examples is None
+                    else FLAGS.max_examples)
 
     def evaluate(name, predict_fn):
         with pipeline.reading_errors([pattern]):  # a corrupt shard or a record without depth
@@ -140,7 +153,6 @@ def main(argv):
           f"{'on' if config.eval.median_scaling else 'off'}, ground truth at "
           f"{'the stored size' if config.eval.native_resolution else 'data.image_size'}")
     print(format_table(rows))
-    out = cli.resolve_path(FLAGS.out) if FLAGS.out else os.path.join(workdir, RESULTS_FILENAME)
     report = {"split": pattern, "protocol": protocol,
               "results": {name: {**{k: (v if not isinstance(v, float) or math.isfinite(v)
                                         else None) for k, v in metrics.items()},

@@ -49,6 +49,21 @@ flags.mark_flags_as_required(["workdir", "output_dir"])
 FLAGS = flags.FLAGS
 
 
+def check_replaceable(output_dir: str, metadata_filename: str) -> None:
+    """--overwrite replaces an earlier export or an empty folder, never anything else (a run's
+    workdir, a data folder, a file): raises UserError naming the path."""
+    if not os.path.lexists(output_dir):
+        return
+    if os.path.islink(output_dir) or not os.path.isdir(output_dir):
+        raise cli.UserError(f"{output_dir}: not a folder; --overwrite only replaces an earlier "
+                            "export. Choose another --output_dir.")
+    names = os.listdir(output_dir)
+    if names and not {metadata_filename, "saved_model.pb"} <= set(names):
+        raise cli.UserError(f"{output_dir}: not an export of tools/export.py (no "
+                            f"{metadata_filename} and saved_model.pb), so --overwrite will not "
+                            "replace it. Choose another --output_dir, or empty it yourself.")
+
+
 def main(argv):
     del argv
     from tf_depthseg import config as config_lib
@@ -62,6 +77,9 @@ def main(argv):
     if os.path.lexists(output_dir) and not FLAGS.overwrite:  # fail before the slow part
         raise cli.UserError(f"{output_dir} already exists; pass --overwrite to replace it (the "
                             "old export stays until the new one is complete).")
+    check_replaceable(output_dir, exporter.METADATA_FILENAME)
+    from tf_depthseg.data import records
+    records.make_output_dir(os.path.dirname(output_dir), "--output_dir")
     prefix = restore.select_checkpoint(workdir, checkpoint)
     if FLAGS.config:
         config = config_lib.load_config(cli.resolve_path(FLAGS.config)

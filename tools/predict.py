@@ -43,6 +43,8 @@ def main(argv):
     output_dir = cli.resolve_path(FLAGS.output_dir)
     predict.check_input(input_path)  # before the slow model loading
     predictor = predict.load_predictor(cli.resolve_path(FLAGS.model))
+    from tf_depthseg.data import records
+    records.make_output_dir(output_dir, "--output_dir")  # one line, not an OSError traceback
     summary = predict.predict_path(predictor, input_path, output_dir,
                                    batch_size=FLAGS.batch_size, skip_bad=FLAGS.skip_bad)
     for path, reason in summary.skipped:

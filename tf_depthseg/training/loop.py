@@ -220,9 +220,12 @@ class Trainer:
         if self.global_batch_size % self.num_replicas:
             raise ValueError(f"data.batch_size={self.global_batch_size} is the global batch and "
                              f"must be divisible by the {self.num_replicas} replicas")
-        os.makedirs(workdir, exist_ok=True)
-        if self.is_chief:
-            config_lib.save_json(config, workdir)
+        try:
+            os.makedirs(workdir, exist_ok=True)
+            if not os.access(workdir, os.W_OK | os.X_OK):
+                raise PermissionError(13, "Permission denied")
+        except OSError as error:  # a regular file on the way, a read-only folder
+            raise self._workdir_error(error) from error
 
         steps_per_epoch = train.steps_per_epoch
         if steps_per_epoch <= 0:
@@ -272,6 +275,11 @@ class Trainer:
                 tf.train.Checkpoint(models=self.models, step=self.step), write=self.is_chief)
 
         self.start_step = self._restore_or_initialize()
+        if self.is_chief:  # only once the run can start: a failed start changes nothing
+            try:
+                config_lib.save_json(config, workdir)
+            except OSError as error:
+                raise self._workdir_error(error) from error
         self.history = self._load_history(self.start_step)
         self._train_writer = self._summary_writer("train")
         self._eval_writer = self._summary_writer("eval")
@@ -304,6 +312,11 @@ class Trainer:
         if self.is_chief:
             return os.path.join(self.workdir, subdir)
         return os.path.join(self.workdir, f".worker{self.worker_index}", subdir)
+
+    def _workdir_error(self, error: OSError) -> errors.UserError:
+        return errors.UserError(
+            f"{self.workdir}: cannot write the run's folder here ({error.strerror or error}); "
+            "choose another --workdir, or fix the path or its permissions.")
 
     def _summary_writer(self, name: str):
         if not self.is_chief:
