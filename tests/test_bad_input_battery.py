@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -31,6 +32,7 @@ from typing import Callable, Dict, List, Sequence, Tuple
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS = os.path.join(REPO, "tests")
 
 # Names a writer gives its temporary files (atomic writes, checkpoint writers, shard writers).
 TEMP_PATTERNS = (".tmp-*", "*.tmp", "*_temp*", "*.partial", "*.incomplete")
@@ -81,6 +83,33 @@ class Resources:
         check(run_tool("tools.make_synthetic", [
             "--layout=camvid", f"--output_dir={path}", "--num_drives=2",
             "--frames_per_drive=3", "--height=48", "--width=64"], path))
+
+    def build_tiny_records(self, path: str) -> None:
+        """Tiny SUW train/val records at 32x96 (test_tasks_suw.write_tiny_records)."""
+        script = ("import sys; from test_tasks_suw import write_tiny_records; "
+                  "write_tiny_records(sys.argv[1])")
+        check(subprocess.run([sys.executable, "-c", script, path], cwd=path,
+                             capture_output=True, text=True, timeout=600,
+                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
+                                      PYTHONPATH=os.pathsep.join([REPO, TESTS]))))
+
+    def build_trained_run(self, path: str) -> None:
+        """A SUW run trained 2 steps by tools/train on the tiny records: checkpoints/ckpt-1,
+        ckpt-2 (+ sha256 sidecars), best/ckpt-2, config.json."""
+        records = self.get("tiny_records")
+        check(run_tool("tools.train", [
+            "--config=suw/synthetic_s", "--smoke", f"--workdir={path}",
+            f"--set=data.train_pattern={records}/train-*.tfrecord",
+            f"--set=data.eval_pattern={records}/val-*.tfrecord",
+            "--set=data.image_size=[32,96]", "--set=export.image_size=[32,96]",
+            "--set=train.steps=2", "--set=train.checkpoint_every=1", "--set=train.eval_every=2",
+            "--set=train.log_every=1"], path))
+
+    def build_export(self, path: str) -> None:
+        """tools/export.py of the trained run (SavedModel only): export/."""
+        check(run_tool("tools.export", [f"--workdir={self.get('trained_run')}",
+                                        f"--output_dir={path}/export", "--notflite",
+                                        "--noverify"], path))
 
 
 def run_tool(module: str, args: Sequence[str], cwd: str, env=()) -> subprocess.CompletedProcess:
