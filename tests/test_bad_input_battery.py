@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import glob
 import hashlib
 import json
 import os
@@ -83,6 +84,60 @@ class Resources:
         check(run_tool("tools.make_synthetic", [
             "--layout=camvid", f"--output_dir={path}", "--num_drives=2",
             "--frames_per_drive=3", "--height=48", "--width=64"], path))
+
+    # Data section: one tiny synthetic root per layout, converted records, a trained run.
+    def _synthetic(self, path: str, layout: str, num_drives: int) -> None:
+        check(run_tool("tools.make_synthetic", [
+            f"--layout={layout}", f"--output_dir={path}", f"--num_drives={num_drives}",
+            "--frames_per_drive=4", "--height=32", "--width=48", "--num_workers=1"], path))
+
+    def build_kitti(self, path: str) -> None:
+        """KITTI raw layout, 2 drives (train, val) x 4 frames, with segmenter outputs."""
+        self._synthetic(path, "kitti", 2)
+
+    def build_cityscapes(self, path: str) -> None:
+        self._synthetic(path, "cityscapes", 1)
+
+    def build_mannequin(self, path: str) -> None:
+        self._synthetic(path, "mannequin", 1)
+
+    def build_megadepth(self, path: str) -> None:
+        self._synthetic(path, "megadepth", 1)
+
+    def build_kitti_records(self, path: str) -> None:
+        """KITTI records (one shard per split; 2 train, 2 val records) with depth, neighbours,
+        K, semantics and instances: what train, evaluate and both labelling tools read."""
+        kitti = self.get("kitti")
+        check(run_tool("tools.convert_kitti", [
+            f"--input_dir={kitti}", f"--output_dir={path}", "--splits=train,val",
+            "--num_shards=1", "--num_workers=1", f"--semantic_dir={kitti}/predictions/semantic",
+            f"--instance_dir={kitti}/predictions/instances"], path))
+
+    def build_camvid_converted(self, path: str) -> None:
+        """in/ (the CamVid root) and out/ (its train split in 2 shards): a finished conversion
+        to resume."""
+        shutil.copytree(self.get("camvid"), os.path.join(path, "in"),
+                        ignore=shutil.ignore_patterns(".done"))
+        check(run_tool("tools.convert_camvid", [
+            "--input_dir=in", "--output_dir=out", "--splits=train", "--num_shards=2",
+            "--num_workers=1", "--height=24", "--width=32"], path))
+
+    def build_camvid_all_bad(self, path: str) -> None:
+        """out/: a CamVid conversion with --skip_bad where every label is missing (an error:
+        the split stays incomplete with 0 examples)."""
+        data = shutil.copytree(self.get("camvid"), os.path.join(path, "in"),
+                               ignore=shutil.ignore_patterns(".done"))
+        shutil.rmtree(os.path.join(data, "trainannot"))
+        result = run_tool("tools.convert_camvid", [
+            "--input_dir=in", "--output_dir=out", "--splits=train", "--num_shards=2",
+            "--num_workers=1", "--skip_bad"], path)
+        assert result.returncode == 2 and "samples are bad" in result.stderr, result.stderr
+
+    def build_trained(self, path: str) -> None:
+        """A 1-step S run on kitti_records (what evaluate restores)."""
+        check(run_tool("tools.train", _train_args(self.get("kitti_records"), "w") + [
+            "--set=train.steps=1"], path))
+
 
     def build_tiny_records(self, path: str) -> None:
         """Tiny SUW train/val records at 32x96 (test_tasks_suw.write_tiny_records)."""
