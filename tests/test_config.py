@@ -80,3 +80,75 @@ def test_every_config_file_loads_validates_and_has_a_smoke_variant():
 def test_sections_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.ExperimentConfig().train.steps = 3
+
+
+# --------------------------------------------------------------------------------------------
+# Ranges: every numeric field declares one next to its default (config._ranged).
+# --------------------------------------------------------------------------------------------
+
+
+def _numeric(annotation) -> bool:
+    import typing
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return annotation in (int, float) or any(_numeric(a) for a in args if a is not Ellipsis)
+
+
+def test_every_numeric_field_declares_a_range():
+    import typing
+    for section in dataclasses.fields(cfg.ExperimentConfig):
+        cls = section.type if dataclasses.is_dataclass(section.type) else type(
+            getattr(cfg.ExperimentConfig(), section.name))
+        if not dataclasses.is_dataclass(cls):
+            continue
+        assert cfg._section_key(cls) == section.name + "."
+        hints = typing.get_type_hints(cls)
+        for field in dataclasses.fields(cls):
+            if _numeric(hints[field.name]):
+                assert "range" in field.metadata, f"{section.name}.{field.name} has no range"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.steps=-5", "train.steps=-5 is out of range: must be >= 1"),
+    ("data.batch_size=0", "data.batch_size=0 is out of range: must be >= 1"),
+    ("data.flip_prob=1.5", "data.flip_prob=1.5 is out of range: must be in [0, 1]"),
+    ("model.bn_momentum=1", "model.bn_momentum=1.0 is out of range: must be in [0, 1)"),
+    ("optim.learning_rate=0", "optim.learning_rate=0.0 is out of range: must be > 0"),
+    ("eval.max_examples=-1", "eval.max_examples=-1 is out of range: must be >= 0"),
+    ("data.image_size=[0,96]", "data.image_size=[0, 96] is out of range: every element must "
+                               "be >= 1"),
+    ("model.sam_dilations=[1,0]", "every element must be >= 1"),
+    ("optim.decay_steps=[10,5]", "optim.decay_steps=[10, 5]: the values must be increasing"),
+    ("data.scale_range=[1.2,0.8]", "must be non-decreasing"),
+    ("model.min_depth=100", "model.min_depth=100.0 must be below model.max_depth=80.0"),
+    ("data.weak_batch_size=4", "data.weak_batch_size=4 must be below data.batch_size=4"),
+])
+def test_out_of_range_values_name_the_key_the_value_and_the_range(override, message):
+    with pytest.raises(cfg.ConfigError) as info:
+        cfg.apply_overrides(cfg.ExperimentConfig(), [override])
+    assert message in str(info.value)
+
+
+def test_range_boundaries_and_order_of_overrides():
+    out = cfg.apply_overrides(cfg.ExperimentConfig(), [
+        "train.steps=1", "data.flip_prob=0", "data.flip_prob=1", "train.checkpoint_every=0",
+        "model.bn_momentum=0", "data.crop_size=none", "optim.decay_steps=[]",
+        # Relations are checked on the result, not after each override: lowering both depth
+        # bounds in this order passes through min_depth (1.0) > max_depth (0.5).
+        "model.max_depth=0.5", "model.min_depth=0.1"])
+    assert (out.model.min_depth, out.model.max_depth) == (0.1, 0.5)
+    assert out.train.steps == 1 and out.data.flip_prob == 1.0
+
+
+def test_relations_are_checked_when_loading_json(tmp_path):
+    data = cfg.to_dict(cfg.ExperimentConfig())
+    data["eval"]["min_depth"] = 90.0
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(cfg.ConfigError, match="eval.min_depth=90.0 must be below "
+                                              "eval.max_depth=80.0"):
+        cfg.load_config(str(path))
+    data = cfg.to_dict(cfg.ExperimentConfig())
+    data["train"]["steps"] = 0
+    path.write_text(json.dumps(data))
+    with pytest.raises(cfg.ConfigError, match=r"train.steps=0 is out of range: must be >= 1"):
+        cfg.load_config(str(path))
