@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -224,3 +226,20 @@ def test_missing_files_and_corrupt_records_are_clear_errors(tmp_path):
     path.write_bytes(data[:len(data) - 7])
     with pytest.raises(errors.BadInputError, match="corrupt TFRecord"):
         list(records.iterate_records(str(path)))
+
+
+def test_verify_records_tool_reports_every_split(tmp_path):
+    """tools/verify_records on a good folder: one line per split and exit 0 (the bad cases are
+    in test_bad_input_battery.py)."""
+    out = str(tmp_path / "out")
+    records.write_split(out, "train", [_example(i) for i in range(3)], num_shards=2)
+    records.write_split(out, "val", [_example(9)], num_shards=1)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.verify_records", f"--input={out}"], capture_output=True,
+        text=True, timeout=300, env=dict(os.environ, PYTHONPATH=repo, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines() == [
+        f"{out}/train: 2 files, 3 examples read (manifest 3 examples, complete) OK",
+        f"{out}/val: 1 files, 1 examples read (manifest 1 examples, complete) OK",
+        "verify_records: 3 files, 4 examples, all match."]
