@@ -598,12 +598,13 @@ def make_output_dir(path: str, flag: str = "--output_dir") -> str:
     return path
 
 
-def inputs_fingerprint(source_ids: Iterable[str]) -> str:
-    """A short hash of the sample ids assigned to a shard: a finished shard is reused on resume
-    only if it was built from the same samples."""
+def inputs_fingerprint(items: Iterable[str]) -> str:
+    """A short hash of what a shard was built from (the converters pass the source text and,
+    per sample, its id and input-file states: `converters.base.shard_fingerprints`): a
+    finished shard is reused on resume only if it is unchanged."""
     digest = hashlib.sha256()
-    for source_id in source_ids:
-        digest.update(source_id.encode())
+    for item in items:
+        digest.update(item.encode())
         digest.update(b"\0")
     return digest.hexdigest()[:16]
 
