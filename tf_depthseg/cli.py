@@ -124,7 +124,8 @@ class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
         if name != "tensorflow":
             return None
-        sys.meta_path.remove(self)
+        if self in sys.meta_path:  # once: later look-ups (and threads) get the plain spec
+            sys.meta_path.remove(self)
         spec = importlib.util.find_spec(name)
         if spec is not None and spec.loader is not None:
             spec.loader = _QuietImportLoader(spec.loader, _min_log_level())
