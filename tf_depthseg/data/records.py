@@ -421,19 +421,21 @@ class ShardedWriter:
         make_output_dir(out_dir)
         manifest = read_manifest(out_dir)
         previous = manifest["splits"].get(split)
-        if previous is not None and previous["num_shards"] != num_shards:
-            if resume:
-                raise errors.BadInputError(
-                    f"{out_dir}: split '{split}' was started with --num_shards="
-                    f"{previous['num_shards']}, now {num_shards}; rerun with --num_shards="
-                    f"{previous['num_shards']} to resume it, or add --noresume to rewrite the "
-                    f"split with {num_shards} shards.")
+        if previous is not None and previous["num_shards"] != num_shards and resume:
+            raise errors.BadInputError(
+                f"{out_dir}: split '{split}' was started with --num_shards="
+                f"{previous['num_shards']}, now {num_shards}; rerun with --num_shards="
+                f"{previous['num_shards']} to resume it, or add --noresume to rewrite the "
+                f"split with {num_shards} shards.")
+        if previous is not None and not resume:
+            # Rewriting from scratch: the old shards go now, so no file under a final name is
+            # left that the new manifest entry does not list (readers refuse such files).
             for index in range(previous["num_shards"]):
                 stale = os.path.join(out_dir, shard_name(split, index, previous["num_shards"]))
                 if os.path.exists(stale):
                     os.remove(stale)
             previous = None
-        shards = dict(previous["shards"]) if (previous and resume) else {}
+        shards = dict(previous["shards"]) if previous else {}
         # (shard index, why) of recorded shards whose file no longer matches the manifest.
         self.redone: List[tuple] = []
         # A recorded shard only counts when its file is there with the recorded size and
