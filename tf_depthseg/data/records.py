@@ -324,6 +324,7 @@ def verify_files(pattern: Union[str, Sequence[str]], allow_incomplete: bool = Fa
         group = groups.setdefault(key, {"folder": folder, "split": key[1], "files": 0,
                                         "examples": 0, "problems": [], "entry": entry,
                                         "listed": set(), "manifest": None, "complete": None})
+        group["entry"] = group["entry"] or entry  # a stray file may come before the shards
         group["files"] += 1
         try:
             count = count_records(path, parse=True)
