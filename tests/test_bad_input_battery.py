@@ -711,6 +711,9 @@ TRAINING_CASES: List[Case] = [
          ("model.name='resnet50'", "suw_encoder_decoder", "hourglass")),
     Case("train_unknown_task", "tools.train", _train_set("task=segmentation"),
          ("task='segmentation'", "['suw']")),
+    Case("train_u_loss_without_pose_net", "tools.train",
+         _train_set("loss.unsupervised=ego", "model.pose_net=false"),
+         ("loss.unsupervised=ego needs the pose net", "model.pose_net=true")),
     # Workdirs and checkpoints (a damaged newest checkpoint with an intact older one is not
     # bad input: the run resumes, see test_training_checkpoints.py).
     Case("train_no_intact_checkpoint", "tools.train", _train_no_intact_checkpoint,

@@ -218,8 +218,9 @@ class Trainer:
         self.local_replicas = self.num_replicas // self.num_workers
         self.global_batch_size = config.data.batch_size
         if self.global_batch_size % self.num_replicas:
-            raise ValueError(f"data.batch_size={self.global_batch_size} is the global batch and "
-                             f"must be divisible by the {self.num_replicas} replicas")
+            raise errors.ConfigError(
+                f"data.batch_size={self.global_batch_size} is the global batch and must be "
+                f"divisible by the {self.num_replicas} replicas")
         try:
             os.makedirs(workdir, exist_ok=True)
             if not os.access(workdir, os.W_OK | os.X_OK):

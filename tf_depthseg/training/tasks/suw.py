@@ -115,31 +115,34 @@ def required_keys(config) -> list:
 
 
 def _check_config(config) -> None:
+    """Combinations of config values the SUW task cannot train: ConfigError, so the tools
+    print one line instead of a traceback."""
     data, loss, model = config.data, config.loss, config.model
+    bad = errors.ConfigError
     if loss.supervised == "none" and loss.unsupervised == "none" and loss.weak == "none":
-        raise ValueError("SUW task: every loss is off; set loss.supervised, loss.unsupervised "
-                         "or loss.weak.")
+        raise bad("SUW task: every loss is off; set loss.supervised, loss.unsupervised or "
+                  "loss.weak.")
     if loss.unsupervised != "none" and data.num_context < 1:
-        raise ValueError(f"loss.unsupervised={loss.unsupervised} needs neighbour frames; "
-                         f"data.num_context is {data.num_context}.")
+        raise bad(f"loss.unsupervised={loss.unsupervised} needs neighbour frames; "
+                  f"data.num_context is {data.num_context}.")
     if loss.unsupervised in ("ego", "ego_object") and not model.pose_net:
-        raise ValueError(f"loss.unsupervised={loss.unsupervised} needs the pose net; set "
-                         "model.pose_net=true (or use loss.unsupervised=known_pose).")
+        raise bad(f"loss.unsupervised={loss.unsupervised} needs the pose net; set "
+                  "model.pose_net=true (or use loss.unsupervised=known_pose).")
     if loss.unsupervised == "ego_object" and model.max_objects < 1:
-        raise ValueError("loss.unsupervised=ego_object needs model.max_objects >= 1.")
+        raise bad("loss.unsupervised=ego_object needs model.max_objects >= 1.")
     if loss.num_scales < 1:
-        raise ValueError(f"loss.num_scales must be >= 1, got {loss.num_scales}.")
+        raise bad(f"loss.num_scales must be >= 1, got {loss.num_scales}.")
     if loss.weak != "none" and data.weak_pairs_per_image < 1:
-        raise ValueError("loss.weak is on but data.weak_pairs_per_image < 1.")
+        raise bad("loss.weak is on but data.weak_pairs_per_image < 1.")
     if data.weak_train_pattern:
         if loss.weak == "none":
-            raise ValueError("data.weak_train_pattern is set but loss.weak is 'none'; the weak "
-                             "set only feeds the W loss.")
+            raise bad("data.weak_train_pattern is set but loss.weak is 'none'; the weak set "
+                      "only feeds the W loss.")
         if not 0 < data.weak_batch_size < data.batch_size:
-            raise ValueError(f"data.weak_batch_size={data.weak_batch_size} must be in "
-                             f"(0, data.batch_size={data.batch_size}) with a weak set.")
+            raise bad(f"data.weak_batch_size={data.weak_batch_size} must be in "
+                      f"(0, data.batch_size={data.batch_size}) with a weak set.")
     if data.image_size is None:
-        raise ValueError("data.image_size is required (the size the network is trained at).")
+        raise bad("data.image_size is required (the size the network is trained at).")
 
 
 def _color_jitter_args(strength: float) -> Optional[dict]:
