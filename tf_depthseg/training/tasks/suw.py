@@ -20,7 +20,11 @@ its soft-classification head, or the inception hourglass) with any combination o
   (so a resumed run draws the same pairs); "patch" compares the stored patches, "pixel" only
   their centre pixels.
 
-The total is `supervised_weight * S + unsupervised_weight * U + weak_weight * W`.
+The total is `supervised_weight * S + unsupervised_weight * U + weak_weight * W`. Each term is
+a mean (S over valid pixels, U over pixels, scales and examples as Monodepth2, W over the drawn
+pairs), so the weights are the only thing that balances them. The text gives none; the configs
+weigh W by 0.1 (`configs/suw/_common.py`): a mean over one pair per image has a concentrated
+gradient ~5x that of S on the shared network, which at weight 1 slowed S (docs/suw_study.md).
 
 Choices where the text is silent (documented here, one place):
 
