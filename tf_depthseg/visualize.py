@@ -171,7 +171,7 @@ def side_by_side(images: Sequence[np.ndarray], gap: int = 4) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # Labelled figures: panels with titles and colour bars (the prediction pictures).
 # --------------------------------------------------------------------------------------------
-PANEL_MIN_WIDTH = 200  # narrower inputs are enlarged (nearest) so the labels stay readable
+PANEL_MIN_WIDTH = 320  # narrower inputs are enlarged (nearest) so the labels stay readable
 PANEL_GAP = 4
 TEXT_COLOR = (0, 0, 0)
 BACKGROUND = 255
