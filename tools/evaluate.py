@@ -8,8 +8,10 @@ for scale-ambiguous runs; change it with --set eval.median_scaling=true etc.).
 
 --baselines adds the constant-median-depth baseline: the median ground-truth depth of the
 run's training records, predicted everywhere. --compare=workdirA,workdirB evaluates other runs
-on the same images with the same protocol, side by side. Results go to --out
-(default <workdir>/eval_results.json).
+on the same images with the same protocol, side by side. Under the table a reading generated
+from the numbers: the best model per metric, each model against the baseline, this run against
+each --compare run. Results (and the reading) go to --out (default
+<workdir>/eval_results.json).
 
 Examples:
   bazel run //tools:evaluate -- --workdir=workdir/suw_synthetic --baselines
@@ -21,6 +23,7 @@ import dataclasses
 import json
 import math
 import os
+import textwrap
 
 from absl import flags, logging
 
@@ -58,6 +61,23 @@ def format_table(rows) -> str:
         cells = "".join(f"{metrics[key]:9.4f}" for key, _ in COLUMNS)
         lines.append(name.ljust(width) + cells + f"  {metrics['num_images']:6d}")
     return "\n".join(lines)
+
+
+# Differences smaller than this are called ties in the reading: 2 % relative for errors, 0.02
+# for the delta accuracies (see docs/suw_study.md for the seed-to-seed spread at demo scale).
+READING_TIE = 0.02
+BASELINE_ROW = "constant_median"
+
+
+def read_results(rows, main_name: str, with_baseline: bool) -> list:
+    """The reading printed under the table (`metrics.depth.read_depth_results`): best model
+    per metric, every model against the constant baseline, the evaluated run against each
+    --compare run."""
+    from tf_depthseg.metrics import depth as depth_metrics
+    others = [name for name, _ in rows if name not in (main_name, BASELINE_ROW)]
+    return depth_metrics.read_depth_results(
+        dict(rows), baseline=BASELINE_ROW if with_baseline else None,
+        pairs=[(main_name, other) for other in others], tie=READING_TIE)
 
 
 def restore(workdir: str, checkpoint: str):
@@ -127,7 +147,7 @@ def main(argv):
             median = suw_task.median_training_depth(
                 config.data.train_pattern, config.eval, FLAGS.baseline_max_examples,
                 allow_incomplete=config.data.allow_incomplete)
-        name = "constant_median"
+        name = BASELINE_ROW
         rows.append((name, evaluate(name, lambda images: tf.fill(
             tf.concat([tf.shape(images)[:3], [1]], axis=0), tf.constant(median, tf.float32)))))
         entries[name] = {"median_depth_m": median, "train_pattern": config.data.train_pattern}
@@ -153,10 +173,16 @@ def main(argv):
           f"{'on' if config.eval.median_scaling else 'off'}, ground truth at "
           f"{'the stored size' if config.eval.native_resolution else 'data.image_size'}")
     print(format_table(rows))
+    reading = read_results(rows, config.name, FLAGS.baselines)
+    print(f"\nReading ({rows[0][1]['num_images']} images; values within {100 * READING_TIE:g} % "
+          f"(errors) or {READING_TIE:g} (d1-d3) count as tied):")
+    for line in reading:
+        print(textwrap.fill(line, width=100, initial_indent="  ", subsequent_indent="    "))
     report = {"split": pattern, "protocol": protocol,
               "results": {name: {**{k: (v if not isinstance(v, float) or math.isfinite(v)
                                         else None) for k, v in metrics.items()},
-                                 **entries[name]} for name, metrics in rows}}
+                                 **entries[name]} for name, metrics in rows},
+              "reading": reading}
     from tf_depthseg.utils import atomic_write_bytes
     atomic_write_bytes(out, (json.dumps(report, indent=2) + "\n").encode())
     print(f"\nwrote {out}")
