@@ -219,6 +219,57 @@ def _nearest_numpy(array, out_h, out_w):
     return array[rows][:, cols]
 
 
+def _nearest_valid_numpy(depth, out_h, out_w):
+    """Independent valid-aware nearest resize (0 = invalid), width then height, loops."""
+    def along(values, valid, out, axis):
+        values, valid = np.moveaxis(values, axis, 0), np.moveaxis(valid, axis, 0)
+        size_in = values.shape[0]
+        scale = size_in / out
+        out_values = np.zeros((out,) + values.shape[1:], values.dtype)
+        out_valid = np.zeros((out,) + values.shape[1:], bool)
+        for i in range(out):
+            centre = (i + 0.5) * scale - 0.5
+            if scale > 1:
+                sources = range(int(np.floor(i * scale)),
+                                min(int(np.ceil((i + 1) * scale)), size_in))
+            else:
+                sources = [min(int(np.floor((i + 0.5) * scale)), size_in - 1)]
+            for index in np.ndindex(values.shape[1:]):
+                best = None
+                for j in sources:  # later wins ties: <=
+                    if valid[(j,) + index] and (best is None or
+                                                abs(j - centre) <= abs(best - centre)):
+                        best = j
+                if best is not None:
+                    out_values[(i,) + index] = values[(best,) + index]
+                    out_valid[(i,) + index] = True
+        return np.moveaxis(out_values, 0, axis), np.moveaxis(out_valid, 0, axis)
+
+    values, valid = along(depth, depth > 0, out_w, 1)
+    values, valid = along(values, valid, out_h, 0)
+    return np.where(valid, values, 0)
+
+
+def test_sparse_depth_keeps_every_scan_row_when_downsampling():
+    """LiDAR-like rows (every 2nd row, then odd rows): halving the height with plain nearest
+    kept only half the scan rows (none in the upper half); the valid-aware resize keeps a
+    sample in every output row whose footprint holds one, and only input values."""
+    depth = np.zeros((32, 24, 1), np.float32)
+    rows = list(range(0, 16, 2)) + list(range(17, 32, 2))
+    depth[rows] = np.random.default_rng(3).uniform(1, 80, (len(rows), 24, 1))
+    out = augment.resize_sparse_depth(tf.constant(depth), tf.constant([16, 12])).numpy()
+    plain = tf.image.resize(depth, (16, 12), method="nearest").numpy()
+    assert (out[..., 0] > 0).all(axis=1).sum() == 16
+    assert (plain[..., 0] > 0).any(axis=1).sum() == 8  # the defect this resize fixes
+    assert set(np.unique(out)) <= set(np.unique(depth))
+    np.testing.assert_array_equal(out[..., 0], _nearest_valid_numpy(depth[..., 0], 16, 12))
+    dense = np.random.default_rng(4).uniform(1, 80, (30, 50, 1)).astype(np.float32)
+    for size in [(17, 23), (40, 30), (30, 25)]:
+        np.testing.assert_array_equal(
+            augment.resize_sparse_depth(tf.constant(dense), tf.constant(size)).numpy(),
+            tf.image.resize(dense, size, method="nearest").numpy())
+
+
 def _bilinear_numpy(array, out_h, out_w):
     """Independent half-pixel bilinear resampling (no antialias) with clamped borders."""
     in_h, in_w = array.shape[:2]
@@ -240,11 +291,12 @@ def test_interpolation_per_key(size):
     before = _numpy(example)
     after = _numpy(augment.resize_example(example, size))
     depth_in, depth_out = before[common.DEPTH][..., 0], after[common.DEPTH][..., 0]
-    # Nearest neighbour: exactly the independent numpy result; sparse stays sparse, no blends,
-    # and an invalid 0 never bleeds into (or out of) its neighbours.
-    np.testing.assert_array_equal(depth_out, _nearest_numpy(depth_in, *size))
+    # Valid-aware nearest neighbour: exactly the independent numpy result; sparse stays sparse,
+    # no blends, and an invalid 0 never bleeds into (or out of) its neighbours.
+    np.testing.assert_array_equal(depth_out, _nearest_valid_numpy(depth_in, *size))
     assert set(np.unique(depth_out)) <= set(np.unique(depth_in))
-    assert abs((depth_out > 0).mean() - (depth_in > 0).mean()) < 0.06
+    # Downsampling keeps every footprint that holds a sample: at least plain nearest's count.
+    assert (depth_out > 0).sum() >= (_nearest_numpy(depth_in, *size) > 0).sum()
     np.testing.assert_array_equal(after[common.SEMANTIC][..., 0],
                                   _nearest_numpy(before[common.SEMANTIC][..., 0], *size))
     for f in range(NUM_CONTEXT + 1):

@@ -8,10 +8,14 @@ the weak pairs. Keys an op does not know (e.g. SOURCE_ID) pass through unchanged
 Geometry follows the half-pixel convention of `tf_depthseg.geometry.intrinsics`: pixel (x, y)
 has its centre at integer coordinates, so resizing by s maps x to s (x + 0.5) - 0.5. Images are
 resized bilinearly (half-pixel centres, no antialiasing: a geometrically exact resample);
-depth, labels and instance ids with nearest neighbour, so sparse LiDAR depth stays sparse, no
-value is ever a blend of two depths or two classes, and the invalid depth 0 never bleeds into
-its neighbours. Pseudo disparity is a dense network output without an invalid value, so it is
-resized bilinearly like an image.
+labels and instance ids with nearest neighbour; depth with a *valid-aware* nearest neighbour
+(`resize_sparse_depth`): each output pixel takes the valid sample nearest to its centre within
+its footprint. On dense depth that is plain nearest neighbour; on sparse LiDAR depth plain
+nearest would drop whole scan rows when downsampling (64 rows on a 128-row image resized to 64
+rows kept only the odd image rows: no ground truth in the upper half), while this keeps every
+footprint that holds a sample. No value is ever a blend of two depths or two classes, and the
+invalid depth 0 never bleeds into its neighbours. Pseudo disparity is a dense network output
+without an invalid value, so it is resized bilinearly like an image.
 
 Weak pairs (`common.WEAK_PAIRS`, rows `(y_a, x_a, y_b, x_b, half_size, relation)`) are moved
 with the pixels: coordinates stay continuous (not rounded; the ranking loss picks the nearest
@@ -42,7 +46,7 @@ Size = Union[Tuple[int, int], Sequence[int], tf.Tensor]
 
 # Keys holding per-pixel maps, with the axis of their width and how they are resized.
 _BILINEAR_KEYS = (common.IMAGE, common.CONTEXT, common.PSEUDO_DISPARITY)
-_NEAREST_KEYS = (common.DEPTH, common.SEMANTIC, common.INSTANCES)
+_NEAREST_KEYS = (common.DEPTH, common.SEMANTIC, common.INSTANCES)  # DEPTH: valid-aware
 # Width axis of each map (CONTEXT and INSTANCES carry a leading frame axis).
 _WIDTH_AXIS = {common.IMAGE: 1, common.CONTEXT: 2, common.PSEUDO_DISPARITY: 1,
                common.DEPTH: 1, common.SEMANTIC: 1, common.INSTANCES: 2}
@@ -63,7 +67,65 @@ def _resize_map(key: str, value: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
         return tf.image.resize(value, size, method="bilinear")
     if key == common.INSTANCES:  # [N+1, H, W] has no channel axis.
         return tf.image.resize(value[..., None], size, method="nearest")[..., 0]
+    if key == common.DEPTH:
+        return resize_sparse_depth(value, size)
     return tf.image.resize(value, size, method="nearest")
+
+
+def _nearest_valid_1d(values: tf.Tensor, valid: tf.Tensor, out_size: tf.Tensor, axis: int):
+    """Along `axis`: each output index takes the valid input nearest to its centre.
+
+    Output index i (half-pixel centres) has its centre at c = (i + 0.5) s - 0.5, s = in / out.
+    Candidates: when downsampling (s > 1) the footprint [floor(i s), ceil((i + 1) s)); when
+    upsampling the one input that holds the centre, floor((i + 0.5) s), as plain nearest
+    neighbour (sparse samples are not grown). Ties go to the later input, as TF's nearest.
+
+    Args:
+      values: float `[..., N, ...]`; valid: bool, same shape.
+      out_size: int32 scalar M.
+    Returns:
+      (values, valid) with axis `axis` of size M.
+    """
+    size_in = tf.shape(values)[axis]
+    scale = tf.cast(size_in, tf.float32) / tf.cast(out_size, tf.float32)
+    index = tf.range(out_size, dtype=tf.float32)
+    centre = (index + 0.5) * scale - 0.5
+    down = scale > 1.0
+    start = tf.where(down, tf.floor(index * scale), tf.floor((index + 0.5) * scale))
+    stop = tf.where(down, tf.math.ceil((index + 1.0) * scale), start + 1.0)
+    width = tf.cast(tf.math.ceil(tf.maximum(scale, 1.0)), tf.int32) + 1
+    offsets = tf.range(width, dtype=tf.float32)
+    candidates = start[:, None] + offsets[None, :]                       # [M, k]
+    in_range = (candidates < stop[:, None]) & (candidates < tf.cast(size_in, tf.float32))
+    source = tf.cast(tf.minimum(candidates, tf.cast(size_in - 1, tf.float32)), tf.int32)
+    # Distance to the centre, slightly smaller for later candidates (TF's tie-break).
+    distance = tf.abs(candidates - centre[:, None]) - offsets[None, :] * 1e-4
+    gathered_values = tf.gather(values, source, axis=axis)               # [..., M, k, ...]
+    gathered_valid = tf.gather(valid, source, axis=axis)
+    rank = len(values.shape)
+    shape = [1] * (rank + 1)
+    shape[axis], shape[axis + 1] = -1, width
+    usable = gathered_valid & tf.reshape(in_range, shape)
+    cost = tf.where(usable, tf.reshape(distance, shape), tf.float32.max)
+    best = tf.argmin(cost, axis=axis + 1, output_type=tf.int32)
+    one_hot = tf.one_hot(best, width, axis=axis + 1, on_value=True, off_value=False)
+    out_values = tf.reduce_sum(tf.where(one_hot, gathered_values, tf.zeros_like(gathered_values)),
+                               axis=axis + 1)
+    out_valid = tf.reduce_any(usable, axis=axis + 1)
+    return out_values, out_valid
+
+
+def resize_sparse_depth(depth: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
+    """Valid-aware nearest resize of depth `[H, W, 1]` (0 = invalid) to `size` `[2]`.
+
+    Width first, then height: each output pixel gets the valid sample nearest to its centre
+    (along each axis in turn) within its footprint, or 0 when the footprint has none. Values
+    are always input samples, never blends. Dense depth: identical to nearest neighbour.
+    """
+    size = tf.cast(size, tf.int32)
+    values, valid = _nearest_valid_1d(depth, depth > 0, size[1], axis=1)
+    values, valid = _nearest_valid_1d(values, valid, size[0], axis=0)
+    return tf.where(valid, values, tf.zeros_like(values))
 
 
 def _as_pairs(pairs: tf.Tensor) -> tf.Tensor:
