@@ -6,7 +6,9 @@ tests/conftest.py; pytest marker `measured`). This script runs them once per see
 `TF_ENABLE_ONEDNN_OPTS` value, one pytest process at a time, and prints per quantity:
 min / median / max over the runs, the bound, and the margin = (distance from the worst run
 to the bound) / (max - min), i.e. how many times the observed spread fits between the worst
-run and the bound. docs/testing.md explains the table and keeps the last figures.
+run and the bound, also on a log scale for positive quantities (those that vary by factors);
+a row is marked LOW when both are under 3. docs/testing.md explains the table and keeps the
+last figures.
 
     .venv/bin/python scripts/measure_test_spread.py                     # all measured tests
     .venv/bin/python scripts/measure_test_spread.py -k suw --seeds 0-2  # a subset
@@ -88,15 +90,29 @@ def margin(values, below, above):
     return gap / spread if spread else math.inf
 
 
+def log_margin(values, below, above):
+    """The margin on a log scale, for positive quantities that vary by factors (norms, loss
+    ratios, rounding errors); None where a value or the bound is not positive."""
+    bound = below if below is not None else above
+    if min(values) <= 0 or bound <= 0:
+        return None
+    return margin([math.log(v) for v in values], below and math.log(below),
+                  above and math.log(above))
+
+
 def summarize(rows, outcomes=None) -> tuple[str, list]:
     """Markdown table (one row per test and quantity) and the same as dicts."""
     groups = {}
     for row in rows:
         groups.setdefault((row["test"], row["name"]), []).append(row)
-    lines = ["| test | quantity | bound | n | min | median | max | margin (spreads) |",
-             "|---|---|---|---|---|---|---|---|"]
-    table = []
+    lines, table, current_file = [], [], None
     for (test, name), group in sorted(groups.items()):
+        test_file, test_name = test.split("::", 1)
+        if test_file != current_file:  # one table per test file
+            current_file = test_file
+            lines += ["" if lines else None, f"`{test_file}`", "",
+                      "| test | quantity | bound | n | min | median | max | margin | log margin |",
+                      "|---|---|---|---|---|---|---|---|---|"]
         values = [float(r["value"]) for r in group]
         below, above = group[-1]["below"], group[-1]["above"]
         entry = {"test": test, "name": name, "n": len(values), "min": min(values),
@@ -107,11 +123,14 @@ def summarize(rows, outcomes=None) -> tuple[str, list]:
         bound = f"< {below:.4g}" if below is not None else (
             f"> {above:.4g}" if above is not None else "")
         entry["margin"] = margin(values, below, above) if bound else None
-        low = entry["margin"] is not None and entry["margin"] < MIN_MARGIN
-        shown_margin = "" if entry["margin"] is None else f"{entry['margin']:.3g}"
-        lines.append(f"| {test.split('/')[-1]} | {name} | {bound} | {len(values)} | "
+        entry["log_margin"] = log_margin(values, below, above) if bound else None
+        entry["low"] = bool(bound) and max(
+            m for m in (entry["margin"], entry["log_margin"], -math.inf) if m is not None
+        ) < MIN_MARGIN
+        shown = ["" if m is None else f"{m:.3g}" for m in (entry["margin"], entry["log_margin"])]
+        lines.append(f"| {test_name} | {name} | {bound} | {len(values)} | "
                      f"{entry['min']:.4g} | {entry['median']:.4g} | {entry['max']:.4g} | "
-                     f"{shown_margin}{' **LOW**' if low else ''} |")
+                     f"{shown[0]} | {shown[1]}{' **LOW**' if entry['low'] else ''} |")
         table.append(entry)
     if outcomes:
         lines += ["", "| test | runs | failed | median time (s) |", "|---|---|---|---|"]
@@ -120,7 +139,7 @@ def summarize(rows, outcomes=None) -> tuple[str, list]:
             seconds = statistics.median(t for _, t in results)
             lines.append(f"| {test.split('/')[-1]} | {len(results)} | {failed} | "
                          f"{seconds:.1f} |")
-    return "\n".join(lines), table
+    return "\n".join(line for line in lines if line is not None), table
 
 
 def main():
@@ -158,8 +177,8 @@ def main():
     with open(base + "_summary.json", "w") as f:
         json.dump(table, f, indent=1)
     print(f"\nmeasures: {out}\ntable: {base}.md")
-    if any(e["margin"] is not None and e["margin"] < MIN_MARGIN for e in table):
-        print(f"some margins are below {MIN_MARGIN} spreads (marked LOW)")
+    if any(e["low"] for e in table):
+        print(f"some margins are below {MIN_MARGIN} spreads on both scales (marked LOW)")
 
 
 if __name__ == "__main__":

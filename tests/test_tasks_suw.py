@@ -4,6 +4,11 @@ The records are tiny synthetic drives (`synthetic.generate_drive` at 32x96) writ
 `schema.encode_example`: target, neighbours (t-1, t+1), K, poses, dense depth, train ids,
 instance maps aligned with `object_alignment.align_objects`, and weak pairs from
 `weak_labels.generate_weak_pairs`, i.e. everything any loss of the task can ask for.
+
+The learning tests offset the training seed (init, shuffling, augmentation) by
+`learning_seed` (tests/conftest.py) and keep the drives fixed, as another CPU would: it sees the
+same data and follows another trajectory. Their thresholds come from the spread measured over
+seeds and oneDNN settings (docs/testing.md).
 """
 
 from __future__ import annotations
@@ -121,7 +126,8 @@ def _norm(gradients):
 
 
 @pytest.mark.parametrize("model", sorted(COMBINATIONS))
-def test_every_combination_gives_finite_losses_and_gradients(tiny_records, model):
+def test_every_combination_gives_finite_losses_and_gradients(tiny_records, model,
+                                                            record_measure):
     """Each combination's losses and gradients: finite, summing to the total, and reaching
     exactly the networks its terms involve (the pose net only with ego / ego_object, the
     object-motion net only with ego_object). Eager, one example: the compiled Trainer path is
@@ -143,6 +149,7 @@ def test_every_combination_gives_finite_losses_and_gradients(tiny_records, model
                             for w in variables[other])]
            for key in models}
     assert all(own.values())
+    sum_errors = []
     for supervised, unsupervised, weak in COMBINATIONS[model]:
         config = cfg.apply_overrides(base, [f"loss.supervised={supervised}",
                                             f"loss.unsupervised={unsupervised}",
@@ -166,12 +173,16 @@ def test_every_combination_gives_finite_losses_and_gradients(tiny_records, model
         assert all(np.isfinite(v) for v in values.values()), (combo, values)
         terms = [values[k] for k in (common.LOSS_SUPERVISED, common.LOSS_UNSUPERVISED,
                                      common.LOSS_WEAK) if k in values]
-        assert values["total"] > 0 and abs(values["total"] - sum(terms)) < 1e-5, values
+        assert values["total"] > 0, values
+        sum_errors.append(abs(values["total"] - sum(terms)))
         norms = {key: _norm(grads[key]) for key in models}
         assert all(np.isfinite(v) for v in norms.values()), (combo, norms)
         assert norms["depth"] > 0, combo
         assert (norms["pose"] > 0) == (unsupervised in ("ego", "ego_object")), (combo, norms)
         assert (norms["object_motion"] > 0) == (unsupervised == "ego_object"), (combo, norms)
+    # float32 sums of the terms: rounding only.
+    record_measure("max |total - sum of terms|", max(sum_errors), below=1e-5)
+    assert max(sum_errors) < 1e-5, sum_errors
 
 
 def test_required_keys_follow_the_losses(tiny_records):
@@ -254,7 +265,7 @@ def test_median_depth_and_example_count_match_the_records(tiny_records):
     assert make_task(config).num_train_examples(config) == 8
 
 
-def test_mixed_batches_feed_weak_pairs_only_from_the_weak_set(tiny_records):
+def test_mixed_batches_feed_weak_pairs_only_from_the_weak_set(tiny_records, record_measure):
     """M&M mixing: the main part gives U, the weak part only W (SUW text 2.2)."""
     config = cfg.apply_overrides(
         tiny_config(tiny_records, "none", "known_pose", "patch"),
@@ -278,39 +289,64 @@ def test_mixed_batches_feed_weak_pairs_only_from_the_weak_set(tiny_records):
     rng.make_seeds(1)  # the U term draws its tie-break seed first
     expected = task.weak_loss(config, outputs[common.OUT_DEPTH], batch[weak_key],
                               batch[suw_task.weak_source_key(common.NUM_WEAK_PAIRS)], rng)
-    np.testing.assert_allclose(float(losses[common.LOSS_WEAK]), float(expected), rtol=1e-4)
+    weak_rel_diff = abs(float(losses[common.LOSS_WEAK]) / float(expected) - 1)
+    record_measure("W term vs recomputed: rel diff", weak_rel_diff, below=1e-4)
+    assert weak_rel_diff < 1e-4, (float(losses[common.LOSS_WEAK]), float(expected))
     assert np.isfinite(float(losses[common.LOSS_UNSUPERVISED]))
 
 
-def test_supervised_encoder_decoder_learns(tiny_records, tmp_path):
-    """S on the encoder-decoder: AbsRel on the same drives drops clearly within 60 steps
-    (compiled Trainer path, keep-best on abs_rel)."""
+def test_supervised_encoder_decoder_learns(tiny_records, tmp_path, learning_seed,
+                                           record_measure):
+    """S on the encoder-decoder: AbsRel on the same drives drops clearly within 60 steps, to
+    well below the constant-median-depth baseline (compiled Trainer path, keep-best on
+    abs_rel)."""
     patterns = dict(tiny_records, val=tiny_records["train"])
     config = tiny_config(patterns, "soft_classification", steps=60, best_metric="abs_rel",
-                         eval_every=60)
+                         eval_every=60, seed=learning_seed)
     # Fast batch-norm statistics: evaluation uses the moving averages after only 60 steps.
+    # 5e-3, not 2e-3: at 2e-3 the d1 gain ranged 0.01-0.10 over seeds x oneDNN settings,
+    # failing its bound on some; at 5e-3 every variant gains 0.20-0.24 (docs/testing.md).
     config = cfg.apply_overrides(config, ["data.batch_size=4", "data.eval_batch_size=4",
-                                          "optim.learning_rate=2e-3", "model.bn_momentum=0.5"])
+                                          "optim.learning_rate=5e-3", "model.bn_momentum=0.5"])
     trainer = loop.Trainer(config, make_task(config), str(tmp_path))
     before = trainer.evaluate(0)
     result = trainer.train()
     after = result.eval_metrics
+    # The constant-median-depth baseline on the same images: a model that learnt only the
+    # typical depth would match it.
+    median = suw_task.median_training_depth(patterns["train"], config.eval)
+    constant = suw_task.evaluate_predictor(
+        lambda images: tf.fill(tf.concat([tf.shape(images)[:3], [1]], 0), median),
+        make_task(config).make_eval_dataset(config, patterns["val"]), config.eval)
+    record_measure("abs_rel after/before", after["abs_rel"] / before["abs_rel"], below=0.8)
+    record_measure("a1 after - before", after["a1"] - before["a1"], above=0.05)
+    record_measure("abs_rel after / constant median", after["abs_rel"] / constant["abs_rel"],
+                   below=0.6)
+    record_measure("a1 after - constant median", after["a1"] - constant["a1"], above=0.2)
+    record_measure("abs_rel before / constant median", before["abs_rel"] / constant["abs_rel"])
+    record_measure("a1 before - constant median", before["a1"] - constant["a1"])
     # The untrained soft-classification head already predicts ~9 m (the geometric middle of
-    # the bins), AbsRel ~0.38 here; 60 steps cut it by about 30 %.
+    # the bins): AbsRel 0.38 here, 0.73 of the constant baseline's, d1 0.15 above it; 60 steps
+    # cut AbsRel by 38-43 % and add 0.20-0.24 to d1, so the bounds below fail the untrained
+    # model and hold with 3.5 spreads to spare.
     assert after["abs_rel"] < 0.8 * before["abs_rel"], (before, after)
     assert after["a1"] > before["a1"] + 0.05, (before, after)
+    assert after["abs_rel"] < 0.6 * constant["abs_rel"], (constant, after)
+    assert after["a1"] > constant["a1"] + 0.2, (constant, after)
     assert result.best["metric"] == "abs_rel" and result.best["step"] == 60
     assert trainer.train_step_traces == 1
 
 
 @pytest.mark.parametrize("unsupervised", ["ego_object", "known_pose"])
-def test_compiled_unsupervised_training_lowers_the_photometric_loss(tmp_path, unsupervised):
+def test_compiled_unsupervised_training_lowers_the_photometric_loss(tmp_path, unsupervised,
+                                                                   learning_seed,
+                                                                   record_measure):
     """U alone through the compiled Trainer step, the path `tools/train` runs (the wiring test
     above is eager): ego + object motion with the pose and object-motion nets, and the known
     poses of Mannequin Challenge. On two fixed examples the photometric loss must fall."""
     patterns = write_tiny_records(str(tmp_path / "rec"), train_seeds=(4,), eval_seeds=(4,),
                                   frames=4)
-    config = tiny_config(patterns, "none", unsupervised, steps=24)
+    config = tiny_config(patterns, "none", unsupervised, steps=24, seed=learning_seed)
     config = cfg.apply_overrides(config, [
         "data.flip_prob=0", "data.color_jitter=0", "data.batch_size=2", "loss.num_scales=2",
         "model.max_objects=2", "optim.learning_rate=1e-3"])
@@ -319,12 +355,15 @@ def test_compiled_unsupervised_training_lowers_the_photometric_loss(tmp_path, un
     rows = trainer.history["train"]
     assert [row["step"] for row in rows] == list(range(1, 25))
     photometric = np.array([row[common.LOSS_PHOTOMETRIC] for row in rows])
+    record_measure("photometric last 4 / first 4 steps",
+                   photometric[-4:].mean() / photometric[:4].mean(), below=0.9)
     assert np.isfinite(photometric).all()
     assert photometric[-4:].mean() < 0.9 * photometric[:4].mean(), photometric
     assert trainer.train_step_traces == 1
 
 
-def test_evaluate_predictor_traces_once_with_a_smaller_last_batch(tiny_records):
+def test_evaluate_predictor_traces_once_with_a_smaller_last_batch(tiny_records,
+                                                                  record_measure):
     """4 images in batches of 3 and 1: one trace (the step's signature has an unknown batch
     size), all 4 images counted, and a constant 10 m prediction scores as numpy says."""
     config = cfg.apply_overrides(tiny_config(tiny_records, "soft_classification"),
@@ -351,4 +390,6 @@ def test_evaluate_predictor_traces_once_with_a_smaller_last_batch(tiny_records):
         valid = region & (gt > protocol.min_depth) & (gt < protocol.max_depth)
         prediction = np.median(gt[valid]) if protocol.median_scaling else 10.0
         abs_rel.append(np.mean(np.abs(prediction - gt[valid]) / gt[valid]))
-    assert metrics["abs_rel"] == pytest.approx(np.mean(abs_rel), rel=1e-4)
+    rel_diff = abs(metrics["abs_rel"] / np.mean(abs_rel) - 1)
+    record_measure("abs_rel vs numpy: rel diff", rel_diff, below=1e-4)
+    assert rel_diff < 1e-4, (metrics["abs_rel"], np.mean(abs_rel))

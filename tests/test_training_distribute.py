@@ -26,22 +26,33 @@ for _path in (REPO, TESTS):
 from tf_depthseg.training import distribute  # noqa: E402
 
 
-def test_two_replicas_match_one_device():
+def test_two_replicas_match_one_device(learning_seed, record_measure):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_DEPTHSEG_PROGRESS="0",
                PYTHONPATH=REPO)
-    done = subprocess.run([sys.executable, os.path.abspath(__file__)], capture_output=True,
-                          text=True, env=env, cwd=REPO, timeout=300)
+    done = subprocess.run([sys.executable, os.path.abspath(__file__), str(learning_seed)],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
+    for name, result in report.items():
+        record_measure(f"{name}: max weight diff", result["max_weight_diff"], below=1e-5)
+        record_measure(f"{name}: max grad-norm rel diff", result["max_grad_norm_rel_diff"],
+                       below=1e-5)
+        record_measure(f"{name}: weights moved", result["weights_moved"], above=1e-3)
+    mirrored_mae, default_mae = report["sgd"]["eval_mae"]
+    record_measure("sgd: eval mae rel diff", abs(mirrored_mae - default_mae) / default_mae,
+                   below=1e-5)
+    record_measure("adam_clipped: max grad norm (clip 0.01)",
+                   report["adam_clipped"]["max_grad_norm"], above=0.01)
     for name, result in report.items():
         assert result["replicas"] == [2, 1], (name, result)
         # Same global batch, same updates: only the summation order differs.
         assert result["max_weight_diff"] < 1e-5, (name, result)
         assert result["max_grad_norm_rel_diff"] < 1e-5, (name, result)
-        assert result["weights_moved"] > 1e-2, (name, result)  # training did something
+        # Training did something (0 without updates; 0.08-0.3 measured, docs/testing.md).
+        assert result["weights_moved"] > 1e-3, (name, result)
     mirrored_mae, default_mae = report["sgd"]["eval_mae"]
     assert mirrored_mae == pytest.approx(default_mae, rel=1e-5)
-    assert report["adam_clipped"]["max_grad_norm"] > 0.05  # the clip (0.05) was active
+    assert report["adam_clipped"]["max_grad_norm"] > 0.01  # the clip (0.01) was active
 
 
 def test_tf_config_errors_are_clear(monkeypatch):
@@ -84,7 +95,8 @@ def test_logical_cpus_after_start_up_give_a_clear_error():
         distribute.configure_logical_cpus(current + 2)
 
 
-def _compare_main():
+def _compare_main(seed: int):
+    """Prints the comparison as JSON; `seed` offsets the init and data seeds."""
     distribute.configure_logical_cpus(2)
     import tempfile
 
@@ -98,7 +110,7 @@ def _compare_main():
     runs = {"sgd": ["optim.optimizer=sgd", "optim.learning_rate=0.05", "optim.momentum=0.5",
                     "optim.weight_decay=1e-3", "train.eval_every=10",
                     "train.image_summaries_every=10"],
-            "adam_clipped": ["optim.clip_norm=0.05"]}
+            "adam_clipped": ["optim.clip_norm=0.01"]}
     report = {}
     with tempfile.TemporaryDirectory() as root:
         for name, overrides in runs.items():
@@ -106,9 +118,10 @@ def _compare_main():
             for distribution in ("mirrored", "default"):
                 config = config_lib.apply_overrides(
                     toy.toy_config(steps=10, eval_every=0, best_metric="", log_every=1,
-                                   image_summaries_every=0, distribution=distribution),
+                                   image_summaries_every=0, distribution=distribution,
+                                   seed=seed),
                     overrides)
-                trainer = loop.Trainer(config, toy.ToyTask(use_rng=False),
+                trainer = loop.Trainer(config, toy.ToyTask(use_rng=False, seed=7 + seed),
                                        os.path.join(root, name, distribution))
                 initial = toy.model_weights(trainer)
                 maes.append(trainer.train().eval_metrics.get("mae"))
@@ -129,4 +142,4 @@ def _compare_main():
 
 
 if __name__ == "__main__":
-    _compare_main()
+    _compare_main(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
