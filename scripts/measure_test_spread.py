@@ -128,7 +128,8 @@ def summarize(rows, outcomes=None) -> tuple[str, list]:
             m for m in (entry["margin"], entry["log_margin"], -math.inf) if m is not None
         ) < MIN_MARGIN
         shown = ["" if m is None else f"{m:.3g}" for m in (entry["margin"], entry["log_margin"])]
-        lines.append(f"| {test_name} | {name} | {bound} | {len(values)} | "
+        cell = name.replace("|", "\\|")  # a '|' in a name would split the markdown cell
+        lines.append(f"| {test_name} | {cell} | {bound} | {len(values)} | "
                      f"{entry['min']:.4g} | {entry['median']:.4g} | {entry['max']:.4g} | "
                      f"{shown[0]} | {shown[1]}{' **LOW**' if entry['low'] else ''} |")
         table.append(entry)

@@ -41,8 +41,8 @@ def test_two_replicas_match_one_device(learning_seed, record_measure):
     mirrored_mae, default_mae = report["sgd"]["eval_mae"]
     record_measure("sgd: eval mae rel diff", abs(mirrored_mae - default_mae) / default_mae,
                    below=1e-5)
-    record_measure("adam_clipped: max grad norm (clip 0.01)",
-                   report["adam_clipped"]["max_grad_norm"], above=0.01)
+    record_measure("adam_clipped: max grad norm (clip 0.002)",
+                   report["adam_clipped"]["max_grad_norm"], above=0.002)
     for name, result in report.items():
         assert result["replicas"] == [2, 1], (name, result)
         # Same global batch, same updates: only the summation order differs.
@@ -52,7 +52,8 @@ def test_two_replicas_match_one_device(learning_seed, record_measure):
         assert result["weights_moved"] > 1e-3, (name, result)
     mirrored_mae, default_mae = report["sgd"]["eval_mae"]
     assert mirrored_mae == pytest.approx(default_mae, rel=1e-5)
-    assert report["adam_clipped"]["max_grad_norm"] > 0.01  # the clip (0.01) was active
+    # The clip was active (pre-clip norms 0.6-3.8 measured over seeds, docs/testing.md).
+    assert report["adam_clipped"]["max_grad_norm"] > 0.002
 
 
 def test_tf_config_errors_are_clear(monkeypatch):
@@ -110,7 +111,7 @@ def _compare_main(seed: int):
     runs = {"sgd": ["optim.optimizer=sgd", "optim.learning_rate=0.05", "optim.momentum=0.5",
                     "optim.weight_decay=1e-3", "train.eval_every=10",
                     "train.image_summaries_every=10"],
-            "adam_clipped": ["optim.clip_norm=0.01"]}
+            "adam_clipped": ["optim.clip_norm=0.002"]}
     report = {}
     with tempfile.TemporaryDirectory() as root:
         for name, overrides in runs.items():
