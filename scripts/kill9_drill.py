@@ -310,6 +310,9 @@ writes). The restart removes them (`checkpoints.clean_partial_writes`, one log l
 from the newest complete checkpoint and replays the steps after it; since the input iterator,
 the RNG and the optimizer state are in the checkpoint and the run is deterministic, the replay
 is bitwise the same computation.
+Bitwise equality holds **per machine**: another CPU (other oneDNN kernels) or
+`TF_ENABLE_ONEDNN_OPTS=0` follows another trajectory, again bitwise equal between its own
+interrupted and uninterrupted runs (`docs/testing.md`).
 """
     if problems:
         text += "\n## Problems\n\n" + "\n".join(f"* {p}" for p in problems) + "\n"
