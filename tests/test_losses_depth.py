@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tf_depthseg import depth_bins
 from tf_depthseg.losses import depth as losses
 
 B, ALPHA, BETA = 40, 1.0, 80.0
@@ -19,27 +20,27 @@ def _sparse_depth(rng, shape, valid_fraction=0.5):
 
 
 def test_quantisation_matches_eq1_and_round_trips_within_half_a_bin():
-    q_hat = losses.log_bin_width(B, ALPHA, BETA)
+    q_hat = depth_bins.log_bin_width(B, ALPHA, BETA)
     assert q_hat == pytest.approx(Q)
     # Domain where Eq. 1's round() lands on one of the B kept centres.
     top = 10 ** (math.log10(ALPHA) + (B - 0.5) * Q)
     depth = np.geomspace(ALPHA, top * 0.9999, 5000).astype(np.float32)
-    bins = losses.depth_to_bin(depth, B, ALPHA, BETA).numpy()
+    bins = depth_bins.depth_to_bin(depth, B, ALPHA, BETA).numpy()
     expected = np.round((np.log10(depth.astype(np.float64)) - math.log10(ALPHA)) / Q)
     # float32 vs float64 may disagree only for depths a hair from a rounding boundary.
     assert np.mean(bins == expected) > 0.999
-    restored = losses.bin_to_depth(bins, B, ALPHA, BETA).numpy()
+    restored = depth_bins.bin_to_depth(bins, B, ALPHA, BETA).numpy()
     log_error = np.abs(np.log10(restored) - np.log10(depth))
     assert log_error.max() < 0.5 * Q + 1e-5
-    centres = losses.bin_centres_log10(B, ALPHA, BETA)
+    centres = depth_bins.bin_centres_log10(B, ALPHA, BETA)
     np.testing.assert_allclose(centres, math.log10(ALPHA) + Q * np.arange(B), atol=1e-6)
 
 
 def test_quantisation_clips_out_of_range_and_top_half_bin():
     depth = np.array([0.1, ALPHA, BETA, 500.0], np.float32)
-    bins = losses.depth_to_bin(depth, B, ALPHA, BETA).numpy()
+    bins = depth_bins.depth_to_bin(depth, B, ALPHA, BETA).numpy()
     np.testing.assert_array_equal(bins, [0, 0, B - 1, B - 1])
-    positions = losses.depth_to_bin_position(depth, B, ALPHA, BETA).numpy()
+    positions = depth_bins.depth_to_bin_position(depth, B, ALPHA, BETA).numpy()
     np.testing.assert_allclose(positions, [0.0, 0.0, B - 1, B - 1], atol=1e-4)
 
 
@@ -47,7 +48,7 @@ def test_quantisation_clips_out_of_range_and_top_half_bin():
 def test_quantisation_rejects_bad_ranges(bad):
     args = {**dict(num_bins=B, min_depth=ALPHA, max_depth=BETA), **bad}
     with pytest.raises(ValueError):
-        losses.log_bin_width(**args)
+        depth_bins.log_bin_width(**args)
 
 
 def _numpy_soft_targets(depth, a, continuous):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_depthseg.losses import depth as depth_losses
+from tf_depthseg import depth_bins
 from tf_depthseg.models import layers
 
 B, ALPHA, BETA = 16, 1.0, 80.0
@@ -58,11 +58,11 @@ def test_uncertainty_grows_with_the_width_of_the_bin_distribution():
     _, _, depth, uncertainty = head([logits.reshape(1, 1, 4, num_bins), np.zeros((1, 1, 4, 1))])
     spread = uncertainty.numpy().ravel()
     assert np.all(np.diff(spread) > 0)
-    q = depth_losses.log_bin_width(num_bins, ALPHA, BETA)
+    q = depth_bins.log_bin_width(num_bins, ALPHA, BETA)
     np.testing.assert_allclose(spread[1:], widths[1:] * q, rtol=0.01)  # std = width * q
     # The distribution stays centred on the mode: same depth for every width.
     np.testing.assert_allclose(depth.numpy().ravel(),
-                               depth_losses.bin_to_depth(mode, num_bins, ALPHA, BETA), rtol=1e-3)
+                               depth_bins.bin_to_depth(mode, num_bins, ALPHA, BETA), rtol=1e-3)
 
 
 def test_pad_and_upsample_crop_align_exactly_with_the_input_grid():

@@ -4,17 +4,9 @@ Shapes: depth maps are `[batch, height, width, 1]` in metres with 0 (or any valu
 non-finite value) marking a pixel without ground truth, as in KITTI's sparse depth. Every loss
 averages over valid pixels only and returns exactly 0 (not NaN) when a batch has none.
 
-Log-depth quantisation (SUW supplement, Eq. 1):
+Choices where the paper is silent (the bins of Eq. 1 and their centres are in
+`tf_depthseg.depth_bins`, shared with the model head):
 
-    q = (log10(beta) - log10(alpha)) / B,   b = round((log10(x) - log10(alpha)) / q).
-
-Choices where the paper is silent (one place, used by the model head too):
-
-* Bin centres. `round()` puts bin b at log10(alpha) + b * q, so the centre of bin b is
-  `c_b = log10(alpha) + b * q`. Eq. 1 can yield B + 1 indices 0..B, but Table 1's output layer
-  has B channels, so we keep B centres (b = 0..B-1) and clip indices to [0, B-1]. Consequence:
-  depths in [alpha, beta * 10**(-q/2)] round-trip within half a bin; depths in the top half bin
-  (and outside [alpha, beta]) saturate at the end centres.
 * The network's depth is the probability-weighted mean of the centres in log10 space
   (`10 ** sum_i p_i c_i`, a geometric mean), so the output and the loss live in the same space;
   the uncertainty is the std of that distribution in log10 units.
@@ -28,8 +20,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import tensorflow as tf
+
+from tf_depthseg.depth_bins import (depth_to_bin, depth_to_bin_position, safe_log10, valid_depth_mask)
 
 DEFAULT_SOFT_TARGET_SHARPNESS = 0.2  # Cao et al. 2016, information gain exp(-0.2 (p - q)^2)
 DEFAULT_SI_LAMBDA = 0.5  # Eigen et al. 2014 train with lambda = 0.5
@@ -38,71 +31,8 @@ _MIN_PRED_DEPTH = 1e-6  # keeps log() finite for a degenerate (<= 0) prediction
 
 
 # ----------------------------------------------------------------------------------------------
-# Eq. 1 quantisation
-# ----------------------------------------------------------------------------------------------
-def _check_range(num_bins: int, min_depth: float, max_depth: float) -> None:
-    if int(num_bins) < 2:
-        raise ValueError(f"num_bins must be >= 2, got {num_bins}.")
-    if not 0.0 < min_depth < max_depth:
-        raise ValueError(f"Need 0 < min_depth < max_depth, got min_depth={min_depth}, "
-                         f"max_depth={max_depth}.")
-
-
-def log_bin_width(num_bins: int, min_depth: float, max_depth: float) -> float:
-    """q of Eq. 1: width of one bin in log10 depth."""
-    _check_range(num_bins, min_depth, max_depth)
-    return (math.log10(max_depth) - math.log10(min_depth)) / num_bins
-
-
-def bin_centres_log10(num_bins: int, min_depth: float, max_depth: float) -> np.ndarray:
-    """Bin centres in log10 depth, float32 `[num_bins]`: log10(alpha) + b * q, b = 0..B-1."""
-    q = log_bin_width(num_bins, min_depth, max_depth)
-    return (math.log10(min_depth) + q * np.arange(num_bins, dtype=np.float64)).astype(np.float32)
-
-
-def _safe_log10(depth):
-    """log10 of a depth tensor with invalid (<= 0 / non-finite) entries replaced by log10(1)."""
-    depth = tf.convert_to_tensor(depth, tf.float32)
-    valid = valid_depth_mask(depth)
-    return tf.math.log(tf.where(valid, depth, tf.ones_like(depth))) / math.log(10.0)
-
-
-def depth_to_bin_position(depth, num_bins: int, min_depth: float, max_depth: float):
-    """Continuous bin position (log10(x) - log10(alpha)) / q, clipped to [0, B-1].
-
-    Args:
-      depth: float `[...]` metres (> 0).
-    Returns:
-      float32 `[...]`; invalid depths map to the position of 1 m (mask them yourself).
-    """
-    q = log_bin_width(num_bins, min_depth, max_depth)
-    position = (_safe_log10(depth) - math.log10(min_depth)) / q
-    return tf.clip_by_value(position, 0.0, float(num_bins - 1))
-
-
-def depth_to_bin(depth, num_bins: int, min_depth: float, max_depth: float):
-    """Eq. 1: int32 bin index round((log10(x) - log10(alpha)) / q), clipped to [0, B-1]."""
-    position = depth_to_bin_position(depth, num_bins, min_depth, max_depth)
-    # tf.round is round-half-to-even; ties are measure-zero for real data.
-    return tf.cast(tf.round(position), tf.int32)
-
-
-def bin_to_depth(bins, num_bins: int, min_depth: float, max_depth: float):
-    """Inverse of Eq. 1: depth (metres) at the centre of bin `bins` (int or float positions)."""
-    q = log_bin_width(num_bins, min_depth, max_depth)
-    bins = tf.cast(bins, tf.float32)
-    return tf.pow(10.0, math.log10(min_depth) + q * bins)
-
-
-# ----------------------------------------------------------------------------------------------
 # Masks and reductions
 # ----------------------------------------------------------------------------------------------
-def valid_depth_mask(depth):
-    """bool mask of pixels carrying ground truth: finite and > 0."""
-    depth = tf.convert_to_tensor(depth, tf.float32)
-    return tf.logical_and(depth > 0.0, tf.math.is_finite(depth))
-
-
 def _masked_mean(values, mask):
     """Mean of `values` where `mask`, 0 if the mask is empty (never NaN)."""
     mask = tf.cast(mask, values.dtype)
@@ -141,7 +71,7 @@ def downsample_sparse_depth(depth, factor: int):
     height, width = tf.shape(depth)[1], tf.shape(depth)[2]
     pad_h, pad_w = (-height) % factor, (-width) % factor
     valid = tf.cast(valid_depth_mask(depth), tf.float32)
-    log_depth = _safe_log10(depth) * valid
+    log_depth = safe_log10(depth) * valid
     stacked = tf.pad(tf.concat([log_depth, valid], axis=-1),
                      [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
     sums = tf.nn.avg_pool2d(stacked, factor, factor, "VALID") * float(factor * factor)

@@ -35,7 +35,7 @@ from __future__ import annotations
 import keras
 
 from tf_depthseg import common
-from tf_depthseg.losses import depth as depth_losses
+from tf_depthseg import depth_bins
 from tf_depthseg.models import layers
 
 # Table 2: block -> (#in, #out, inter dim, (Conv2, Conv3, Conv4) kernel sizes); Conv1 is 1x1.
@@ -109,7 +109,7 @@ def build_hourglass(input_shape=(None, None, 3), head: str = "log_depth",
     if head not in HEADS:
         raise ValueError(f"head must be one of {HEADS}, got {head!r}.")
     if head == "bins":
-        depth_losses.log_bin_width(num_bins, min_depth, max_depth)  # validates the range
+        depth_bins.log_bin_width(num_bins, min_depth, max_depth)  # validates the range
     image = keras.Input(input_shape, name="image")
     x = layers.PadToMultiple(2 ** NUM_LEVELS, name=f"{name}_pad")(image)
     x = layers.apply_conv_bn(x, STEM_CHANNELS, STEM_KERNEL, name=f"{name}_stem")

@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 import keras
 import tensorflow as tf
 
-from tf_depthseg.losses import depth as depth_losses
+from tf_depthseg import depth_bins
 
 _PACKAGE = "tf_depthseg"
 
@@ -189,7 +189,7 @@ class UpsampleCropToReference(keras.layers.Layer):
 class DepthBinsHead(keras.layers.Layer):
     """Soft-classification output: softmax over log10-depth bins -> depth and uncertainty.
 
-    Holds the bin centres of Eq. 1 (`losses.depth.bin_centres_log10`, derived from its config,
+    Holds the bin centres of Eq. 1 (`depth_bins.bin_centres_log10`, derived from its config,
     so they round-trip through get_config). Depth is `10 ** sum_i p_i c_i` (probability-weighted
     mean in log10 space, the space of the bins and of the loss); uncertainty is the std of the
     bin distribution in log10 depth, `sqrt(sum_i p_i (c_i - mean)^2)`.
@@ -211,7 +211,7 @@ class DepthBinsHead(keras.layers.Layer):
         self.min_depth = float(min_depth)
         self.max_depth = float(max_depth)
         self.upsample_factor = int(upsample_factor)
-        self.centres = depth_losses.bin_centres_log10(self.num_bins, self.min_depth,
+        self.centres = depth_bins.bin_centres_log10(self.num_bins, self.min_depth,
                                                       self.max_depth)
 
     def call(self, inputs):
