@@ -358,14 +358,14 @@ def test_compiled_unsupervised_training_lowers_the_photometric_loss(tmp_path, un
     # Step 1's loss is the untrained model's. Augmentation is off and the batch is the same two
     # examples every step, so a model that does not learn repeats that loss (up to the 1e-5
     # auto-mask tie-break): ratio 1.000. Measured last-8 / step-1 ratios (seeds 0-4 x oneDNN
-    # on/off): 0.663-0.746 (ego + object motion), 0.673-0.743 (known poses); the bound 0.995
+    # on/off): 0.663-0.746 (ego + object motion), 0.673-0.743 (known poses); the bound 0.998
     # only asks that training moved the loss, with >= 3 spreads of room (docs/testing.md). The
     # earlier last-4 / first-4 ratio (bound 0.9) had only 0.7 spreads: the loss falls most in
     # the first 4 steps, so that ratio mostly measured how fast, not whether, it learned.
     ratio = photometric[-8:].mean() / photometric[0]
-    record_measure("photometric mean of the last 8 steps / step 1", ratio, below=0.995)
+    record_measure("photometric mean of the last 8 steps / step 1", ratio, below=0.998)
     assert np.isfinite(photometric).all()
-    assert ratio < 0.995, photometric
+    assert ratio < 0.998, photometric
     assert trainer.train_step_traces == 1
 
 
