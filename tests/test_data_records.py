@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tf_depthseg import common
-from tf_depthseg.data import image_io, records, schema
+from tf_depthseg.data import records, schema
 from tf_depthseg import errors
 
 
@@ -53,9 +53,18 @@ def test_checksum_detects_modification(tmp_path):
     out = str(tmp_path)
     records.write_split(out, "val", [_example(0)], num_shards=1)
     path = os.path.join(out, records.shard_name("val", 0, 1))
+    size = os.path.getsize(path)
     with open(path, "ab") as f:
         f.write(b"x")
-    with pytest.raises(errors.BadInputError, match="checksum"):
+    # (Not match="checksum": the tmp folder is named after this test, so that always matched.)
+    with pytest.raises(errors.BadInputError,
+                       match=f"{size + 1} bytes, manifest.json says {size}; rerun"):
+        records.verify_split(out, "val")
+    # Same size, one bit flipped: only the sha256 sees it.
+    with open(path, "r+b") as f:
+        f.truncate(size)
+    _flip_byte(path, size // 2)
+    with pytest.raises(errors.BadInputError, match="sha256 differs from manifest.json"):
         records.verify_split(out, "val")
 
 
