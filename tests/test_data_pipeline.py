@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from tf_depthseg import common
-from tf_depthseg.data import image_io, pipeline, records, schema
+from tf_depthseg.data import pipeline, records, schema
 from tf_depthseg import errors
 
 HEIGHT, WIDTH = 24, 80

@@ -38,7 +38,6 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence,
 import tensorflow as tf
 
 from tf_depthseg import common
-from tf_depthseg.data import image_io
 from tf_depthseg import errors
 from tf_depthseg import utils
 

@@ -61,7 +61,6 @@ import numpy as np
 
 from tf_depthseg import common
 from tf_depthseg.data import datasets
-from tf_depthseg.data import image_io
 from tf_depthseg import errors
 from tf_depthseg import utils
 
