@@ -125,11 +125,9 @@ def colorize_uncertainty(uncertainty: np.ndarray, vmax: Optional[float] = None,
                          percentile: float = UNCERTAINTY_PERCENTILE) -> np.ndarray:
     """Uncertainty `[H, W(, 1)]` (>= 0) -> uint8 `[H, W, 3]`, 0 .. vmax (default: the
     per-image percentile)."""
-    values = _squeeze_channel(uncertainty).astype(np.float64)
-    ok = np.isfinite(values)
     if vmax is None:
-        vmax = uncertainty_display_max(values, percentile)
-    return apply_colormap(values, 0.0, vmax, cmap, ok)
+        vmax = uncertainty_display_max(uncertainty, percentile)
+    return apply_colormap(uncertainty, 0.0, vmax, cmap)  # invalid = not finite
 
 
 def uncertainty_display_max(uncertainty: np.ndarray,
@@ -241,7 +239,7 @@ def colorbar(width: int, cmap: str, labels: Sequence[Tuple[float, str]], font_si
         text_width = _text_width(text, font_size)
         if rank == 0:
             left = 0
-        elif rank == 1 and len(ordered) > 1:
+        elif rank == 1:
             left = width - text_width
         else:
             left = x - text_width // 2
@@ -278,8 +276,7 @@ def uncertainty_colorbar(width: int, vmax: float, font_size: int,
     """Colour bar of `colorize_uncertainty`: 0 (left) to `vmax` (right), linear."""
     labels = [(0.0, "0")]
     if vmax > 0:
-        ticks = [v for v in _nice_steps(vmax / 10.0, vmax)]
-        step = next((t for t in ticks if vmax / t <= 5), None)
+        step = next((t for t in _nice_steps(vmax / 10.0, vmax) if vmax / t <= 5), None)
         if step:
             labels += [(value / vmax, f"{value:g}")
                        for value in np.arange(step, vmax - step / 2, step)]
