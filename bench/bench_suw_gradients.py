@@ -9,9 +9,12 @@ the U / W directions. It does this at initialisation and again after `--steps` t
 of the same config (the real Trainer), so the numbers describe the start and the middle of a
 demo-length run.
 
-Example (the `make demo` data and sizes; about 3 minutes on 2 cores):
+Example (the `make demo` data and sizes; about 3 minutes on 2 cores). The table in
+docs/suw_study.md ("Per-term gradient norms") has every term at weight 1; the configs now weigh
+W by 0.1, so that table needs `--set loss.weak_weight=1`:
   .venv/bin/python bench/bench_suw_gradients.py --config=suw/synthetic_suw \
-      --data=workdir/data/kitti_records --steps=100 --set data.image_size=[64,208]
+      --data=workdir/data/kitti_records --steps=100 --set data.image_size=[64,208] \
+      --set loss.weak_weight=1
 """
 
 from __future__ import annotations
@@ -61,8 +64,8 @@ def measure(trainer, num_batches: int) -> dict:
                                          global_batch_size=trainer.global_batch_size,
                                          rng=trainer.rng)
         row = {"loss/" + k: float(v) for k, v in losses.items()}
-        row["grad_norm_total_all_variables"] = _norm(tape.gradient(losses[common.LOSS_TOTAL],
-                                                                   all_vars))
+        total_grads = tape.gradient(losses[common.LOSS_TOTAL], all_vars)
+        row["grad_norm_total_all_variables"] = _norm(total_grads)
         flats = {}
         for term in TERMS + (common.LOSS_TOTAL,):
             if term not in losses:
@@ -76,8 +79,7 @@ def measure(trainer, num_batches: int) -> dict:
                 row[f"cosine/{common.LOSS_SUPERVISED}_vs_{term}"] = float(
                     tf.reduce_sum(a * b) / (tf.norm(a) * tf.norm(b) + 1e-30))
         # Where the total's gradient lives: the largest single variables.
-        grads = tape.gradient(losses[common.LOSS_TOTAL], all_vars)
-        sizes = sorted(((float(tf.norm(g)), v.path) for g, v in zip(grads, all_vars)
+        sizes = sorted(((float(tf.norm(g)), v.path) for g, v in zip(total_grads, all_vars)
                         if g is not None), reverse=True)[:5]
         row["largest_variables"] = [[p, round(n, 4)] for n, p in sizes]
         del tape
