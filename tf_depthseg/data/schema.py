@@ -216,7 +216,8 @@ def _missing_text(key: str) -> str:
 
 
 def _expected_values(key: str, num_context: int) -> Optional[int]:
-    """Number of values the feature of `key` must have (None: any)."""
+    """Number of values the feature of `key` must have (None: any); `parse_example` checks
+    the same counts in graph mode."""
     return {common.IMAGE: 1, common.CONTEXT: num_context, common.INTRINSICS: 9,
             common.POSES: 16 * (num_context + 1), common.DEPTH: 1, common.SEMANTIC: 1,
             common.INSTANCES: num_context + 1, common.PSEUDO_DISPARITY: 1}.get(key)
@@ -281,8 +282,9 @@ def parse_example(serialized: tf.Tensor, keys: Sequence[str],
     dense = {k: (tf.sparse.to_dense(v) if isinstance(v, tf.SparseTensor) else v)
              for k, v in raw.items()}
 
-    def checked(key, expected_size):
+    def checked(key):
         values = dense[_FEATURE_OF_KEY[key]]
+        expected_size = _expected_values(key, num_context)
         with tf.control_dependencies([_require(tf.equal(tf.size(values), expected_size),
                                                source_id, key)]):
             return tf.identity(values)
@@ -294,28 +296,28 @@ def parse_example(serialized: tf.Tensor, keys: Sequence[str],
     out = {common.IMAGE: rgb(dense[common.KEY_IMAGE_ENCODED]), common.SOURCE_ID: source_id}
     for key in keys:
         if key == common.CONTEXT:
-            frames = checked(key, num_context)
+            frames = checked(key)
             out[key] = tf.map_fn(rgb, frames, fn_output_signature=tf.TensorSpec(
                 [None, None, 3], tf.float32))
         elif key == common.INTRINSICS:
-            out[key] = tf.reshape(checked(key, 9), [3, 3])
+            out[key] = tf.reshape(checked(key), [3, 3])
         elif key == common.POSES:
-            out[key] = tf.reshape(checked(key, 16 * (num_context + 1)), [num_context + 1, 4, 4])
+            out[key] = tf.reshape(checked(key), [num_context + 1, 4, 4])
         elif key == common.DEPTH:
-            png = checked(key, 1)[0]
+            png = checked(key)[0]
             out[key] = tf.cast(tf.io.decode_png(png, channels=1, dtype=tf.uint16),
                                tf.float32) / common.DEPTH_PNG_SCALE
         elif key == common.SEMANTIC:
-            png = checked(key, 1)[0]
+            png = checked(key)[0]
             out[key] = tf.cast(tf.io.decode_png(png, channels=1, dtype=tf.uint8), tf.int32)
         elif key == common.INSTANCES:
-            frames = checked(key, num_context + 1)
+            frames = checked(key)
             out[key] = tf.map_fn(
                 lambda b: tf.cast(tf.io.decode_png(b, channels=1, dtype=tf.uint16)[..., 0],
                                   tf.int32),
                 frames, fn_output_signature=tf.TensorSpec([None, None], tf.int32))
         elif key == common.PSEUDO_DISPARITY:
-            png = checked(key, 1)[0]
+            png = checked(key)[0]
             out[key] = tf.cast(tf.io.decode_png(png, channels=1, dtype=tf.uint16),
                                tf.float32) / common.PSEUDO_DISPARITY_PNG_SCALE
         elif key == common.WEAK_PAIRS:
