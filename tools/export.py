@@ -80,15 +80,15 @@ def main(argv):
     check_replaceable(output_dir, exporter.METADATA_FILENAME)
     from tf_depthseg.data import records
     records.make_output_dir(os.path.dirname(output_dir), "--output_dir")
-    prefix = restore.select_checkpoint(workdir, checkpoint)
+    config = None  # default: the config.json of the run that wrote the checkpoint
     if FLAGS.config:
         config = config_lib.load_config(cli.resolve_path(FLAGS.config)
                                         if FLAGS.config.endswith((".py", ".json"))
                                         else FLAGS.config, smoke=FLAGS.smoke)
-    else:
-        config = restore.load_run_config(prefix)
-    config = config_lib.apply_overrides(config, FLAGS.set)
-    restored = restore.restore_depth_model(workdir, prefix, config=config)
+    # Selects (and verifies, one sha256 pass) the checkpoint, then restores it.
+    restored = restore.restore_depth_model(workdir, checkpoint, config=config,
+                                           overrides=FLAGS.set)
+    config = restored.config
     export = config.export
     tflite_export = export.tflite if FLAGS.tflite is None else FLAGS.tflite
     quantize = FLAGS.tflite_quantize or export.tflite_quantize

@@ -4,7 +4,7 @@ A run's workdir (see `tf_depthseg.training.checkpoints`) holds `config.json`, th
 checkpoints in `checkpoints/` and, with keep-best, the best models in `best/`. Restoring builds
 the models with the run's Task (`tf_depthseg.training.tasks.make_task(config).build(config)`),
 so the object graph is the one the engine saved (`models/<key>/...`), and restores only the
-models (`checkpoints.restore_models`: no optimizer, iterator or RNG state needed).
+models (`checkpoints.load_models`: no optimizer, iterator or RNG state needed).
 
 The models are built with the float32 policy whatever `train.mixed_precision` was: mixed
 precision keeps float32 variables, so the checkpoint fits, and exports should compute in
@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from typing import Callable, Dict, Mapping, Optional
+from typing import Callable, Dict, Mapping, Optional, Sequence
 
 import keras
 import tensorflow as tf
@@ -108,7 +108,8 @@ def build_task_models(config: config_lib.ExperimentConfig) -> Dict[str, keras.Mo
 
 def restore_depth_model(workdir: Optional[str] = None, checkpoint: str = "latest",
                         config: Optional[config_lib.ExperimentConfig] = None,
-                        build_models: BuildModels = build_task_models) -> RestoredModel:
+                        build_models: BuildModels = build_task_models,
+                        overrides: Sequence[str] = ()) -> RestoredModel:
     """Restores the depth network of a run for inference.
 
     Args:
@@ -116,6 +117,7 @@ def restore_depth_model(workdir: Optional[str] = None, checkpoint: str = "latest
       checkpoint: "latest", "best", or a checkpoint prefix / folder.
       config: the run's config; default: the config.json of the run that wrote the checkpoint.
       build_models: builds the run's models from its config (default: the Task's `build`).
+      overrides: `--set key=value` items applied to that config (`config.apply_overrides`).
     Returns:
       RestoredModel.
     Raises:
@@ -125,6 +127,8 @@ def restore_depth_model(workdir: Optional[str] = None, checkpoint: str = "latest
         raise ValueError(f"checkpoint={checkpoint!r} needs the run's workdir")
     prefix = select_checkpoint(workdir or "", checkpoint)
     config = config or load_run_config(prefix)
+    if overrides:
+        config = config_lib.apply_overrides(config, overrides)
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")
     try:
@@ -138,6 +142,6 @@ def restore_depth_model(workdir: Optional[str] = None, checkpoint: str = "latest
     # Only the depth network: it is all inference needs; the other models (pose nets) may
     # share its encoder but their own layers are not restored.
     depth_model = models[common.MODEL_DEPTH]
-    checkpoints.restore_models({common.MODEL_DEPTH: depth_model}, prefix)
+    checkpoints.load_models({common.MODEL_DEPTH: depth_model}, prefix)  # verified above
     return RestoredModel(model=depth_model, config=config, checkpoint=prefix,
                          step=checkpoint_step(prefix))

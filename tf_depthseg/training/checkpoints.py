@@ -444,6 +444,13 @@ def restore_models(models: Mapping[str, keras.Model], path: str) -> str:
     from the checkpoint or have other shapes. Returns the checkpoint prefix used.
     """
     prefix = resolve_checkpoint(path)
+    load_models(models, prefix)
+    return prefix
+
+
+def load_models(models: Mapping[str, keras.Model], prefix: str) -> None:
+    """`restore_models` from a prefix already resolved and verified (`resolve_checkpoint`,
+    `select_intact`): no second sha256 pass over the checkpoint's files."""
     checkpoint = tf.train.Checkpoint(models=dict(models))
     try:
         checkpoint.restore(prefix).expect_partial().assert_existing_objects_matched()
@@ -451,7 +458,6 @@ def restore_models(models: Mapping[str, keras.Model], path: str) -> str:
         raise CheckpointError(f"{prefix}: the checkpoint does not match the models "
                               f"{sorted(models)} ({error}). Was it written by a run with "
                               "another model config?") from error
-    return prefix
 
 
 # --------------------------------------------------------------------------------------------
