@@ -105,7 +105,7 @@ def main(argv):
                "losses": result.losses, "eval": result.eval_metrics, "best": result.best,
                "checkpoint": result.checkpoint}
     from tf_depthseg.utils import atomic_write_bytes
-    atomic_write_bytes(os.path.join(workdir, "train_result.json"),
+    atomic_write_bytes(os.path.join(workdir, loop.RESULT_FILENAME),
                        (json.dumps(summary, indent=2) + "\n").encode())
 
 
