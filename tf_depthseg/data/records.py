@@ -36,6 +36,7 @@ import time
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
 import tensorflow as tf
+from google.protobuf import message as protobuf_message
 
 from tf_depthseg import common
 from tf_depthseg import errors
@@ -50,6 +51,9 @@ _shards_finished_in_process = 0
 # The fix for a damaged shard (a converter's rerun redoes shards that do not match).
 _REDO = ("rerun the converter or tool that wrote it (it redoes shards that do not match "
          f"{MANIFEST_NAME}).")
+# The fix for a corrupt input file of `rewrite_records` (the labelling tools).
+_SKIP_BAD_FIX = ("restore the file (rerun the tool that wrote it), or pass --skip_bad to "
+                 "quarantine the rest of the file.")
 # How a reader's user lifts the "incomplete split" check (tools flag or config override).
 ALLOW_INCOMPLETE_FLAG = "--allow_incomplete"
 
@@ -93,6 +97,28 @@ def data_loss_detail(error: Exception) -> str:
     return " ".join(text.split()) or type(error).__name__
 
 
+class _CorruptFile(errors.BadInputError):
+    """A TFRecord file that does not read to the end: `good` records came before the damage."""
+
+    def __init__(self, path: str, good: int, detail: str, fix: str = _REDO):
+        super().__init__(f"{path}: corrupt TFRecord file after {good} good records ({detail}); "
+                         f"{fix}")
+        self.path, self.good = path, good
+
+
+def _records_of_file(path: str, fix: str = _REDO) -> Iterator[bytes]:
+    """The serialized records of one file (each record's CRC checked); a corrupt one raises
+    `_CorruptFile` naming the file, the good records before it and `fix`, instead of a
+    DataLossError naming no file."""
+    count = 0
+    try:
+        for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
+            yield record
+            count += 1
+    except tf.errors.DataLossError as error:
+        raise _CorruptFile(path, count, data_loss_detail(error), fix) from error
+
+
 def iterate_records(pattern: Union[str, Sequence[str]]) -> Iterator[bytes]:
     """Yields every serialized example of the matching shard files, in file order.
 
@@ -102,12 +128,7 @@ def iterate_records(pattern: Union[str, Sequence[str]]) -> Iterator[bytes]:
       bytes of one serialized `tf.train.Example` (decode with `schema.decode_example`).
     """
     for path in list_shards(pattern):
-        try:
-            for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
-                yield record
-        except tf.errors.DataLossError as error:
-            raise errors.BadInputError(
-                f"{path}: corrupt TFRecord file ({data_loss_detail(error)}); {_REDO}") from error
+        yield from _records_of_file(path)
 
 
 def read_manifest(out_dir: str) -> dict:
@@ -152,21 +173,15 @@ def count_records(path: str, parse: bool = False) -> int:
       errors.BadInputError: the file is corrupt (names it and the record number).
     """
     count = 0
-    try:
-        for serialized in tf.data.TFRecordDataset(path).as_numpy_iterator():
-            if parse:
+    for serialized in _records_of_file(path):
+        if parse:
+            try:
                 tf.train.Example.FromString(serialized)
-            count += 1
-    except tf.errors.DataLossError as error:
-        raise errors.BadInputError(
-            f"{path}: corrupt TFRecord file after {count} good records "
-            f"({data_loss_detail(error)}); {_REDO}") from error
-    except Exception as error:  # pylint: disable=broad-except  # protobuf's DecodeError
-        if not parse or isinstance(error, tf.errors.OpError):
-            raise
-        raise errors.BadInputError(
-            f"{path}: record {count} is not a tf.train.Example ({error}); delete the file and "
-            "rerun the converter.") from error
+            except protobuf_message.DecodeError as error:
+                raise errors.BadInputError(
+                    f"{path}: record {count} is not a tf.train.Example ({error}); delete the "
+                    "file and rerun the converter.") from error
+        count += 1
     return count
 
 
@@ -649,26 +664,6 @@ def source_id_of(serialized: bytes) -> str:
         return "<unknown>"
 
 
-class _CorruptFile(errors.BadInputError):
-    def __init__(self, path: str, good: int, detail: str):
-        super().__init__(f"{path}: corrupt TFRecord file after {good} good records ({detail}); "
-                         "restore the file (rerun the tool that wrote it), or pass --skip_bad to "
-                         "quarantine the rest of the file.")
-        self.path, self.good = path, good
-
-
-def _records_of_file(path: str) -> Iterator[bytes]:
-    """The serialized records of one file; a corrupt one raises `_CorruptFile` (with how many
-    good records came before it) instead of a DataLossError naming no file."""
-    count = 0
-    try:
-        for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
-            yield record
-            count += 1
-    except tf.errors.DataLossError as error:
-        raise _CorruptFile(path, count, data_loss_detail(error)) from error
-
-
 def rewrite_records(input_pattern: str, output_dir: Optional[str],
                     transform: Callable[[bytes], Optional[bytes]], skip_bad: bool = False,
                     source: str = "", default_split: str = "train",
@@ -720,7 +715,7 @@ def rewrite_records(input_pattern: str, output_dir: Optional[str],
         try:
             for shard, path in enumerate(paths):
                 try:
-                    for serialized in utils.progress(_records_of_file(path),
+                    for serialized in utils.progress(_records_of_file(path, _SKIP_BAD_FIX),
                                                      desc=f"{desc} {os.path.basename(path)}",
                                                      unit="rec"):
                         try:
