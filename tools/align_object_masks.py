@@ -86,10 +86,10 @@ def load_instances(sample: schema.Sample, instances_dir):
         frame = image_io.read_image(path)
         if frame.ndim != 2:
             raise errors.BadInputError(f"{path}: instance masks must be single-channel "
-                                         f"(uint16) PNGs, got shape {frame.shape}.")
+                                       f"(uint16) PNGs, got shape {frame.shape}.")
         if frame.shape != sample.image.shape[:2]:
             raise errors.BadInputError(f"{path}: mask is {frame.shape}, the record's image "
-                                         f"is {sample.image.shape[:2]}.")
+                                       f"is {sample.image.shape[:2]}.")
         frames.append(frame)
     return frames
 
@@ -102,7 +102,7 @@ def make_transform(instances_dir, keep_label_ids, iou_threshold, min_area, match
         sample = schema.decode_example(serialized)
         if not sample.context:
             raise errors.BadInputError(f"record {sample.source_id}: no context frames; "
-                                         "alignment needs t-1 and t+1.")
+                                       "alignment needs t-1 and t+1.")
         frames = load_instances(sample, instances_dir)
         if match == "compensated" and len(frames) > 2 and len(frames) % 2 == 0:
             raise errors.BadInputError(

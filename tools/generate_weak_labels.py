@@ -82,8 +82,8 @@ def load_mask(sample: schema.Sample, masks_dir, mask_suffix: str, mask_ids: str)
         mask = datasets.check_train_ids(mask, path)
     if mask.shape != sample.image.shape[:2]:
         raise errors.BadInputError(f"{path}: mask is {mask.shape}, the record's image is "
-                                     f"{sample.image.shape[:2]}; masks must have the stored "
-                                     "image size (resize with nearest neighbour).")
+                                   f"{sample.image.shape[:2]}; masks must have the stored "
+                                   "image size (resize with nearest neighbour).")
     return mask
 
 

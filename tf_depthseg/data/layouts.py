@@ -354,7 +354,7 @@ def _write_megadepth(root, drive, drive_index, split, options):
         buffer = io.BytesIO()
         Image.fromarray(frame.rgb).save(buffer, format="JPEG", quality=95)
         utils.atomic_write_bytes(os.path.join(scene_dir, "imgs", name + ".jpg"),
-                                    buffer.getvalue())
+                                 buffer.getvalue())
         foreground = np.isin(frame.train_ids, foreground_ids)
         background = np.isin(frame.train_ids, background_ids)
         # Real MegaDepth depth is missing on transient objects and on the sky.
@@ -362,7 +362,7 @@ def _write_megadepth(root, drive, drive_index, split, options):
         buffer = io.BytesIO()
         np.save(buffer, depth)
         utils.atomic_write_bytes(os.path.join(scene_dir, "depths", name + ".npy"),
-                                    buffer.getvalue())
+                                 buffer.getvalue())
         for suffix, mask in (("fg", foreground), ("bg", background)):
             image_io.write_png(os.path.join(scene_dir, "ordinal", f"{name}_{suffix}.png"),
                                mask.astype(np.uint8) * 255)

@@ -141,7 +141,7 @@ def read_manifest(out_dir: str) -> dict:
             manifest = json.load(f)
     except (OSError, json.JSONDecodeError) as error:
         raise errors.BadInputError(f"{path}: unreadable manifest ({error}); delete it and "
-                                     "rerun the converter.") from error
+                                   "rerun the converter.") from error
     if manifest.get("schema_version") != common.SCHEMA_VERSION:
         raise errors.BadInputError(
             f"{path}: schema version {manifest.get('schema_version')} but this code writes "
@@ -151,7 +151,7 @@ def read_manifest(out_dir: str) -> dict:
 
 def _write_manifest(out_dir: str, manifest: dict) -> None:
     utils.atomic_write_bytes(os.path.join(out_dir, MANIFEST_NAME),
-                                (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
+                             (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
 
 
 def file_sha256(path: str) -> str:

@@ -473,19 +473,19 @@ def generate_weak_pairs(semantic: Optional[np.ndarray], config: WeakLabelConfig,
     if config.strategy == "random_gt":
         if depth is None:
             raise errors.BadInputError(f"{name}: strategy 'random_gt' needs ground-truth "
-                                         "depth (records with depth/encoded).")
+                                       "depth (records with depth/encoded).")
         if semantic is not None and np.shape(semantic)[:2] != np.shape(depth)[:2]:
             raise errors.BadInputError(f"{name}: semantic mask {np.shape(semantic)[:2]} and "
-                                         f"depth {np.shape(depth)[:2]} differ in size.")
+                                       f"depth {np.shape(depth)[:2]} differ in size.")
         return {RULE_RANDOM_GT: random_gt_pairs(depth, config.pairs_per_rule, rng,
                                                 config.depth_tolerance)}
     if semantic is None:
         raise errors.BadInputError(f"{name}: strategy {config.strategy!r} needs a semantic "
-                                     "mask (segmentation/class/encoded or --masks_dir).")
+                                   "mask (segmentation/class/encoded or --masks_dir).")
     semantic = datasets.check_train_ids(semantic, name)
     if depth is not None and np.shape(depth)[:2] != semantic.shape:
         raise errors.BadInputError(f"{name}: semantic mask {semantic.shape} and depth "
-                                     f"{np.shape(depth)[:2]} differ in size.")
+                                   f"{np.shape(depth)[:2]} differ in size.")
     if not layout_is_plausible(semantic):
         return {rule: _empty_pairs() for rule in config.rules}
     index = _MaskIndex(semantic)
@@ -538,11 +538,11 @@ def ordinal_pairs_from_masks(foreground: np.ndarray, background: np.ndarray, num
     background = np.asarray(background) != 0
     if foreground.shape != background.shape or foreground.ndim != 2:
         raise errors.BadInputError(f"{name}: foreground {foreground.shape} and background "
-                                     f"{background.shape} must be [H, W] masks of one size.")
+                                   f"{background.shape} must be [H, W] masks of one size.")
     if (foreground & background).any():
         raise errors.BadInputError(f"{name}: {(foreground & background).sum()} pixels are "
-                                     "both foreground and background; the ordinal maps are "
-                                     "swapped or corrupt.")
+                                   "both foreground and background; the ordinal maps are "
+                                   "swapped or corrupt.")
     y_a, x_a = _coords(foreground)
     y_b, x_b = _coords(background)
     if num_pairs == 0 or y_a.size == 0 or y_b.size == 0:
@@ -643,7 +643,7 @@ def validate_pairs(pairs: np.ndarray, height: int, width: int, name: str = "<pai
     for y, x in ((pairs[:, 0], pairs[:, 1]), (pairs[:, 2], pairs[:, 3])):
         if ((y - half < 0) | (x - half < 0) | (y + half >= height) | (x + half >= width)).any():
             raise errors.BadInputError(f"{name}: weak pairs reach outside the "
-                                         f"{height}x{width} image.")
+                                       f"{height}x{width} image.")
     if not np.isin(pairs[:, 5], (common.RELATION_FARTHER, common.RELATION_CLOSER,
                                  common.RELATION_EQUAL)).all():
         raise errors.BadInputError(f"{name}: weak pair relations must be -1, 0 or +1.")
@@ -671,7 +671,7 @@ def write_side_file(path: str, pairs_by_source_id: Dict[str, np.ndarray],
     source_ids = list(pairs_by_source_id)
     if len(set(source_ids)) != len(source_ids):
         raise errors.BadInputError(f"{path}: duplicate source ids; a side file needs unique "
-                                     "image/source_id values.")
+                                   "image/source_id values.")
     arrays = [np.asarray(pairs_by_source_id[s], np.float32).reshape(-1, common.WEAK_PAIR_FIELDS)
               for s in source_ids]
     row_splits = np.concatenate([[0], np.cumsum([a.shape[0] for a in arrays])]).astype(np.int64)
@@ -690,5 +690,5 @@ def read_side_file(path: str) -> Dict[str, np.ndarray]:
             source_ids, splits, pairs = data["source_ids"], data["row_splits"], data["pairs"]
     except (OSError, KeyError, ValueError) as error:
         raise errors.BadInputError(f"{path}: not a weak-pairs side file ({error}); "
-                                     "regenerate it with tools/generate_weak_labels.py.") from error
+                                   "regenerate it with tools/generate_weak_labels.py.") from error
     return {str(s): pairs[splits[i]:splits[i + 1]] for i, s in enumerate(source_ids)}

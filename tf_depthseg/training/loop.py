@@ -522,7 +522,7 @@ class Trainer:
         eval_metrics: Dict[str, float] = {}
         evaluated_at = saved_at = None
         progress = utils.progress(range(step, total_steps), total=total_steps - step,
-                                desc="train", unit="step")
+                                  desc="train", unit="step")
         try:
             for _ in progress:
                 started = time.perf_counter()

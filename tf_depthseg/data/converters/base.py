@@ -154,7 +154,7 @@ def convert_split(load_fn: Callable[[Any, Any], schema.Sample], specs: Sequence[
                        else map(_load_and_encode, jobs))
             for shard, (source_id, serialized, error) in zip(
                     shard_of_job, utils.progress(results, total=len(jobs), desc=split,
-                                               unit="ex")):
+                                                 unit="ex")):
                 if error is not None:
                     if not skip_bad:
                         raise BadInputError(error)
