@@ -26,7 +26,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tensorflow as tf  # noqa: E402
 
 from tf_depthseg import common
-from tf_depthseg.data import image_io  # noqa: E402
 from tf_depthseg.geometry import intrinsics as intrinsics_lib  # noqa: E402
 from tf_depthseg.geometry import transforms  # noqa: E402
 from tf_depthseg.losses import view_synthesis  # noqa: E402

@@ -34,7 +34,6 @@ from absl import app, flags
 from absl import logging as absl_logging
 
 from tf_depthseg.errors import UserError
-from tf_depthseg.utils import progress  # noqa: F401  (tools call cli.progress)
 
 FLAGS = flags.FLAGS
 

@@ -19,7 +19,7 @@ import os
 
 from absl import flags
 
-from tf_depthseg import cli
+from tf_depthseg import cli, utils
 from tf_depthseg.data import layouts
 
 flags.DEFINE_enum("layout", None, list(layouts.LAYOUTS), "Dataset layout to write.")
@@ -65,10 +65,10 @@ def main(argv):
     indices = range(FLAGS.num_drives)
     if FLAGS.num_workers > 1:
         with multiprocessing.get_context("fork").Pool(FLAGS.num_workers) as pool:
-            results = list(cli.progress(pool.imap(job, indices), total=len(indices),
+            results = list(utils.progress(pool.imap(job, indices), total=len(indices),
                                         desc="drives", unit="drive"))
     else:
-        results = [job(i) for i in cli.progress(indices, desc="drives", unit="drive")]
+        results = [job(i) for i in utils.progress(indices, desc="drives", unit="drive")]
     entries = {}
     for split, drive_entries in results:
         entries.setdefault(split, []).extend(drive_entries)

@@ -27,7 +27,6 @@ from typing import Dict, Sequence, Tuple
 import numpy as np
 
 from tf_depthseg.errors import BadInputError
-from tf_depthseg import errors
 
 IGNORE_ID = 255  # the train id / class id meaning "not labelled" (common.IGNORE_LABEL)
 

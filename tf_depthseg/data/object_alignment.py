@@ -40,7 +40,6 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 
 from tf_depthseg.data import datasets
-from tf_depthseg.data import image_io
 from tf_depthseg import errors
 
 INSTANCE_DIVISOR = datasets.INSTANCE_ID_DIVISOR  # id = label_id * 1000 + k
@@ -92,13 +91,13 @@ def _check_frames(frames: Sequence[np.ndarray], name: str) -> List[np.ndarray]:
             frame = frame[..., 0]
         if frame.ndim != 2:
             raise errors.BadInputError(f"{name}: instance map {i} must be [H, W], got shape "
-                                         f"{frame.shape}.")
+                                       f"{frame.shape}.")
         if not np.issubdtype(frame.dtype, np.integer):
             raise errors.BadInputError(f"{name}: instance map {i} must hold integer ids, "
-                                         f"got {frame.dtype}.")
+                                       f"got {frame.dtype}.")
         if frame.size and (frame.min() < 0 or frame.max() > np.iinfo(np.uint16).max):
             raise errors.BadInputError(f"{name}: instance map {i} has ids outside 0..65535; "
-                                         "expected the Cityscapes instanceIds convention.")
+                                       "expected the Cityscapes instanceIds convention.")
         arrays.append(frame.astype(np.int64))
     shapes = {a.shape for a in arrays}
     if len(shapes) != 1:

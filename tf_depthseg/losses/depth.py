@@ -18,11 +18,10 @@ Choices where the paper is silent (the bins of Eq. 1 and their centres are in
 
 from __future__ import annotations
 
-import math
-
 import tensorflow as tf
 
-from tf_depthseg.depth_bins import (depth_to_bin, depth_to_bin_position, safe_log10, valid_depth_mask)
+from tf_depthseg.depth_bins import (depth_to_bin, depth_to_bin_position, safe_log10,
+                                   valid_depth_mask)
 
 DEFAULT_SOFT_TARGET_SHARPNESS = 0.2  # Cao et al. 2016, information gain exp(-0.2 (p - q)^2)
 DEFAULT_SI_LAMBDA = 0.5  # Eigen et al. 2014 train with lambda = 0.5
