@@ -22,6 +22,7 @@ import tensorflow as tf
 from tf_depthseg import common
 from tf_depthseg import config as cfg
 from tf_depthseg.data import object_alignment, records, schema, synthetic, weak_labels
+from tf_depthseg.evaluation import depth as depth_eval
 from tf_depthseg.metrics import depth as depth_metrics
 from tf_depthseg.training import loop
 from tf_depthseg.training.tasks import TASKS, make_task
@@ -259,7 +260,7 @@ def test_median_depth_and_example_count_match_the_records(tiny_records):
         depth = schema.decode_example(serialized).depth
         depths.append(depth[(depth > config.eval.min_depth) & (depth < config.eval.max_depth)])
     expected = float(np.median(np.concatenate(depths)))
-    median = suw_task.median_training_depth(tiny_records["train"], config.eval)
+    median = depth_eval.median_training_depth(tiny_records["train"], config.eval)
     assert abs(median - expected) <= 0.011, (median, expected)
     assert suw_task.count_examples(tiny_records["train"]) == len(depths) == 8
     assert make_task(config).num_train_examples(config) == 8
@@ -314,8 +315,8 @@ def test_supervised_encoder_decoder_learns(tiny_records, tmp_path, learning_seed
     after = result.eval_metrics
     # The constant-median-depth baseline on the same images: a model that learnt only the
     # typical depth would match it.
-    median = suw_task.median_training_depth(patterns["train"], config.eval)
-    constant = suw_task.evaluate_predictor(
+    median = depth_eval.median_training_depth(patterns["train"], config.eval)
+    constant = depth_eval.evaluate_predictor(
         lambda images: tf.fill(tf.concat([tf.shape(images)[:3], [1]], 0), median),
         make_task(config).make_eval_dataset(config, patterns["val"]), config.eval)
     record_measure("abs_rel after/before", after["abs_rel"] / before["abs_rel"], below=0.8)
@@ -383,7 +384,7 @@ def test_evaluate_predictor_traces_once_with_a_smaller_last_batch(tiny_records,
         traces.append(images.shape)
         return tf.fill(tf.concat([tf.shape(images)[:3], [1]], 0), 10.0)
 
-    metrics = suw_task.evaluate_predictor(predict, dataset, config.eval)
+    metrics = depth_eval.evaluate_predictor(predict, dataset, config.eval)
     assert len(traces) == 1 and traces[0][0] is None
     assert metrics["num_images"] == 4
     protocol = config.eval

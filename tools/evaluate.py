@@ -115,7 +115,7 @@ def main(argv):
         raise cli.UserError(f"--out={out} is a folder; pass the JSON file to write.")
     from tf_depthseg.data import pipeline
     from tf_depthseg.training.tasks import make_task
-    from tf_depthseg.training.tasks import suw as suw_task
+    from tf_depthseg.evaluation import depth as depth_eval
 
     restored = restore(workdir, FLAGS.checkpoint)
     config = config_lib.apply_overrides(restored.config, FLAGS.set)
@@ -131,8 +131,8 @@ def main(argv):
 
     def evaluate(name, predict_fn):
         with pipeline.reading_errors([pattern]):  # a corrupt shard or a record without depth
-            metrics = suw_task.evaluate_predictor(predict_fn, dataset, config.eval,
-                                                  max_examples)
+            metrics = depth_eval.evaluate_predictor(predict_fn, dataset, config.eval,
+                                                    max_examples)
         print(f"evaluate: {name} done ({metrics['num_images']} images).", flush=True)
         return metrics
 
@@ -146,7 +146,7 @@ def main(argv):
     if FLAGS.baselines:
         import tensorflow as tf
         with pipeline.reading_errors([config.data.train_pattern]):
-            median = suw_task.median_training_depth(
+            median = depth_eval.median_training_depth(
                 config.data.train_pattern, config.eval, FLAGS.baseline_max_examples,
                 allow_incomplete=config.data.allow_incomplete)
         name = BASELINE_ROW
