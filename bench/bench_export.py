@@ -49,13 +49,13 @@ def main(argv):
     import tensorflow as tf
 
     from tf_depthseg import common
-    from tf_depthseg import config as config_lib
+    from tf_depthseg.training.tasks.suw_config import SUWConfig
     from tf_depthseg.utils import atomic_write_bytes
     from tf_depthseg.export import exporter, saved_model, tflite
     from tf_depthseg.models import suw
 
     size = (FLAGS.height, FLAGS.width)
-    model_config = config_lib.ModelConfig()
+    model_config = SUWConfig()
     model = suw.build_suw_encoder_decoder(
         num_bins=model_config.num_bins, min_depth=model_config.min_depth,
         max_depth=model_config.max_depth, sam_dilations=model_config.sam_dilations)

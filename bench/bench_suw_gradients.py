@@ -11,10 +11,10 @@ demo-length run.
 
 Example (the `make demo` data and sizes; about 3 minutes on 2 cores). The table in
 docs/suw_study.md ("Per-term gradient norms") has every term at weight 1; the configs now weigh
-W by 0.1, so that table needs `--set loss.weak_weight=1`:
+W by 0.1, so that table needs `--set suw.weak_weight=1`:
   .venv/bin/python bench/bench_suw_gradients.py --config=suw/synthetic_suw \
       --data=workdir/data/kitti_records --steps=100 --set data.image_size=[64,208] \
-      --set loss.weak_weight=1
+      --set suw.weak_weight=1
 """
 
 from __future__ import annotations
@@ -113,9 +113,9 @@ def main(argv=None):
             trainer.train()
             points[f"step_{args.steps}"] = measure(trainer, args.batches)
     report = {"config": args.config, "overrides": args.set, "points": points,
-              "loss_weights": {"supervised": config.loss.supervised_weight,
-                               "unsupervised": config.loss.unsupervised_weight,
-                               "weak": config.loss.weak_weight}}
+              "loss_weights": {"supervised": config.suw.supervised_weight,
+                               "unsupervised": config.suw.unsupervised_weight,
+                               "weak": config.suw.weak_weight}}
     text = json.dumps(report, indent=1)
     print(text)
     if args.out:

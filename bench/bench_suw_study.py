@@ -80,8 +80,7 @@ def train_variant(variant, patterns, work, args, log, env):
                  f"train.eval_every={args.eval_every}", f"train.log_every={args.log_every}",
                  f"train.checkpoint_every={args.eval_every}", "train.image_summaries_every=0",
                  f"train.seed={args.seed}", f"optim.learning_rate={args.learning_rate}",
-                 "optim.schedule=constant", "eval.max_examples=0",
-                 f"export.image_size=[{args.height},{args.width}]"]
+                 "optim.schedule=constant", "eval.max_examples=0"]
     if variant == "hourglass_s":
         overrides[overrides.index(f"optim.learning_rate={args.learning_rate}")] = (
             f"optim.learning_rate={args.hourglass_learning_rate}")

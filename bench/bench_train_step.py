@@ -13,7 +13,7 @@ compares tracing with and without AutoGraph (the Trainer traces without it, see
 Example:
     python bench/bench_train_step.py --config=suw/synthetic_su --size=32x96
     python bench/bench_train_step.py --config=suw/synthetic_suw --size=64x208 \
-        --set=loss.unsupervised=ego_object
+        --set=suw.unsupervised=ego_object
 """
 
 from __future__ import annotations

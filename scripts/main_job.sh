@@ -63,7 +63,7 @@ stage "4/7 train" "SUW-Learn (S+U+W) and the S-only baseline, $steps steps each"
 common=(--set "data.train_pattern=$data/kitti_records/train-*.tfrecord"
         --set "data.eval_pattern=$data/kitti_records/val-*.tfrecord" --set "train.steps=$steps"
         --set "train.eval_every=$steps" --set "data.image_size=[64,208]"
-        --set "export.image_size=[64,208]" --set "optim.learning_rate=1e-3"
+        --set "optim.learning_rate=1e-3"
         --set "optim.schedule=constant")
 $py -m tools.train --config=suw/synthetic_suw --workdir="$work/suw" "${common[@]}"
 $py -m tools.train --config=suw/synthetic_s --workdir="$work/s_only" "${common[@]}"

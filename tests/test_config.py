@@ -6,17 +6,19 @@ import json
 import pytest
 
 from tf_depthseg import config as cfg
+# Registers the "suw" task's section (also what makes the Bazel test's runfiles hold it).
+from tf_depthseg.training.tasks.suw_config import SUWConfig
 
 
 def test_nested_overrides_set_values_of_every_type():
     base = cfg.ExperimentConfig()
     out = cfg.apply_overrides(base, [
-        "train.steps=100", "model.sam_dilations=[1,2,4]", "optim.learning_rate=1e-3",
-        "data.crop_size=[64, 128]", "loss.weak=patch", "train.deterministic=true",
+        "train.steps=100", "suw.sam_dilations=[1,2,4]", "optim.learning_rate=1e-3",
+        "data.crop_size=[64, 128]", "suw.weak=patch", "train.deterministic=true",
         "name=my run", "data.crop_size=none", "optim.learning_rate=2"])
     assert out.train.steps == 100
-    assert out.model.sam_dilations == (1, 2, 4)
-    assert out.loss.weak == "patch" and out.train.deterministic is True
+    assert out.suw.sam_dilations == (1, 2, 4)
+    assert out.suw.weak == "patch" and out.train.deterministic is True
     assert out.name == "my run"
     assert out.data.crop_size is None
     # An int given for a float field becomes a float; the base config is untouched (frozen).
@@ -28,11 +30,17 @@ def test_nested_overrides_set_values_of_every_type():
     ("train.stepz=1", "Did you mean train.steps"),
     ("trian.steps=1", "Did you mean train.steps"),
     ("steps=1", "Did you mean train.steps"),
-    ("model.sam_dilations=[1,2.5]", "sam_dilations[1]: expected int"),
+    ("suw.sam_dilations=[1,2.5]", "sam_dilations[1]: expected int"),
     ("train.steps=abc", "expected int, got 'abc'"),
     ("optim.learning_rate=[1]", "expected float"),
     ("data.image_size=[1,2,3]", "expected 2 values"),
-    ("loss.weak=foo", "not one of ['none', 'pixel', 'patch']"),
+    ("suw.weak=foo", "not one of ['none', 'pixel', 'patch']"),
+    ("suw.num_binz=3", "Did you mean suw.num_bins"),
+    ("loss.weak=patch", "moved to 'suw.weak'"),
+    ("model.num_bins=8", "moved to 'suw.num_bins'"),
+    ("export.image_size=[8,8]", "moved to 'data.image_size'"),
+    ("data.dataset=kitti", "was removed"),
+    ("suw=1", "is a section"),
     ("data=1", "is a section"),
     ("train.steps", "must look like section.field=value"),
 ])
@@ -44,7 +52,7 @@ def test_bad_overrides_name_the_problem(override, message):
 
 
 def test_json_round_trip_and_unknown_keys_in_json(tmp_path):
-    config = cfg.apply_overrides(cfg.ExperimentConfig(), ["model.sam_dilations=[1,2]",
+    config = cfg.apply_overrides(cfg.ExperimentConfig(), ["suw.sam_dilations=[1,2]",
                                                           "data.crop_size=[8,16]"])
     path = cfg.save_json(config, str(tmp_path))
     assert cfg.load_config(path) == config
@@ -95,16 +103,14 @@ def _numeric(annotation) -> bool:
 
 def test_every_numeric_field_declares_a_range():
     import typing
-    for section in dataclasses.fields(cfg.ExperimentConfig):
-        cls = section.type if dataclasses.is_dataclass(section.type) else type(
-            getattr(cfg.ExperimentConfig(), section.name))
-        if not dataclasses.is_dataclass(cls):
-            continue
-        assert cfg._section_key(cls) == section.name + "."
+    for key, section in cfg.ExperimentConfig().sections().items():
+        cls = type(section)
+        assert cfg._section_key(cls) == key + "."
         hints = typing.get_type_hints(cls)
         for field in dataclasses.fields(cls):
             if _numeric(hints[field.name]):
-                assert "range" in field.metadata, f"{section.name}.{field.name} has no range"
+                assert ("range" in field.metadata or "range_checked_by" in field.metadata), (
+                    f"{key}.{field.name} has no range")
 
 
 @pytest.mark.parametrize("override, message", [
@@ -116,11 +122,11 @@ def test_every_numeric_field_declares_a_range():
     ("eval.max_examples=-1", "eval.max_examples=-1 is out of range: must be >= 0"),
     ("data.image_size=[0,96]", "data.image_size=[0, 96] is out of range: every element must "
                                "be >= 1"),
-    ("model.sam_dilations=[1,0]", "every element must be >= 1"),
+    ("suw.sam_dilations=[1,0]", "every element must be >= 1"),
     ("optim.decay_steps=[10,5]", "optim.decay_steps=[10, 5]: the values must be increasing"),
     ("data.scale_range=[1.2,0.8]", "must be non-decreasing"),
-    ("model.min_depth=100", "model.min_depth=100.0 must be below model.max_depth=80.0"),
-    ("data.weak_batch_size=4", "data.weak_batch_size=4 must be below data.batch_size=4"),
+    ("suw.min_depth=100", "suw.min_depth=100.0 must be below suw.max_depth=80.0"),
+    ("optim.lr_multipliers=[['backbone', -1]]", "group 'backbone' is -1"),
 ])
 def test_out_of_range_values_name_the_key_the_value_and_the_range(override, message):
     with pytest.raises(cfg.ConfigError) as info:
@@ -134,8 +140,8 @@ def test_range_boundaries_and_order_of_overrides():
         "model.bn_momentum=0", "data.crop_size=none", "optim.decay_steps=[]",
         # Relations are checked on the result, not after each override: lowering both depth
         # bounds in this order passes through min_depth (1.0) > max_depth (0.5).
-        "model.max_depth=0.5", "model.min_depth=0.1"])
-    assert (out.model.min_depth, out.model.max_depth) == (0.1, 0.5)
+        "suw.max_depth=0.5", "suw.min_depth=0.1"])
+    assert (out.suw.min_depth, out.suw.max_depth) == (0.1, 0.5)
     assert out.train.steps == 1 and out.data.flip_prob == 1.0
 
 
@@ -152,3 +158,79 @@ def test_relations_are_checked_when_loading_json(tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(cfg.ConfigError, match=r"train.steps=0 is out of range: must be >= 1"):
         cfg.load_config(str(path))
+
+
+# --------------------------------------------------------------------------------------------
+# Task-owned sections (issue 13): config.suw belongs to the SUW task.
+# --------------------------------------------------------------------------------------------
+
+
+def test_task_sections_are_filled_read_as_attributes_and_round_trip(tmp_path):
+    config = cfg.ExperimentConfig(task="suw", task_sections={"suw": SUWConfig(num_bins=8)})
+    assert config.suw.num_bins == 8 and config.suw == SUWConfig(num_bins=8)
+    assert cfg.ExperimentConfig().suw == SUWConfig()  # missing sections get their defaults
+    assert "suw.num_bins" in cfg.all_keys(config) and "loss.weak" not in cfg.all_keys(config)
+    data = cfg.to_dict(config)
+    assert data["suw"]["num_bins"] == 8 and "task_sections" not in data
+    out = cfg.apply_overrides(config, ["suw.num_bins=32", "suw.unsupervised=ego"])
+    assert (out.suw.num_bins, out.suw.unsupervised, config.suw.num_bins) == (32, "ego", 8)
+    assert out != config and cfg.apply_overrides(out, ["suw.num_bins=8",
+                                                       "suw.unsupervised=none"]) == config
+    assert cfg.load_config(cfg.save_json(out, str(tmp_path))) == out
+    with pytest.raises(AttributeError, match="no section 'seg'"):
+        _ = config.seg
+
+
+def test_unknown_task_and_foreign_sections_are_config_errors():
+    with pytest.raises(cfg.ConfigError, match="task='suv' is not a registered task. Did you "
+                                              "mean suw"):
+        cfg.ExperimentConfig(task="suv")
+    with pytest.raises(cfg.ConfigError, match="unknown config key 'seg'.*task 'suw' has the "
+                                              "sections \\['suw'\\]"):
+        cfg.ExperimentConfig(task="suw", task_sections={"seg": {}})
+    data = cfg.to_dict(cfg.ExperimentConfig())
+    data["suw"]["num_binz"] = 3
+    with pytest.raises(cfg.ConfigError, match="suw.num_binz.*Did you mean suw.num_bins"):
+        cfg.from_dict(cfg.ExperimentConfig, data)
+
+
+def _old_layout_json() -> dict:
+    """A config.json as runs before issue 13 wrote it (SUW knobs in model/loss/data/export)."""
+    data = cfg.to_dict(cfg.ExperimentConfig())
+    suw = data.pop("suw")
+    data["model"].update(name=suw["network"], num_bins=16, min_depth=0.5, max_depth=40.0,
+                         sam_dilations=[1, 2], pose_net=False, object_motion_net=False,
+                         max_objects=2, hourglass_head="auto")
+    data["loss"] = {k: suw[k] for k in ("supervised", "supervised_weight", "soft_target_a",
+                                        "silog_lambda", "unsupervised", "unsupervised_weight",
+                                        "ssim_weight", "smoothness_weight", "automask",
+                                        "num_scales", "weak", "weak_weight")}
+    data["loss"].update(weak="patch", weak_weight=0.1)
+    data["data"].update(dataset="kitti", weak_pairs_per_image=3, weak_train_pattern="",
+                        weak_batch_size=0)
+    data["export"]["image_size"] = [64, 208]
+    return data
+
+
+def test_old_config_json_loads_with_its_keys_moved(tmp_path):
+    old = _old_layout_json()
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(old))
+    config = cfg.load_config(str(path))
+    assert (config.suw.num_bins, config.suw.min_depth, config.suw.max_depth) == (16, 0.5, 40.0)
+    assert config.suw.sam_dilations == (1, 2) and config.suw.pose_net is False
+    assert (config.suw.weak, config.suw.weak_weight, config.suw.weak_pairs_per_image) == (
+        "patch", 0.1, 3)
+    assert config.suw.network == "suw_encoder_decoder" and config.suw.max_objects == 2
+    # Today's layout is untouched by the migration.
+    today = cfg.to_dict(config)
+    assert cfg.migrate_old_keys(today, "x") == today
+    # Without the migration (from_dict directly) an old key names its new place.
+    with pytest.raises(cfg.ConfigError, match="moved to 'suw.num_bins'"):
+        cfg.from_dict(cfg.ExperimentConfig, {"model": {"num_bins": 3}})
+
+
+def test_lr_multipliers_parse_as_group_multiplier_pairs():
+    out = cfg.apply_overrides(cfg.ExperimentConfig(),
+                              ["optim.lr_multipliers=[['backbone', 0.1], ['head', 10]]"])
+    assert out.optim.lr_multipliers == (("backbone", 0.1), ("head", 10.0))

@@ -27,6 +27,7 @@ from tf_depthseg.metrics import depth as depth_metrics
 from tf_depthseg.training import loop
 from tf_depthseg.training.tasks import TASKS, make_task
 from tf_depthseg.training.tasks import suw as suw_task
+from tf_depthseg.training.tasks.suw_config import SUWConfig
 
 HEIGHT, WIDTH = 32, 96
 
@@ -79,13 +80,20 @@ def tiny_config(patterns, supervised="soft_classification", unsupervised="none",
         data=cfg.DataConfig(train_pattern=patterns["train"], eval_pattern=patterns["val"],
                             keys=("image",), image_size=(HEIGHT, WIDTH), batch_size=2,
                             eval_batch_size=2, shuffle_buffer=8, color_jitter=0.0),
-        model=cfg.ModelConfig(name=model, num_bins=16, sam_dilations=(1, 2)),
-        loss=cfg.LossConfig(supervised=supervised, unsupervised=unsupervised, weak=weak),
         optim=cfg.OptimConfig(learning_rate=1e-3),
         train=cfg.TrainConfig(**{"steps": steps, "log_every": 1, "checkpoint_every": 0,
                                  "eval_every": 0, "image_summaries_every": 0,
-                                 "best_metric": "", **train}))
+                                 "best_metric": "", **train}),
+        task="suw",
+        task_sections={"suw": SUWConfig(network=model, num_bins=16, sam_dilations=(1, 2),
+                                        supervised=supervised, unsupervised=unsupervised,
+                                        weak=weak)})
     return config
+
+
+def one_stream(batch, global_batch_size: int):
+    """`compute_losses` arguments of a single-stream step: (batches, global_batch_sizes)."""
+    return {suw_task.TRAIN_STREAM: batch}, {suw_task.TRAIN_STREAM: global_batch_size}
 
 
 # (supervised, unsupervised, weak). The encoder-decoder runs all seven non-empty S/U/W
@@ -114,11 +122,12 @@ COMBINATIONS = {
 def _every_key_batch(config):
     """One training example carrying every key any loss reads (batch of 1: these tests check
     wiring, not statistics)."""
-    task = make_task(dataclasses.replace(config, data=dataclasses.replace(
+    config = dataclasses.replace(config, data=dataclasses.replace(
         config.data, batch_size=1,
         keys=("image", "context", "intrinsics", "poses", "depth", "instances",
-              "weak_pairs"))))
-    return next(iter(task.make_train_dataset(task.config, tf.distribute.InputContext())))
+              "weak_pairs")))
+    return next(iter(make_task(config).make_train_dataset(config, suw_task.TRAIN_STREAM,
+                                                          tf.distribute.InputContext())))
 
 
 def _norm(gradients):
@@ -137,7 +146,7 @@ def test_every_combination_gives_finite_losses_and_gradients(tiny_records, model
     # The hourglass computes at full resolution with up to 11x11 kernels: the smallest size
     # its four poolings allow keeps it affordable.
     size = "[32,96]" if model == "suw_encoder_decoder" else "[16,48]"
-    base = cfg.apply_overrides(base, ["loss.num_scales=2", "model.max_objects=2",
+    base = cfg.apply_overrides(base, ["suw.num_scales=2", "suw.max_objects=2",
                                       f"data.image_size={size}"])
     models = make_task(base).build(base)
     assert set(models) == {"depth", "pose", "object_motion"}
@@ -152,13 +161,15 @@ def test_every_combination_gives_finite_losses_and_gradients(tiny_records, model
     assert all(own.values())
     sum_errors = []
     for supervised, unsupervised, weak in COMBINATIONS[model]:
-        config = cfg.apply_overrides(base, [f"loss.supervised={supervised}",
-                                            f"loss.unsupervised={unsupervised}",
-                                            f"loss.weak={weak}"])
+        config = cfg.apply_overrides(base, [f"suw.supervised={supervised}",
+                                            f"suw.unsupervised={unsupervised}",
+                                            f"suw.weak={weak}"])
         task = make_task(config)
+        task.check_config(config)
+        batches, sizes = one_stream(batch, 1)
         with tf.GradientTape() as tape:
-            losses = task.compute_losses(models, batch, training=True, global_batch_size=1,
-                                         rng=rng)
+            losses = task.compute_losses(config, models, batches, training=True,
+                                         global_batch_sizes=sizes, rng=rng)
         grads = tape.gradient(losses["total"], {key: own[key] for key in models})
         combo = (supervised, unsupervised, weak)
         expected = {"total"}
@@ -194,11 +205,16 @@ def test_required_keys_follow_the_losses(tiny_records):
     config = tiny_config(tiny_records, "berhu", "ego_object", "none")
     assert set(suw_task.required_keys(config)) == {
         common.IMAGE, common.DEPTH, common.CONTEXT, common.INTRINSICS, common.INSTANCES}
-    with pytest.raises(ValueError, match="every loss is off"):
-        make_task(tiny_config(tiny_records, "none", "none", "none"))
-    with pytest.raises(ValueError, match="pose_net"):
-        make_task(cfg.apply_overrides(tiny_config(tiny_records, "none", "ego", "none"),
-                                      ["model.pose_net=false"]))
+    task = make_task(config)
+    with pytest.raises(cfg.ConfigError, match="every loss is off"):
+        task.check_config(tiny_config(tiny_records, "none", "none", "none"))
+    with pytest.raises(cfg.ConfigError, match="suw.pose_net=true"):
+        task.check_config(cfg.apply_overrides(tiny_config(tiny_records, "none", "ego", "none"),
+                                              ["suw.pose_net=false"]))
+    with pytest.raises(cfg.ConfigError, match="suw.weak_batch_size=1 without"):
+        task.check_config(cfg.apply_overrides(config, ["suw.weak_batch_size=1"]))
+
+
 def test_depth_to_disparity_inverts_disp_to_depth():
     from tf_depthseg.losses import view_synthesis
     depth = tf.constant([[0.5, 1.0, 7.3], [40.0, 80.0, 150.0]])
@@ -211,7 +227,7 @@ def test_depth_to_disparity_inverts_disp_to_depth():
 
 def test_draw_pairs_picks_valid_rows_uniformly_and_skips_images_without_pairs(tiny_records):
     config = cfg.apply_overrides(tiny_config(tiny_records, "none", "none", "patch"),
-                                 ["data.weak_pairs_per_image=2000"])
+                                 ["suw.weak_pairs_per_image=2000"])
     task = make_task(config)
     pairs = np.zeros([3, 8, 6], np.float32)
     pairs[0, :5, 0] = np.arange(5) + 1  # rows 1..5 valid, padding rows are zero
@@ -228,7 +244,7 @@ def test_draw_pairs_picks_valid_rows_uniformly_and_skips_images_without_pairs(ti
     np.testing.assert_allclose(frequencies, 0.2, atol=0.04)
     assert set(np.unique(drawn[1, :, 0])) == {7.0}
     # "pixel" keeps the centres and zeroes the half size; "patch" keeps it.
-    pixel = cfg.apply_overrides(config, ["loss.weak=pixel"])
+    pixel = cfg.apply_overrides(config, ["suw.weak=pixel"])
     drawn_pixel, _ = task.draw_pairs(pixel, tf.constant(pairs), tf.constant(counts),
                                      tf.random.Generator.from_seed(3))
     assert np.all(drawn[0, :, 4] == 3) and np.all(drawn_pixel.numpy()[..., 4] == 0)
@@ -267,29 +283,34 @@ def test_median_depth_and_example_count_match_the_records(tiny_records):
 
 
 def test_mixed_batches_feed_weak_pairs_only_from_the_weak_set(tiny_records, record_measure):
-    """M&M mixing: the main part gives U, the weak part only W (SUW text 2.2)."""
+    """M&M mixing: two input streams; the main one gives U, the weak one only W (SUW text
+    2.2)."""
     config = cfg.apply_overrides(
         tiny_config(tiny_records, "none", "known_pose", "patch"),
-        [f"data.weak_train_pattern={tiny_records['val']}", "data.batch_size=3",
-         "data.weak_batch_size=1", "data.image_size=[32,64]", "loss.num_scales=1"])
+        [f"suw.weak_train_pattern={tiny_records['val']}", "data.batch_size=3",
+         "suw.weak_batch_size=1", "data.image_size=[32,64]", "suw.num_scales=1"])
     task = make_task(config)
+    task.check_config(config)
+    assert task.train_streams(config) == {"train": 2, "weak": 1}
     assert common.WEAK_PAIRS not in suw_task.required_keys(config)
-    batch = next(iter(task.make_train_dataset(config, tf.distribute.InputContext())))
+    batches = {stream: next(iter(task.make_train_dataset(config, stream,
+                                                          tf.distribute.InputContext())))
+               for stream in ("train", "weak")}
+    batch, weak = batches["train"], batches["weak"]
     assert batch[common.IMAGE].shape[0] == 2 and batch[common.CONTEXT].shape[0] == 2
     assert common.WEAK_PAIRS not in batch
-    weak_key = suw_task.weak_source_key(common.WEAK_PAIRS)
-    assert batch[suw_task.weak_source_key(common.IMAGE)].shape[0] == 1
-    assert batch[weak_key].shape[0] == 1
+    assert weak[common.IMAGE].shape[0] == 1 and weak[common.WEAK_PAIRS].shape[0] == 1
     models = task.build(config)
-    losses = task.compute_losses(models, batch, training=False, global_batch_size=3,
+    losses = task.compute_losses(config, models, batches, training=False,
+                                 global_batch_sizes=task.train_streams(config),
                                  rng=tf.random.Generator.from_seed(0))
     # The W term is the ranking loss of the weak example's own prediction (drawn with the
-    # same RNG state), averaged over the weak part only.
-    outputs = models["depth"](batch[suw_task.weak_source_key(common.IMAGE)], training=False)
+    # same RNG state), averaged over the weak stream only.
+    outputs = models["depth"](weak[common.IMAGE], training=False)
     rng = tf.random.Generator.from_seed(0)
     rng.make_seeds(1)  # the U term draws its tie-break seed first
-    expected = task.weak_loss(config, outputs[common.OUT_DEPTH], batch[weak_key],
-                              batch[suw_task.weak_source_key(common.NUM_WEAK_PAIRS)], rng)
+    expected = task.weak_loss(config, outputs[common.OUT_DEPTH], weak[common.WEAK_PAIRS],
+                              weak[common.NUM_WEAK_PAIRS], rng)
     weak_rel_diff = abs(float(losses[common.LOSS_WEAK]) / float(expected) - 1)
     record_measure("W term vs recomputed: rel diff", weak_rel_diff, below=1e-4)
     assert weak_rel_diff < 1e-4, (float(losses[common.LOSS_WEAK]), float(expected))
@@ -349,8 +370,8 @@ def test_compiled_unsupervised_training_lowers_the_photometric_loss(tmp_path, un
                                   frames=4)
     config = tiny_config(patterns, "none", unsupervised, steps=24, seed=learning_seed)
     config = cfg.apply_overrides(config, [
-        "data.flip_prob=0", "data.color_jitter=0", "data.batch_size=2", "loss.num_scales=2",
-        "model.max_objects=2", "optim.learning_rate=1e-3"])
+        "data.flip_prob=0", "data.color_jitter=0", "data.batch_size=2", "suw.num_scales=2",
+        "suw.max_objects=2", "optim.learning_rate=1e-3"])
     trainer = loop.Trainer(config, make_task(config), str(tmp_path / "work"))
     trainer.train()
     rows = trainer.history["train"]

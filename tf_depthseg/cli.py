@@ -160,7 +160,7 @@ def define_common_flags(config_required: bool = False) -> None:
                         "config name like 'suw/synthetic_suw', or a resolved config.json.")
     flags.DEFINE_string("workdir", None, "Output folder (checkpoints, logs, resolved config).")
     flags.DEFINE_multi_string("set", [], "Override a config value, e.g. --set train.steps=100 "
-                              "--set model.sam_dilations=[1,2,4]. Repeatable.")
+                              "--set suw.sam_dilations=[1,2,4]. Repeatable.")
     flags.DEFINE_bool("smoke", False, "Use the config's tiny smoke variant (seconds, CPU).")
     if config_required:
         flags.mark_flag_as_required("config")

@@ -4,8 +4,14 @@ An experiment is one `ExperimentConfig` built by a `configs/**/*.py` file's
 `get_config(smoke=False)`. Command lines change it with `--set section.field=value`:
 
     config = load_config("suw/synthetic_suw", smoke=True)
-    config = apply_overrides(config, ["train.steps=100", "model.sam_dilations=[1,2,4]"])
+    config = apply_overrides(config, ["train.steps=100", "suw.sam_dilations=[1,2,4]"])
     save_json(config, workdir)            # <workdir>/config.json; load_config() reads it back
+
+Shared sections (`data`, `model`, `optim`, `train`, `eval`, `export`) hold what every task
+uses; each task owns its sections (`Task.config_sections`, e.g. `config.suw` of the SUW task,
+defined next to the task and registered with it in `tf_depthseg.training.tasks.TASKS`).
+Config files of the old layout (`loss.*`, SUW knobs under `model.*`) load with their keys
+moved (`MOVED_KEYS`); `--set` of an old key names the new one.
 
 Values are parsed as Python literals (`3`, `1e-4`, `[1, 2]`, `true`/`false`, `none`); anything
 else is taken as a string. Every value is checked against the field's annotation, fields with
@@ -25,12 +31,13 @@ import json
 import os
 import types
 import typing
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
-CONFIG_FILENAME = "config.json"
-
+from absl import logging
 
 from tf_depthseg.errors import ConfigError
+
+CONFIG_FILENAME = "config.json"
 
 
 def _choices(default, *choices):
@@ -72,6 +79,12 @@ def _ranged(default, low=None, high=None, *, low_open: bool = False, high_open: 
         "range": _Range(low, high, low_open, high_open), "below": below, "order": order})
 
 
+def _plain_fields(section) -> list:
+    """The dataclass fields of a section, without ExperimentConfig's `task_sections` mapping
+    (its sections are checked and listed under their own keys)."""
+    return [f for f in dataclasses.fields(section) if f.name != "task_sections"]
+
+
 def _section_key(cls) -> str:
     """'train.' for TrainConfig: the dotted prefix users type ('' for ExperimentConfig). By
     name, since the default sections are built before ExperimentConfig exists."""
@@ -87,7 +100,7 @@ class _Section:
     def __post_init__(self):
         hints = typing.get_type_hints(type(self))
         prefix = _section_key(type(self))
-        for field in dataclasses.fields(self):
+        for field in _plain_fields(self):
             key = prefix + field.name
             value = getattr(self, field.name)
             choices = field.metadata.get("choices")
@@ -109,7 +122,9 @@ class _Section:
         and `load_config` run it on the result.
         """
         prefix = _section_key(type(self))
-        for field in dataclasses.fields(self):
+        for section in getattr(self, "task_sections", {}).values():
+            section.check_relations()
+        for field in _plain_fields(self):
             value = getattr(self, field.name)
             if isinstance(value, _Section):
                 value.check_relations()
@@ -201,8 +216,6 @@ def _coerce(value, annotation, where: str):
 class DataConfig(_Section):
     """Where the TFRecords are and how batches are made (see tf_depthseg/data/pipeline.py)."""
 
-    dataset: str = _choices("synthetic", "synthetic", "kitti", "cityscapes", "camvid",
-                            "mannequin", "megadepth")
     train_pattern: str = ""  # glob of training shards, e.g. data/kitti/train-*.tfrecord
     eval_pattern: str = ""
     # Batch keys (tf_depthseg.common) the task needs from each record.
@@ -219,12 +232,6 @@ class DataConfig(_Section):
     batch_size: int = _ranged(4, 1)  # global batch (all replicas together)
     eval_batch_size: int = _ranged(4, 1)
     shuffle_buffer: int = _ranged(256, 1)
-    weak_pairs_per_image: int = _ranged(1, 0)  # SUW draws one pair per image per iteration
-    # A second training set that contributes ONLY the weak (W) loss, mixed into every batch
-    # (SUW text 2.2: Mannequin Challenge examples give L_u, MegaDepth examples give L_w).
-    # "" = off; then `weak_batch_size` of the global `batch_size` examples come from it.
-    weak_train_pattern: str = ""
-    weak_batch_size: int = _ranged(0, 0, below="batch_size")
     # Read splits whose conversion has not finished (manifest.json says complete: false):
     # only their finished shards. Off, such a split is an error naming it (see records.py).
     allow_incomplete: bool = False
@@ -232,20 +239,8 @@ class DataConfig(_Section):
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig(_Section):
-    """Network choice and its hyper-parameters (SUW text Table 1/2, Eq. 1)."""
+    """What every task's networks share (each task's own network knobs are in its section)."""
 
-    name: str = _choices("suw_encoder_decoder", "suw_encoder_decoder", "hourglass")
-    num_bins: int = _ranged(64, 2)  # B in Eq. 1 (the paper does not state it)
-    min_depth: float = _ranged(1.0, 0, low_open=True, below="max_depth")  # alpha in Eq. 1, m
-    max_depth: float = _ranged(80.0, 0, low_open=True)  # beta in Eq. 1, metres
-    # SAM dilations: sequential 3x3 dilated convs (1, 2, 2, 4, 4, ..., k/2, k/2, k); k unstated.
-    sam_dilations: Tuple[int, ...] = _ranged((1, 2, 2, 4, 4, 8), 1)
-    pose_net: bool = True  # build the pose net (shares the encoder) for the U loss
-    object_motion_net: bool = False  # per-object motion net (struct2depth-style U loss)
-    max_objects: int = _ranged(4, 0)  # aligned objects per clip fed to the object-motion net
-    # Hourglass output head: "auto" = the soft-classification bins head when
-    # loss.supervised is soft_classification, else natural-log depth regression.
-    hourglass_head: str = _choices("auto", "auto", "log_depth", "bins")
     # Batch-norm moving-average momentum of every BN layer (Keras default 0.99). Short runs
     # (CPU smoke, the synthetic study) need ~0.9: with 0.99 the inference statistics still
     # hold 22 % of their initial values after 150 steps and evaluation suffers.
@@ -255,31 +250,15 @@ class ModelConfig(_Section):
 
 
 @dataclasses.dataclass(frozen=True)
-class LossConfig(_Section):
-    """Which S, U, W terms are on, and their weights."""
-
-    supervised: str = _choices("soft_classification", "none", "soft_classification",
-                               "l1_log", "scale_invariant", "berhu")
-    supervised_weight: float = _ranged(1.0, 0)
-    # exp(-a (i - b*)^2) soft target width (Cao et al. 2016).
-    soft_target_a: float = _ranged(0.2, 0, low_open=True)
-    silog_lambda: float = _ranged(0.85, 0, 1)
-    unsupervised: str = _choices("none", "none", "ego", "ego_object", "known_pose")
-    unsupervised_weight: float = _ranged(1.0, 0)
-    ssim_weight: float = _ranged(0.85, 0, 1)
-    smoothness_weight: float = _ranged(1e-3, 0)
-    automask: bool = True
-    num_scales: int = _ranged(4, 1)
-    weak: str = _choices("none", "none", "pixel", "patch")
-    weak_weight: float = _ranged(1.0, 0)
-
-
-@dataclasses.dataclass(frozen=True)
 class OptimConfig(_Section):
     """Optimizer and learning-rate schedule."""
 
     optimizer: str = _choices("adam", "adam", "adamw", "sgd")
     learning_rate: float = _ranged(1e-4, 0, low_open=True)
+    # Learning-rate multiplier per parameter group of the task (`Task.param_groups`), e.g.
+    # [["backbone", 0.1]]; groups not listed train at 1x.
+    lr_multipliers: Tuple[Tuple[str, float], ...] = dataclasses.field(
+        default=(), metadata={"range_checked_by": "OptimConfig.__post_init__ (>= 0)"})
     weight_decay: float = _ranged(0.0, 0)
     momentum: float = _ranged(0.9, 0, 1, high_open=True)  # SGD only
     clip_norm: float = _ranged(0.0, 0)  # global gradient-norm clip; 0 = off
@@ -293,6 +272,13 @@ class OptimConfig(_Section):
     poly_power: float = _ranged(0.9, 0, low_open=True)
     warmup_steps: int = _ranged(0, 0)
     end_learning_rate: float = _ranged(0.0, 0)
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name, multiplier in self.lr_multipliers:
+            if not multiplier >= 0:
+                raise ConfigError(f"optim.lr_multipliers: the multiplier of group '{name}' is "
+                                  f"{multiplier!r}; it must be >= 0.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -334,26 +320,129 @@ class EvalConfig(_Section):
 
 @dataclasses.dataclass(frozen=True)
 class ExportConfig(_Section):
-    """SavedModel / TFLite export."""
+    """SavedModel / TFLite export (the serving size is data.image_size)."""
 
-    image_size: Tuple[int, int] = _ranged((128, 416), 1)  # serving input (height, width)
     tflite: bool = True
     tflite_quantize: str = _choices("none", "none", "dynamic", "float16")
 
 
+# --------------------------------------------------------------------------------------------
+# Task-owned sections. A task declares its own sections (`Task.config_sections`, e.g.
+# {"suw": SUWConfig}), defined next to the task and registered here by their module. `ExperimentConfig` holds exactly the sections of its `task` and reads
+# them as attributes (`config.suw.num_bins`); JSON and --set keys are "suw.num_bins".
+# --------------------------------------------------------------------------------------------
+
+
+# task name -> {section name: section class}; filled by `register_task_sections`.
+_TASK_SECTIONS: Dict[str, Dict[str, type]] = {}
+
+# The package whose import registers every task (`tf_depthseg.training.tasks.TASKS`).
+TASK_PACKAGE = "tf_depthseg.training.tasks"
+
+
+def register_task_sections(task: str, sections: Mapping[str, type]) -> None:
+    """Declares the config sections task `task` owns, e.g. ("suw", {"suw": SUWConfig}).
+
+    Called by each task's section module when it is imported. A section class must be named
+    `<Key>Config` for its key (SUWConfig -> "suw"): error messages derive keys from it.
+    """
+    for key, cls in sections.items():
+        if _section_key(cls) != key + ".":
+            raise ValueError(f"section class {cls.__name__} of task {task!r} must be named "
+                             f"{key.upper()}Config or {key.capitalize()}Config for key {key!r}")
+    _TASK_SECTIONS[task] = dict(sections)
+
+
+def task_sections(task: str) -> Dict[str, type]:
+    """{section name: section class} of the registered task `task` (ConfigError if unknown)."""
+    if task not in _TASK_SECTIONS:
+        # A config read before any task module was imported (e.g. a tool loading a
+        # config.json): import the tasks by name. Not an import statement: the tasks import
+        # this module, and a static import back would be a cycle (also for Bazel).
+        importlib.import_module(TASK_PACKAGE)
+    if task not in _TASK_SECTIONS:
+        near = difflib.get_close_matches(task, list(_TASK_SECTIONS), n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(near)}?" if near else ""
+        raise ConfigError(f"task={task!r} is not a registered task.{hint} Known tasks: "
+                          f"{sorted(_TASK_SECTIONS)}")
+    return dict(_TASK_SECTIONS[task])
+
+
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig(_Section):
-    """One experiment: every section plus a name and the task that trains it."""
+    """One experiment: the shared sections, the task, and the task's own sections.
+
+    `task_sections` maps each of the task's section names to its section; missing ones get
+    their defaults, so `ExperimentConfig(task="suw")` is complete. Read them as attributes:
+    `config.suw`.
+    """
 
     name: str = "experiment"
-    task: str = _choices("suw", "suw")
+    task: str = "suw"
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
-    loss: LossConfig = LossConfig()
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     export: ExportConfig = ExportConfig()
+    task_sections: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False)
+
+    def __post_init__(self):
+        super().__post_init__()
+        classes = task_sections(self.task)
+        given = dict(self.task_sections)
+        for name in given:
+            if name not in classes:
+                raise _unknown_key_error(name, self, f" (task {self.task!r} has the sections "
+                                                     f"{sorted(classes)})")
+        sections = {}
+        for name, cls in classes.items():
+            value = given.get(name, cls())
+            sections[name] = _coerce(value, cls, name)
+        object.__setattr__(self, "task_sections", types.MappingProxyType(sections))
+
+    def __getattr__(self, name):
+        # Only reached when normal lookup fails: the task's own sections.
+        sections = self.__dict__.get("task_sections") or {}
+        if name in sections:
+            return sections[name]
+        raise AttributeError(f"{type(self).__name__} has no section {name!r} (task "
+                             f"{self.__dict__.get('task')!r} has {sorted(sections)})")
+
+    def __eq__(self, other):
+        return (isinstance(other, ExperimentConfig)
+                and self.shared_items() == other.shared_items()
+                and dict(self.task_sections) == dict(other.task_sections))
+
+    __hash__ = None  # mutable-looking mapping inside; configs are compared, not hashed
+
+    def shared_items(self) -> tuple:
+        return tuple((f.name, getattr(self, f.name)) for f in dataclasses.fields(self)
+                     if f.name != "task_sections")
+
+    def sections(self) -> Dict[str, Any]:
+        """Every section by its key: the shared ones, then the task's."""
+        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                  if dataclasses.is_dataclass(getattr(self, f.name))}
+        return {**shared, **self.task_sections}
+
+
+# Keys that moved to a task's section or went away (issue 13): old config.json files are
+# rewritten on load (with a warning), and --set of an old key names the new one.
+MOVED_KEYS = {
+    **{f"loss.{k}": f"suw.{k}" for k in (
+        "supervised", "supervised_weight", "soft_target_a", "silog_lambda", "unsupervised",
+        "unsupervised_weight", "ssim_weight", "smoothness_weight", "automask", "num_scales",
+        "weak", "weak_weight")},
+    "model.name": "suw.network",
+    **{f"model.{k}": f"suw.{k}" for k in (
+        "num_bins", "min_depth", "max_depth", "sam_dilations", "pose_net", "max_objects",
+        "hourglass_head")},
+    **{f"data.{k}": f"suw.{k}" for k in (
+        "weak_pairs_per_image", "weak_train_pattern", "weak_batch_size")},
+    "export.image_size": "data.image_size",
+}
+DROPPED_KEYS = ("model.object_motion_net", "data.dataset", "export.image_size")
 
 
 # --------------------------------------------------------------------------------------------
@@ -361,19 +450,37 @@ class ExperimentConfig(_Section):
 # --------------------------------------------------------------------------------------------
 
 
+def _sections_and_values(config) -> list:
+    """(name, value) of every field of a section; for ExperimentConfig also its task sections
+    (by section name), in place of the `task_sections` mapping."""
+    items = [(f.name, getattr(config, f.name)) for f in _plain_fields(config)]
+    return items + list(getattr(config, "task_sections", {}).items())
+
+
 def all_keys(config) -> list:
-    """Every dotted key of a config, e.g. ['name', 'data.dataset', ...]."""
+    """Every dotted key of a config, e.g. ['name', 'data.train_pattern', ..., 'suw.num_bins']."""
     keys = []
-    for field in dataclasses.fields(config):
-        value = getattr(config, field.name)
+    for name, value in _sections_and_values(config):
         if dataclasses.is_dataclass(value):
-            keys.extend(f"{field.name}.{k}" for k in all_keys(value))
+            keys.extend(f"{name}.{k}" for k in all_keys(value))
         else:
-            keys.append(field.name)
+            keys.append(name)
     return keys
 
 
+def _old_key_error(key: str) -> Optional[ConfigError]:
+    """The error for a full dotted key of the old layout (None for any other key)."""
+    if key in MOVED_KEYS:
+        new = MOVED_KEYS[key]
+        return ConfigError(f"config key '{key}' moved to '{new}'; write {new}=... instead.")
+    if key in DROPPED_KEYS:
+        return ConfigError(f"config key '{key}' was removed (nothing read it); leave it out.")
+    return None
+
+
 def _unknown_key_error(key: str, config, where: str = "") -> ConfigError:
+    if isinstance(config, ExperimentConfig) and _old_key_error(key):
+        return _old_key_error(key)
     valid = all_keys(config)
     near = difflib.get_close_matches(key, valid, n=3, cutoff=0.5)
     if not near:
@@ -381,7 +488,33 @@ def _unknown_key_error(key: str, config, where: str = "") -> ConfigError:
         near = [k for k in valid if k.rsplit(".", 1)[-1] == tail][:3]
     hint = f" Did you mean {', '.join(near)}?" if near else ""
     return ConfigError(f"unknown config key '{key}'{where}.{hint} "
-                       f"Valid sections: {[f.name for f in dataclasses.fields(config)]}")
+                       f"Valid sections: {[name for name, _ in _sections_and_values(config)]}")
+
+
+# String fields that hold file paths or globs, by name suffix, in any section (a task's own
+# too): the tools resolve them against the user's directory (`resolve_paths`).
+PATH_SUFFIXES = ("_pattern", "_checkpoint")
+
+
+def path_keys(config) -> list:
+    """Dotted keys of every path field (`PATH_SUFFIXES`), e.g. ['data.train_pattern', ...]."""
+    return [k for k in all_keys(config) if k.endswith(PATH_SUFFIXES)]
+
+
+def get_key(config, key: str):
+    """The value of a dotted key ("suw.num_bins")."""
+    for part in key.split("."):
+        config = dict(_sections_and_values(config))[part]
+    return config
+
+
+def resolve_paths(config, resolve):
+    """A copy of `config` with `resolve(value)` applied to every non-empty path field."""
+    for key in path_keys(config):
+        value = get_key(config, key)
+        if value:
+            config = replace_key(config, key, resolve(value))
+    return config
 
 
 def parse_value(text: str) -> Any:
@@ -397,18 +530,25 @@ def parse_value(text: str) -> Any:
         return text.strip()
 
 
+def _replace_field(config, name: str, value):
+    """`dataclasses.replace` of one field, or of one task section of an ExperimentConfig."""
+    if name in getattr(config, "task_sections", {}):
+        return dataclasses.replace(config, task_sections={**config.task_sections, name: value})
+    return dataclasses.replace(config, **{name: value})
+
+
 def replace_key(config, key: str, value):
     """Returns a copy of `config` with the dotted `key` set to `value` (type-checked)."""
     head, _, rest = key.partition(".")
-    names = {f.name for f in dataclasses.fields(config)}
-    if head not in names:
+    fields = dict(_sections_and_values(config))
+    if head not in fields:
         raise _unknown_key_error(key, config)
-    current = getattr(config, head)
+    current = fields[head]
     if rest:
         if not dataclasses.is_dataclass(current):
             raise _unknown_key_error(key, config)
         try:
-            return dataclasses.replace(config, **{head: replace_key(current, rest, value)})
+            return _replace_field(config, head, replace_key(current, rest, value))
         except ConfigError as error:
             if str(error).startswith("unknown config key"):
                 raise _unknown_key_error(key, config) from None
@@ -416,7 +556,7 @@ def replace_key(config, key: str, value):
     if dataclasses.is_dataclass(current):
         raise ConfigError(f"'{key}' is a section; set one of its fields, e.g. "
                           f"{key}.{dataclasses.fields(current)[0].name}=...")
-    return dataclasses.replace(config, **{head: value})
+    return _replace_field(config, head, value)
 
 
 def apply_overrides(config, overrides: Sequence[str]):
@@ -438,23 +578,67 @@ def apply_overrides(config, overrides: Sequence[str]):
 
 
 def to_dict(config) -> dict:
-    """Plain JSON-able dict (tuples become lists)."""
-    return json.loads(json.dumps(dataclasses.asdict(config)))
+    """Plain JSON-able dict (tuples become lists); task sections at the top level ("suw")."""
+    data = {}
+    for name, value in _sections_and_values(config):
+        data[name] = to_dict(value) if dataclasses.is_dataclass(value) else value
+    return json.loads(json.dumps(data))
+
+
+def migrate_old_keys(data: dict, source: str) -> dict:
+    """A config dict written before task sections (issue 13) in today's layout.
+
+    Moves every `MOVED_KEYS` key to its new place and drops `DROPPED_KEYS` (logging what it
+    did); `data` is not changed. Dicts in today's layout come back equal.
+    """
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    moved = []
+    for old in list(MOVED_KEYS) + list(DROPPED_KEYS):
+        section, _, field = old.partition(".")
+        if not isinstance(data.get(section), dict) or field not in data[section]:
+            continue
+        value = data[section].pop(field)
+        new = MOVED_KEYS.get(old)
+        if new and new not in DROPPED_KEYS and old not in DROPPED_KEYS:
+            new_section, _, new_field = new.partition(".")
+            data.setdefault(new_section, {}).setdefault(new_field, value)
+            moved.append(f"{old} -> {new}")
+        else:
+            moved.append(f"{old} dropped")
+    if isinstance(data.get("loss"), dict) and not data["loss"]:
+        del data["loss"]
+    if moved:
+        logging.warning("%s: old config layout; read with %s", source, ", ".join(moved))
+    return data
 
 
 def from_dict(cls, data: dict, prefix: str = ""):
     """Builds `cls` from a dict, rejecting unknown keys (nearest names suggested).
 
-    `prefix` is the dotted path of this section ("train") for error messages.
+    `prefix` is the dotted path of this section ("train") for error messages. For
+    ExperimentConfig, keys named after the task's sections ("suw") build those sections.
     """
-    names = [f.name for f in dataclasses.fields(cls)]
+    names = [f.name for f in _plain_fields(cls)]
+    extra = {}
+    if cls is ExperimentConfig:
+        task = data.get("task", ExperimentConfig.task)
+        sections = task_sections(task) if isinstance(task, str) else {}
+        extra = {k: v for k, v in data.items() if k in sections}
+        data = {k: v for k, v in data.items() if k not in sections}
     dotted = f"{prefix}." if prefix else ""
     for key in data:
         if key not in names:
+            old = _old_key_error(dotted + key)
+            if old is None and cls is ExperimentConfig and isinstance(data[key], dict):
+                old = _old_key_error(f"{key}.{next(iter(data[key]), '')}")  # e.g. "loss"
+            if old is not None:
+                raise old
             near = difflib.get_close_matches(key, names, n=3, cutoff=0.5)
             hint = f" Did you mean {', '.join(dotted + n for n in near)}?" if near else ""
             raise ConfigError(f"unknown config key '{dotted}{key}'.{hint} Valid keys"
                               f"{' in ' + prefix if prefix else ''}: {names}")
+    if extra:
+        data = dict(data, task_sections=extra)
     return cls(**data)
 
 
@@ -504,7 +688,7 @@ def load_config(spec: str, smoke: bool = False) -> ExperimentConfig:
                 data = json.load(f)
             except json.JSONDecodeError as error:
                 raise ConfigError(f"{spec}: not valid JSON ({error}).") from None
-        config = from_dict(ExperimentConfig, data)
+        config = from_dict(ExperimentConfig, migrate_old_keys(data, spec))
         config.check_relations()
         return config
     path = spec if spec.endswith(".py") else os.path.join(configs_root(), spec + ".py")

@@ -12,7 +12,6 @@ Examples:
       --set train.steps=50 --set data.batch_size=2
 """
 
-import dataclasses
 import json
 import os
 
@@ -33,15 +32,9 @@ def resolve_config_spec(spec: str) -> str:
 
 
 def resolve_data_paths(config: config_lib.ExperimentConfig) -> config_lib.ExperimentConfig:
-    """Config paths made absolute against the user's directory (works under `bazel run`)."""
-    data = config.data
-    data = dataclasses.replace(
-        data, train_pattern=cli.resolve_path(data.train_pattern),
-        eval_pattern=cli.resolve_path(data.eval_pattern),
-        weak_train_pattern=cli.resolve_path(data.weak_train_pattern))
-    model = dataclasses.replace(config.model,
-                                init_checkpoint=cli.resolve_path(config.model.init_checkpoint))
-    return dataclasses.replace(config, data=data, model=model)
+    """Config paths (`config.path_keys`: data, init checkpoint, a task's own patterns) made
+    absolute against the user's directory (works under `bazel run`)."""
+    return config_lib.resolve_paths(config, cli.resolve_path)
 
 
 def load_experiment(config_spec, workdir: str, overrides, smoke: bool):
@@ -70,16 +63,16 @@ def main(argv):
     from tf_depthseg.training import checkpoints, loop, tasks
 
     # A corrupt shard or a record without a needed feature: one line naming it.
-    data = config.data
-    with pipeline.reading_errors([data.train_pattern, data.weak_train_pattern,
-                                  data.eval_pattern]):
+    patterns = [config_lib.get_key(config, key) for key in config_lib.path_keys(config)
+                if key.endswith("_pattern")]
+    with pipeline.reading_errors(patterns):
         with cli.removed_on_failure(workdir):  # a failed start leaves no workdir behind
             task = tasks.make_task(config)
             trainer = loop.Trainer(config, task, workdir)
         if trainer.is_chief:
             start = ("resuming from step %d" % trainer.start_step if trainer.start_step
                      else "starting from scratch")
-            print(f"train: {config.name} ({config.task}, {config.model.name}), {start}, "
+            print(f"train: {config.name} (task {config.task}), {start}, "
                   f"{config.train.steps} steps.\n"
                   f"  config       {os.path.join(workdir, config_lib.CONFIG_FILENAME)}\n"
                   f"  checkpoints  {os.path.join(workdir, checkpoints.CHECKPOINT_SUBDIR)}\n"

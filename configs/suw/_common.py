@@ -8,6 +8,7 @@ per image per iteration, patches 3x3..9x9.
 """
 
 from tf_depthseg import config as cfg
+from tf_depthseg.training.tasks.suw_config import SUWConfig
 
 # Where `make demo` / the README put the converted synthetic drives (relative paths are
 # resolved against the directory the command runs from). The records carry depth, neighbour
@@ -43,7 +44,6 @@ SMOKE_OVERRIDES = [
     "train.steps=6", "train.log_every=2", "train.checkpoint_every=3", "train.eval_every=6",
     "train.image_summaries_every=0", "eval.max_examples=4", "data.batch_size=2",
     "data.eval_batch_size=2", "data.shuffle_buffer=16", "data.image_size=[64,208]",
-    "export.image_size=[64,208]",
 ]
 
 
@@ -63,7 +63,7 @@ def suw_config(name: str, *, supervised: str = "soft_classification",
 
     Args:
       name: experiment name.
-      supervised, unsupervised, weak: `LossConfig` choices ("none" = term off).
+      supervised, unsupervised, weak: `SUWConfig` choices ("none" = term off).
       network: ENCODER_DECODER or HOURGLASS.
       dataset: "synthetic", "kitti" or "mannequin" (M&M: MC for U, MegaDepth for W).
       smoke: the seconds-long variant (tiny images, a few steps).
@@ -71,42 +71,44 @@ def suw_config(name: str, *, supervised: str = "soft_classification",
       extra: further `key=value` overrides (applied before the smoke ones).
     """
     scale_ambiguous = supervised == "none" and unsupervised != "known_pose"
+    weak_set = {}
     if dataset == "synthetic":
-        data = cfg.DataConfig(dataset="synthetic", train_pattern=SYNTHETIC_TRAIN,
-                              eval_pattern=SYNTHETIC_EVAL, keys=("image",),
-                              image_size=(128, 416), batch_size=4, eval_batch_size=4)
+        data = cfg.DataConfig(train_pattern=SYNTHETIC_TRAIN, eval_pattern=SYNTHETIC_EVAL,
+                              keys=("image",), image_size=(128, 416), batch_size=4,
+                              eval_batch_size=4)
         evaluation = cfg.EvalConfig(median_scaling=scale_ambiguous)
     elif dataset == "kitti":
         # Eigen test images keep their native size (375x1242 and a few others): batch 1.
-        data = cfg.DataConfig(dataset="kitti", train_pattern=KITTI_TRAIN,
-                              eval_pattern=KITTI_EVAL, keys=("image",), image_size=(128, 416),
-                              batch_size=4, eval_batch_size=1)
+        data = cfg.DataConfig(train_pattern=KITTI_TRAIN, eval_pattern=KITTI_EVAL,
+                              keys=("image",), image_size=(128, 416), batch_size=4,
+                              eval_batch_size=1)
         evaluation = cfg.EvalConfig(median_scaling=scale_ambiguous)
     elif dataset == "mannequin":
-        # SUW text 2.2: 320x240; MC examples give L_u (known poses), MegaDepth examples L_w.
-        data = cfg.DataConfig(dataset="mannequin", train_pattern=MC_TRAIN, eval_pattern=MC_EVAL,
-                              keys=("image",), image_size=(240, 320), batch_size=8,
-                              eval_batch_size=4, weak_train_pattern=MD_TRAIN if weak != "none"
-                              else "", weak_batch_size=4 if weak != "none" else 0)
+        # SUW text 2.2: 320x240; MC examples give L_u (known poses), MegaDepth examples L_w
+        # (a second input stream of 4 of the 8 examples).
+        data = cfg.DataConfig(train_pattern=MC_TRAIN, eval_pattern=MC_EVAL, keys=("image",),
+                              image_size=(240, 320), batch_size=8, eval_batch_size=4)
+        if weak != "none":
+            weak_set = {"weak_train_pattern": MD_TRAIN, "weak_batch_size": 4}
         # COLMAP depth and poses share an unknown scale: compare shapes, not metres.
         evaluation = cfg.EvalConfig(crop="none", median_scaling=True)
     else:
         raise ValueError(f"unknown dataset {dataset!r}")
+    suw = SUWConfig(network=network, num_bins=NUM_BINS, min_depth=1.0, max_depth=80.0,
+                    pose_net=unsupervised in ("ego", "ego_object"), supervised=supervised,
+                    unsupervised=unsupervised, weak=weak, weak_weight=WEAK_WEIGHT,
+                    # One output scale per network (see tf_depthseg/training/tasks/suw.py).
+                    num_scales=1, **weak_set)
     config = cfg.ExperimentConfig(
         name=name,
+        task="suw",
         data=data,
-        model=cfg.ModelConfig(name=network, num_bins=NUM_BINS, min_depth=1.0, max_depth=80.0,
-                              pose_net=unsupervised in ("ego", "ego_object"),
-                              object_motion_net=unsupervised == "ego_object"),
-        # One output scale per network (see tf_depthseg/training/tasks/suw.py).
-        loss=cfg.LossConfig(supervised=supervised, unsupervised=unsupervised, weak=weak,
-                            weak_weight=WEAK_WEIGHT, num_scales=1),
         optim=_optim(network),
         train=cfg.TrainConfig(steps=steps, eval_every=1000, checkpoint_every=500,
                               log_every=50),
         eval=evaluation,
-        export=cfg.ExportConfig(image_size=data.image_size,
-                                tflite=network == ENCODER_DECODER))
+        export=cfg.ExportConfig(tflite=network == ENCODER_DECODER),
+        task_sections={"suw": suw})
     if dataset == "synthetic":
         # CPU-sized runs of a few hundred steps: faster batch-norm statistics (see
         # ModelConfig.bn_momentum).
@@ -115,8 +117,8 @@ def suw_config(name: str, *, supervised: str = "soft_classification",
     if smoke:
         overrides = list(SMOKE_OVERRIDES) + ["model.bn_momentum=0.5"]
         if dataset == "mannequin":
-            overrides += ["data.image_size=[48,64]", "export.image_size=[48,64]"]
+            overrides.append("data.image_size=[48,64]")
             if weak != "none":
-                overrides.append("data.weak_batch_size=1")
+                overrides.append("suw.weak_batch_size=1")
         config = cfg.apply_overrides(config, overrides)
     return config

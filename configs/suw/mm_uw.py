@@ -2,7 +2,7 @@
 from the official ordinal foreground/background maps), 320x240, SUW text 2.2.
 
 Every batch holds 4 MC examples (they contribute only L_u) and 4 MegaDepth examples (only
-L_w): `data.weak_train_pattern` / `data.weak_batch_size`.
+L_w): `suw.weak_train_pattern` / `suw.weak_batch_size`.
 
 Data: tools/convert_mannequin.py into data/mannequin, tools/convert_megadepth.py into
 data/megadepth (with weak/pairs).

@@ -1,12 +1,12 @@
 """SUW-Learn training task: Supervised + Unsupervised + Weakly supervised monocular depth.
 
-One `SUWTask` trains either network of the SUW text (`model.name`: the encoder-decoder with
+One `SUWTask` trains either network of the SUW text (`suw.network`: the encoder-decoder with
 its soft-classification head, or the inception hourglass) with any combination of
 
-* S (`loss.supervised`): soft classification over log-depth bins (the paper's L_cls, on the
+* S (`suw.supervised`): soft classification over log-depth bins (the paper's L_cls, on the
   head's native resolution against `downsample_sparse_depth` of the ground truth), or L1 on
   log depth, the scale-invariant log loss, berHu (on the full-resolution depth);
-* U (`loss.unsupervised`): view synthesis from the neighbour frames with
+* U (`suw.unsupervised`): view synthesis from the neighbour frames with
   - "ego": a pose net that shares the encoder (`build_pose_net(depth_model)`),
   - "ego_object": struct2depth: the pose net sees frames with the aligned objects blacked out,
     an object-motion net (`build_object_motion_net`, same shared encoder) predicts each
@@ -15,7 +15,7 @@ its soft-classification head, or the inception hourglass) with any combination o
     object's target mask (`geometry.warp.reconstruct_with_object_motion`),
   - "known_pose": camera motion from the records' poses (`transforms.relative_pose`), no
     pose net (Mannequin Challenge; also the synthetic drives);
-* W (`loss.weak`): the ordinal ranking loss on `data.weak_pairs_per_image` pairs per image
+* W (`suw.weak`): the ordinal ranking loss on `suw.weak_pairs_per_image` pairs per image
   per step, drawn from the record's pre-generated pairs with the Trainer's checkpointed RNG
   (so a resumed run draws the same pairs); "patch" compares the stored patches, "pixel" only
   their centre pixels.
@@ -31,24 +31,24 @@ Choices where the text is silent (documented here, one place):
 * Depth for view synthesis. Both networks predict metric depth, while
   `multiscale_view_synthesis_loss` takes sigmoid disparities d and converts them with
   `disp_to_depth(d) = 1 / (1/max + (1/min - 1/max) d)`. We hand it
-  `d = (1/depth - 1/max) / (1/min - 1/max)` with min/max = `model.min_depth/max_depth`, the
+  `d = (1/depth - 1/max) / (1/min - 1/max)` with min/max = `suw.min_depth/max_depth`, the
   exact inverse, so the loss warps with the predicted depth itself (`depth_to_disparity`).
   Its smoothness term sees the same d (mean-normalised, so the affine map hardly matters).
 * Scales. Each network has one output: the encoder-decoder at 1/4 resolution (its native
   head, upsampled to full resolution inside the loss before warping, as Monodepth2 does with
-  its coarse scales), the hourglass at full resolution. `loss.num_scales` > 1 adds coarser
+  its coarse scales), the hourglass at full resolution. `suw.num_scales` > 1 adds coarser
   scales made by 2^s average pooling of that output (Monodepth2's coarse-scale gradients).
 * The pose net's 6 numbers for source i are used directly as T_target_to_source_i (the net
   sees the target first; the loss fixes the meaning). For the hourglass, which has no SUW
   encoder, the pose nets get their own SUW encoder body (`build_suw_encoder_body`).
-* Objects: up to `model.max_objects` aligned objects per clip, the largest in the target
+* Objects: up to `suw.max_objects` aligned objects per clip, the largest in the target
   frame first; padding slots have empty masks and do not change the reconstruction.
 * The shared encoder's batch-norm layers see the depth, pose and object inputs in training
   mode (the paper shares the weights; it does not say how it handles their statistics).
-* Mixed datasets (M&M, SUW text 2.2): with `data.weak_train_pattern`, every batch is
-  `batch_size - weak_batch_size` examples of the main set (S and U losses only) followed by
-  `weak_batch_size` examples of the weak set (W loss only); the depth net sees both halves in
-  one forward pass.
+* Mixed datasets (M&M, SUW text 2.2): with `suw.weak_train_pattern`, the task has two input
+  streams (`train_streams`): "train", `data.batch_size - suw.weak_batch_size` examples of the
+  main set (S and U losses only), and "weak", `suw.weak_batch_size` examples of the weak set
+  (W loss only); the depth net sees both in one forward pass.
 * Evaluation: KITTI Eigen protocol (`metrics.depth.per_image_depth_metrics`) with the
   `config.eval` settings; by default against the ground truth at the stored size
   (`eval.native_resolution`), the image resized to `data.image_size` for the network.
@@ -74,17 +74,14 @@ from tf_depthseg.losses import view_synthesis
 from tf_depthseg.metrics import depth as depth_metrics
 from tf_depthseg.models import hourglass, pose, suw
 from tf_depthseg.training import loop
+from tf_depthseg.training.tasks.suw_config import SUWConfig
 
 # Model roles (checkpoint paths `models/<key>/...`) and loss entries (TensorBoard names
 # `loss/<name>`, already weighted) are `common.MODEL_*` and `common.LOSS_*`.
 
-# Batch keys of the weak-only half of a mixed batch (candidates for common.py).
-WEAK_SOURCE_PREFIX = "weak_source/"
-
-
-def weak_source_key(key: str) -> str:
-    """Batch key of `key` (e.g. common.IMAGE) in the weak-only part of a mixed batch."""
-    return WEAK_SOURCE_PREFIX + key
+# Input streams (`train_streams`): the main set, and the weak-only set of mixed datasets.
+TRAIN_STREAM = "train"
+WEAK_STREAM = "weak"
 
 
 def depth_to_disparity(depth, min_depth: float, max_depth: float):
@@ -101,49 +98,54 @@ def depth_to_disparity(depth, min_depth: float, max_depth: float):
 def required_keys(config) -> list:
     """Batch keys the enabled losses need from the main training records."""
     keys = [common.IMAGE]
-    loss = config.loss
-    if loss.supervised != "none":
+    suw_config = config.suw
+    if suw_config.supervised != "none":
         keys.append(common.DEPTH)
-    if loss.unsupervised != "none":
+    if suw_config.unsupervised != "none":
         keys += [common.CONTEXT, common.INTRINSICS]
-    if loss.unsupervised == "known_pose":
+    if suw_config.unsupervised == "known_pose":
         keys.append(common.POSES)
-    if loss.unsupervised == "ego_object":
+    if suw_config.unsupervised == "ego_object":
         keys.append(common.INSTANCES)
-    if loss.weak != "none" and not config.data.weak_train_pattern:
+    if suw_config.weak != "none" and not suw_config.weak_train_pattern:
         keys.append(common.WEAK_PAIRS)
     return keys
 
 
-def _check_config(config) -> None:
-    """Combinations of config values the SUW task cannot train: ConfigError, so the tools
-    print one line instead of a traceback."""
-    data, loss, model = config.data, config.loss, config.model
+def check_config(config) -> None:
+    """Combinations of config values the SUW task cannot train: ConfigError naming the keys
+    and the fix, so the tools print one line instead of a traceback."""
+    data, suw_config = config.data, config.suw
     bad = errors.ConfigError
-    if loss.supervised == "none" and loss.unsupervised == "none" and loss.weak == "none":
-        raise bad("SUW task: every loss is off; set loss.supervised, loss.unsupervised or "
-                  "loss.weak.")
-    if loss.unsupervised != "none" and data.num_context < 1:
-        raise bad(f"loss.unsupervised={loss.unsupervised} needs neighbour frames; "
-                  f"data.num_context is {data.num_context}.")
-    if loss.unsupervised in ("ego", "ego_object") and not model.pose_net:
-        raise bad(f"loss.unsupervised={loss.unsupervised} needs the pose net; set "
-                  "model.pose_net=true (or use loss.unsupervised=known_pose).")
-    if loss.unsupervised == "ego_object" and model.max_objects < 1:
-        raise bad("loss.unsupervised=ego_object needs model.max_objects >= 1.")
-    if loss.num_scales < 1:
-        raise bad(f"loss.num_scales must be >= 1, got {loss.num_scales}.")
-    if loss.weak != "none" and data.weak_pairs_per_image < 1:
-        raise bad("loss.weak is on but data.weak_pairs_per_image < 1.")
-    if data.weak_train_pattern:
-        if loss.weak == "none":
-            raise bad("data.weak_train_pattern is set but loss.weak is 'none'; the weak set "
+    if (suw_config.supervised == "none" and suw_config.unsupervised == "none"
+            and suw_config.weak == "none"):
+        raise bad("SUW task: every loss is off; set suw.supervised, suw.unsupervised or "
+                  "suw.weak.")
+    if suw_config.unsupervised != "none" and data.num_context < 1:
+        raise bad(f"suw.unsupervised={suw_config.unsupervised} needs neighbour frames; "
+                  f"data.num_context is {data.num_context}; set data.num_context=2.")
+    if suw_config.unsupervised in ("ego", "ego_object") and not suw_config.pose_net:
+        raise bad(f"suw.unsupervised={suw_config.unsupervised} needs the pose net; set "
+                  "suw.pose_net=true (or use suw.unsupervised=known_pose).")
+    if suw_config.unsupervised == "ego_object" and suw_config.max_objects < 1:
+        raise bad("suw.unsupervised=ego_object needs suw.max_objects >= 1.")
+    if suw_config.weak != "none" and suw_config.weak_pairs_per_image < 1:
+        raise bad("suw.weak is on but suw.weak_pairs_per_image < 1; set it to 1 (the paper's "
+                  "one pair per image per step).")
+    if (suw_config.network == "hourglass" and suw_config.supervised == "soft_classification"
+            and suw_config.hourglass_head == "log_depth"):
+        raise bad("suw.supervised=soft_classification needs the hourglass's bins head; set "
+                  "suw.hourglass_head=auto or bins.")
+    if suw_config.weak_train_pattern:
+        if suw_config.weak == "none":
+            raise bad("suw.weak_train_pattern is set but suw.weak is 'none'; the weak set "
                       "only feeds the W loss.")
-        if not 0 < data.weak_batch_size < data.batch_size:
-            raise bad(f"data.weak_batch_size={data.weak_batch_size} must be in "
+        if not 0 < suw_config.weak_batch_size < data.batch_size:
+            raise bad(f"suw.weak_batch_size={suw_config.weak_batch_size} must be in "
                       f"(0, data.batch_size={data.batch_size}) with a weak set.")
-    if data.image_size is None:
-        raise bad("data.image_size is required (the size the network is trained at).")
+    elif suw_config.weak_batch_size:
+        raise bad(f"suw.weak_batch_size={suw_config.weak_batch_size} without "
+                  "suw.weak_train_pattern; set both, or suw.weak_batch_size=0.")
 
 
 def _color_jitter_args(strength: float) -> Optional[dict]:
@@ -233,48 +235,52 @@ def object_masks(instances, object_ids):
 class SUWTask(loop.Task):
     """SUW-Learn on the engine's `Trainer` (see the module docstring)."""
 
+    config_sections = {"suw": SUWConfig}
+
+    def check_config(self, config) -> None:
+        check_config(config)
+
     # ----------------------------------------------------------------------------------
     # Models.
     # ----------------------------------------------------------------------------------
 
-    def hourglass_head(self, config) -> str:
-        head = config.model.hourglass_head
+    @staticmethod
+    def hourglass_head(config) -> str:
+        head = config.suw.hourglass_head
         if head == "auto":
-            return "bins" if config.loss.supervised == "soft_classification" else "log_depth"
+            return "bins" if config.suw.supervised == "soft_classification" else "log_depth"
         return head
 
     def build_depth_model(self, config) -> keras.Model:
-        """The depth network of `config.model` (input "image" `[B, H, W, 3]` in [0, 1])."""
-        model = config.model
-        if model.name == "suw_encoder_decoder":
+        """The depth network of `config.suw` (input "image" `[B, H, W, 3]` in [0, 1])."""
+        net = config.suw
+        if net.network == "suw_encoder_decoder":
             return suw.build_suw_encoder_decoder(
-                num_bins=model.num_bins, min_depth=model.min_depth, max_depth=model.max_depth,
-                sam_dilations=model.sam_dilations)
-        if config.loss.supervised == "soft_classification" and self.hourglass_head(
-                config) != "bins":
-            raise ValueError("loss.supervised=soft_classification needs the hourglass's bins "
-                             "head; set model.hourglass_head=auto or bins.")
+                num_bins=net.num_bins, min_depth=net.min_depth, max_depth=net.max_depth,
+                sam_dilations=net.sam_dilations)
         return hourglass.build_hourglass(head=self.hourglass_head(config),
-                                         num_bins=model.num_bins, min_depth=model.min_depth,
-                                         max_depth=model.max_depth)
+                                         num_bins=net.num_bins, min_depth=net.min_depth,
+                                         max_depth=net.max_depth)
 
     def build(self, config) -> Dict[str, keras.Model]:
-        self.bind(config)
         depth_model = self.build_depth_model(config)
         models = {common.MODEL_DEPTH: depth_model}
-        if config.loss.unsupervised in ("ego", "ego_object"):
-            if config.model.name == "suw_encoder_decoder":
+        if config.suw.unsupervised in ("ego", "ego_object"):
+            if config.suw.network == "suw_encoder_decoder":
                 encoder = depth_model  # pose nets share the depth net's encoder body
             else:
                 encoder = suw.build_suw_encoder_body(name="pose_suw_encoder_body")
             num_sources = config.data.num_context
             models[common.MODEL_POSE] = pose.build_pose_net(encoder, num_sources)
-            if config.loss.unsupervised == "ego_object":
+            if config.suw.unsupervised == "ego_object":
                 models[common.MODEL_OBJECT_MOTION] = pose.build_object_motion_net(
                     encoder, num_sources)
         for model in models.values():
             set_bn_momentum(model, config.model.bn_momentum)
         return models
+
+    def serving_model(self, config, models) -> keras.Model:
+        return models[common.MODEL_DEPTH]
 
     # ----------------------------------------------------------------------------------
     # Data.
@@ -294,27 +300,26 @@ class SUWTask(loop.Task):
             seed=config.train.seed + seed_offset, input_context=input_context,
             allow_incomplete=data.allow_incomplete)
 
-    def make_train_dataset(self, config, input_context):
+    def train_streams(self, config) -> Dict[str, int]:
+        weak_batch = config.suw.weak_batch_size if config.suw.weak_train_pattern else 0
+        streams = {TRAIN_STREAM: config.data.batch_size - weak_batch}
+        if weak_batch:
+            streams[WEAK_STREAM] = weak_batch
+        return streams
+
+    def make_train_dataset(self, config, stream, input_context):
         data = config.data
+        batch_size = self.train_streams(config)[stream]
+        if stream == WEAK_STREAM:  # images and pairs only: it feeds the W loss alone
+            return self._train_pipeline(config, config.suw.weak_train_pattern,
+                                        [common.IMAGE, common.WEAK_PAIRS], batch_size,
+                                        input_context, 1)
         if not data.train_pattern:
-            raise ValueError("data.train_pattern is empty; point it at the training shards, "
-                             "e.g. --set data.train_pattern='data/kitti/train-*.tfrecord'.")
-        if not data.weak_train_pattern:
-            return self._train_pipeline(config, data.train_pattern, self.train_keys(config),
-                                        data.batch_size, input_context, 0)
-        # Mixed batches: both pipelines batch their share of every replica's batch.
-        main = self._train_pipeline(config, data.train_pattern, self.train_keys(config),
-                                    data.batch_size - data.weak_batch_size, input_context, 0)
-        weak = self._train_pipeline(config, data.weak_train_pattern,
-                                    [common.IMAGE, common.WEAK_PAIRS], data.weak_batch_size,
-                                    input_context, 1)
-
-        def merge(main_batch, weak_batch):
-            merged = dict(main_batch)
-            merged.update({weak_source_key(k): v for k, v in weak_batch.items()})
-            return merged
-
-        return tf.data.Dataset.zip((main, weak)).map(merge).prefetch(tf.data.AUTOTUNE)
+            raise errors.ConfigError(
+                "data.train_pattern is empty; point it at the training shards, e.g. "
+                "--set data.train_pattern='data/kitti/train-*.tfrecord'.")
+        return self._train_pipeline(config, data.train_pattern, self.train_keys(config),
+                                    batch_size, input_context, 0)
 
     def make_eval_dataset(self, config, pattern: Optional[str] = None
                           ) -> Optional[tf.data.Dataset]:
@@ -338,129 +343,115 @@ class SUWTask(loop.Task):
     # Losses.
     # ----------------------------------------------------------------------------------
 
-    def compute_losses(self, models, batch, *, training, global_batch_size, rng):
-        config = self.config_of(models)
-        loss_config = config.loss
+    def compute_losses(self, config, models, batches, *, training, global_batch_sizes, rng):
+        suw_config = config.suw
+        batch = batches[TRAIN_STREAM]
+        weak_batch = batches.get(WEAK_STREAM)
         images = batch[common.IMAGE]
         main_batch = images.shape[0]
-        mixed = weak_source_key(common.IMAGE) in batch
-        if mixed:
-            images = tf.concat([images, batch[weak_source_key(common.IMAGE)]], axis=0)
+        if weak_batch is not None:
+            images = tf.concat([images, weak_batch[common.IMAGE]], axis=0)
         outputs = models[common.MODEL_DEPTH](images, training=training)
         outputs = {k: tf.cast(v, tf.float32) for k, v in outputs.items()}
-        main_outputs = {k: v[:main_batch] for k, v in outputs.items()} if mixed else outputs
-        # Per-batch means times (local examples / global examples of that part): summed over
-        # replicas this is the mean over the global batch (see loop.global_mean). In a mixed
-        # batch the main part (S, U) and the weak part (W) are averaged separately.
-        weak_global = config.data.weak_batch_size if mixed else 0
-        main_global = global_batch_size - weak_global
+        main_outputs = ({k: v[:main_batch] for k, v in outputs.items()}
+                        if weak_batch is not None else outputs)
+        # Per-batch means times (local examples / global examples of that stream): summed
+        # over replicas this is the mean over the global batch (see loop.global_mean). The
+        # main stream (S, U) and the weak stream (W) are averaged separately.
+        main_global = global_batch_sizes[TRAIN_STREAM]
         share = float(main_batch) / float(main_global)
         losses = {}
         total = tf.constant(0.0)
-        if loss_config.supervised != "none":
+        if suw_config.supervised != "none":
             value = self.supervised_loss(config, main_outputs, batch[common.DEPTH])
-            losses[common.LOSS_SUPERVISED] = loss_config.supervised_weight * value * share
+            losses[common.LOSS_SUPERVISED] = suw_config.supervised_weight * value * share
             total += losses[common.LOSS_SUPERVISED]
-        if loss_config.unsupervised != "none":
+        if suw_config.unsupervised != "none":
             terms = self.unsupervised_loss(models, config, main_outputs, batch,
                                            training=training,
                                            global_batch_size=main_global, rng=rng)
-            weight = loss_config.unsupervised_weight
+            weight = suw_config.unsupervised_weight
             losses[common.LOSS_UNSUPERVISED] = weight * terms[common.LOSS_TOTAL]
             losses[common.LOSS_PHOTOMETRIC] = weight * terms[common.LOSS_PHOTOMETRIC]
             losses[common.LOSS_SMOOTHNESS] = weight * terms[common.LOSS_SMOOTHNESS]
             total += losses[common.LOSS_UNSUPERVISED]
-        if loss_config.weak != "none":
-            if mixed:
+        if suw_config.weak != "none":
+            if weak_batch is not None:
                 depth = outputs[common.OUT_DEPTH][main_batch:]
-                pairs = batch[weak_source_key(common.WEAK_PAIRS)]
-                counts = batch[weak_source_key(common.NUM_WEAK_PAIRS)]
-                weak_share = float(depth.shape[0]) / float(weak_global)
+                pairs_batch = weak_batch
+                weak_share = float(depth.shape[0]) / float(global_batch_sizes[WEAK_STREAM])
             else:
                 depth = outputs[common.OUT_DEPTH]
-                pairs = batch[common.WEAK_PAIRS]
-                counts = batch[common.NUM_WEAK_PAIRS]
+                pairs_batch = batch
                 weak_share = share
-            value = self.weak_loss(config, depth, pairs, counts, rng)
-            losses[common.LOSS_WEAK] = loss_config.weak_weight * value * weak_share
+            value = self.weak_loss(config, depth, pairs_batch[common.WEAK_PAIRS],
+                                   pairs_batch[common.NUM_WEAK_PAIRS], rng)
+            losses[common.LOSS_WEAK] = suw_config.weak_weight * value * weak_share
             total += losses[common.LOSS_WEAK]
         losses[common.LOSS_TOTAL] = total
         return losses
 
-    def config_of(self, models):
-        """The config the task was bound to (`bind`, or `build`): the Trainer's
-        compute_losses / eval_outputs calls pass only models and batches."""
-        if getattr(self, "config", None) is None:
-            raise ValueError("SUWTask: call task.bind(config) or task.build(config) first "
-                             "(make_task(config) does the former).")
-        return self.config
-
-    def bind(self, config) -> "SUWTask":
-        """Remembers `config` for the losses and evaluation; returns self."""
-        _check_config(config)
-        self.config = config
-        return self
-
     def supervised_loss(self, config, outputs, gt_depth):
-        """The S term (unweighted batch mean) for `loss.supervised`."""
-        loss, model = config.loss, config.model
+        """The S term (unweighted batch mean) for `suw.supervised`."""
+        suw_config = config.suw
         gt_depth = tf.cast(gt_depth, tf.float32)
-        if loss.supervised == "soft_classification":
+        if suw_config.supervised == "soft_classification":
             logits = outputs[common.OUT_DEPTH_BIN_LOGITS]
-            factor = suw.OUTPUT_STRIDE if model.name == "suw_encoder_decoder" else 1
+            factor = suw.OUTPUT_STRIDE if suw_config.network == "suw_encoder_decoder" else 1
             target = depth_losses.downsample_sparse_depth(gt_depth, factor)
             return depth_losses.soft_classification_loss(
-                logits, target, model.num_bins, model.min_depth, model.max_depth,
-                sharpness=loss.soft_target_a)
+                logits, target, suw_config.num_bins, suw_config.min_depth, suw_config.max_depth,
+                sharpness=suw_config.soft_target_a)
         prediction = outputs[common.OUT_DEPTH]
-        if loss.supervised == "l1_log":
+        if suw_config.supervised == "l1_log":
             return depth_losses.l1_log_loss(prediction, gt_depth)
-        if loss.supervised == "scale_invariant":
+        if suw_config.supervised == "scale_invariant":
             return depth_losses.scale_invariant_log_loss(prediction, gt_depth,
-                                                         lam=loss.silog_lambda)
-        if loss.supervised == "berhu":
+                                                         lam=suw_config.silog_lambda)
+        if suw_config.supervised == "berhu":
             return depth_losses.berhu_loss(prediction, gt_depth)
-        raise ValueError(f"unknown loss.supervised={loss.supervised!r}")
+        raise ValueError(f"unknown suw.supervised={suw_config.supervised!r}")
 
     def _disparity_scales(self, config, outputs):
         """Sigmoid-style disparities (see module doc) of the network output, coarsest last."""
-        model = config.model
-        key = (common.OUT_DEPTH_LOW if model.name == "suw_encoder_decoder"
+        suw_config = config.suw
+        key = (common.OUT_DEPTH_LOW if suw_config.network == "suw_encoder_decoder"
                else common.OUT_DEPTH)
-        base = depth_to_disparity(outputs[key], model.min_depth, model.max_depth)
+        base = depth_to_disparity(outputs[key], suw_config.min_depth, suw_config.max_depth)
         scales = [base]
         height, width = base.shape[1], base.shape[2]
-        for scale in range(1, config.loss.num_scales):
+        for scale in range(1, config.suw.num_scales):
             factor = 2 ** scale
             if height is not None and width is not None and min(
                     -(-height // factor), -(-width // factor)) < 2:
                 # The smoothness term takes differences between neighbours: a 1-pixel side
                 # has none (its mean would be NaN).
-                raise ValueError(f"loss.num_scales={config.loss.num_scales} is too many for the "
-                                 f"network's {height}x{width} output: scale {scale} would be "
-                                 "narrower than 2 pixels. Lower loss.num_scales.")
+                raise errors.ConfigError(
+                    f"suw.num_scales={config.suw.num_scales} is too many for the network's "
+                    f"{height}x{width} output: scale {scale} would be narrower than 2 pixels. "
+                    "Lower suw.num_scales.")
             scales.append(tf.nn.avg_pool2d(base, factor, factor, "SAME"))
         return scales
 
     def unsupervised_loss(self, models, config, outputs, batch, *, training,
                           global_batch_size, rng):
         """The U terms (`view_synthesis` dict, already divided by the global batch)."""
-        loss, model = config.loss, config.model
+        suw_config = config.suw
         image = tf.cast(batch[common.IMAGE], tf.float32)
         context = tf.cast(batch[common.CONTEXT], tf.float32)
         intrinsics = tf.cast(batch[common.INTRINSICS], tf.float32)
         num_sources = context.shape[1]
         masks = object_transforms = None
-        if loss.unsupervised == "known_pose":
+        if suw_config.unsupervised == "known_pose":
             poses = tf.cast(batch[common.POSES], tf.float32)
             target_to_source = tf.stack(
                 [transforms.relative_pose(poses[:, 0], poses[:, 1 + i])
                  for i in range(num_sources)], axis=1)
         else:
             frames = pose.stack_frames(image, context)  # [B, H, W, 3 (N + 1)]
-            if loss.unsupervised == "ego_object":
+            if suw_config.unsupervised == "ego_object":
                 instances = batch[common.INSTANCES]  # [B, N + 1, H, W], target first
-                ids = _largest_object_ids(instances[:, 0], model.max_objects)
+                ids = _largest_object_ids(instances[:, 0], suw_config.max_objects)
                 per_frame = object_masks(instances, ids)  # [B, N + 1, H, W, M]
                 # Ego-motion from the static scene only: every object of every frame blacked out.
                 union = tf.reduce_max(per_frame, axis=[1, 4])[..., None]  # [B, H, W, 1]
@@ -471,11 +462,11 @@ class SUWTask(loop.Task):
                                              tf.shape(frames)[2])
                 per_object = tf.transpose(per_frame, [0, 4, 2, 3, 1])  # [B, M, H, W, N + 1]
                 object_frames = pose.mask_frames(
-                    tf.repeat(frames, model.max_objects, axis=0),
+                    tf.repeat(frames, suw_config.max_objects, axis=0),
                     tf.reshape(per_object, [-1, height, width, num_sources + 1]))
                 motion = models[common.MODEL_OBJECT_MOTION](object_frames, training=training)
                 motion = tf.cast(motion[common.OUT_OBJECT_MOTION], tf.float32)
-                motion = tf.reshape(motion, [batch_size, model.max_objects, num_sources, 6])
+                motion = tf.reshape(motion, [batch_size, suw_config.max_objects, num_sources, 6])
                 object_transforms = tf.transpose(transforms.pose_vec_to_matrix(motion),
                                                  [0, 2, 1, 3, 4])  # [B, N, M, 4, 4]
             else:
@@ -487,13 +478,13 @@ class SUWTask(loop.Task):
         return view_synthesis.multiscale_view_synthesis_loss(
             image, context, self._disparity_scales(config, outputs), intrinsics,
             target_to_source, object_masks=masks, object_transforms=object_transforms,
-            min_depth=model.min_depth, max_depth=model.max_depth,
-            ssim_weight=loss.ssim_weight, smoothness_weight=loss.smoothness_weight,
-            automask=loss.automask, noise_seed=noise_seed,
+            min_depth=suw_config.min_depth, max_depth=suw_config.max_depth,
+            ssim_weight=suw_config.ssim_weight, smoothness_weight=suw_config.smoothness_weight,
+            automask=suw_config.automask, noise_seed=noise_seed,
             global_batch_size=global_batch_size)
 
     def draw_pairs(self, config, pairs, counts, rng):
-        """`data.weak_pairs_per_image` pairs per image, uniformly from its valid rows.
+        """`suw.weak_pairs_per_image` pairs per image, uniformly from its valid rows.
 
         Args:
           pairs: float32 `[B, P, 6]` padded pairs; counts: int32 `[B]` valid rows.
@@ -501,13 +492,13 @@ class SUWTask(loop.Task):
         Returns:
           (drawn `[B, k, 6]`, num_valid int32 `[B]`: k, or 0 for images without pairs).
         """
-        k = config.data.weak_pairs_per_image
+        k = config.suw.weak_pairs_per_image
         counts = tf.cast(counts, tf.int32)
         uniform = rng.uniform(tf.stack([tf.shape(pairs)[0], k]), dtype=tf.float32)
         index = tf.cast(tf.floor(uniform * tf.cast(counts[:, None], tf.float32)), tf.int32)
         index = tf.clip_by_value(index, 0, tf.maximum(counts[:, None] - 1, 0))
         drawn = tf.gather(pairs, index, batch_dims=1)
-        if config.loss.weak == "pixel":
+        if config.suw.weak == "pixel":
             drawn = tf.concat([drawn[..., :4], tf.zeros_like(drawn[..., 4:5]), drawn[..., 5:]],
                               axis=-1)
         return drawn, tf.where(counts > 0, k, 0)
@@ -521,10 +512,9 @@ class SUWTask(loop.Task):
     # Evaluation and pictures.
     # ----------------------------------------------------------------------------------
 
-    def predict_depth(self, models, images, training: bool = False):
+    def predict_depth(self, config, models, images, training: bool = False):
         """Metric depth `[B, h, w, 1]` for images `[B, h, w, 3]` of any size: the images are
         resized to data.image_size for the network and the depth back to (h, w)."""
-        config = self.config_of(models)
         images = tf.cast(images, tf.float32)
         size = tf.shape(images)[1:3]
         model_size = tuple(config.data.image_size)
@@ -537,21 +527,20 @@ class SUWTask(loop.Task):
             return depth
         return tf.image.resize(depth, size, method="bilinear")
 
-    def eval_outputs(self, models, batch):
-        config = self.config_of(models)
-        prediction = self.predict_depth(models, batch[common.IMAGE])
+    def eval_outputs(self, config, models, batch):
+        prediction = self.predict_depth(config, models, batch[common.IMAGE])
         return depth_eval_outputs(prediction, batch[common.DEPTH], config.eval)
 
-    def init_metrics(self):
+    def init_metrics(self, config):
         return depth_metrics.DepthMetricAccumulator()
 
-    def update_metrics(self, state, outputs):
+    def update_metrics(self, config, state, outputs):
         return update_depth_accumulator(state, outputs)
 
-    def result_metrics(self, state):
+    def result_metrics(self, config, state):
         return state.result()
 
-    def image_summaries(self, models, batch):
+    def image_summaries(self, config, models, batch):
         outputs = models[common.MODEL_DEPTH](tf.cast(batch[common.IMAGE], tf.float32),
                                              training=False)
         depth = tf.cast(outputs[common.OUT_DEPTH], tf.float32)
@@ -565,8 +554,3 @@ class SUWTask(loop.Task):
             pictures["uncertainty"] = visualize.colorize_uncertainty_tf(
                 outputs[common.OUT_UNCERTAINTY])
         return pictures
-
-
-def make_task(config) -> SUWTask:
-    """A task bound to `config` (what the Trainer and the tools use)."""
-    return SUWTask().bind(config)
