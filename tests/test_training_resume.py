@@ -2,7 +2,9 @@
 
 Both runs use the toy task of test_training_toy.py in deterministic mode (op determinism,
 seeded stateless augmentation keyed by stream position, a checkpointed RNG adding input noise
-in the loss, a shuffled, checkpointed tf.data iterator), as subprocesses.
+in the loss, two shuffled, checkpointed tf.data iterators: the "train" stream of batch 4 and
+an "extra" stream of batch 2, and an EMA teacher updated inside the train step), as
+subprocesses. The final weights of the net and of the teacher must be bitwise equal.
 
 Bitwise equality holds on one machine: both runs execute the same kernels. Another CPU (or
 TF_ENABLE_ONEDNN_OPTS=0) picks other kernels and ends with other weights, but again equal
@@ -32,7 +34,8 @@ def _launch(workdir, seed, *extra):
                PYTHONPATH=REPO)
     return subprocess.Popen(
         [sys.executable, SCRIPT, "--workdir", str(workdir), "--steps", str(STEPS),
-         "--checkpoint_every", "10", "--deterministic", "--seed", str(seed), *extra],
+         "--checkpoint_every", "10", "--deterministic", "--seed", str(seed),
+         "--extra_batch", "2", "--ema_decay", "0.9", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
 
 
@@ -72,6 +75,7 @@ def test_kill_9_and_resume_matches_uninterrupted_run(tmp_path, learning_seed, re
     assert reference == {"start_step": 0, "final_step": STEPS, "replicas": 1}
 
     pairs = list(zip(_weights(killed_dir), _weights(reference_dir), strict=True))
+    assert len(pairs) == 8  # kernel and bias of two layers, of the net and of the teacher
     record_measure("max |resumed - reference| weight (bitwise: 0)",
                    max(float(np.abs(a - b).max()) for a, b in pairs))
     for resumed_weight, reference_weight in pairs:

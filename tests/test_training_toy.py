@@ -3,10 +3,13 @@
 The toy: a two-layer conv net regresses, per pixel, `2 * mean_c(image) - 0.5` from random
 8x8 images. The input pipeline shuffles, flips and shifts brightness with stateless random ops
 seeded by the element's position in the stream (so a checkpointed iterator replays them), and
-the loss optionally adds input noise drawn from the Trainer's checkpointed RNG.
+the loss optionally adds input noise drawn from the Trainer's checkpointed RNG. Options add
+the engine's facilities (`ToyTask`): a second input stream with its own batch size, an EMA
+teacher updated in the train step, a frozen prior net, parameter groups.
+The engine tests of those facilities are in test_training_engine.py.
 
 Run as a script (the kill -9 and two-device tests do) it trains into --workdir and writes the
-final weights to <workdir>/final_weights.npz.
+final weights of every model (roles in sorted order) to <workdir>/final_weights.npz.
 """
 
 from __future__ import annotations
@@ -42,25 +45,72 @@ def target_of(image):
 
 
 class ToyTask(loop.Task):
-    """See the module docstring.
+    """See the module docstring; the options add one engine facility each.
 
     Args:
       use_rng: add input noise from the Trainer's RNG in the loss (off for the two-device
         comparison: replicas draw from different streams).
       nan_after: make the loss NaN from this many compute_losses calls on (non-finite test).
+      seed: seed of the data (images, shuffle, augmentation).
+      extra_batch: global batch size of a second training stream "extra" (0: none): images
+        of another seed, whose mse (`mse_extra`, over its own global batch) adds to the total.
+      ema_decay: add a frozen "teacher" copy of the net that `after_apply` moves to
+        `ema_decay * teacher + (1 - ema_decay) * net` after every applied update (0: none).
+      prior: add a frozen "prior" net whose output the net's prediction adds to (a frozen
+        model the loss depends on).
+      groups: optimise the net as parameter groups "encoder" and "head" (else one group).
+
+    Attributes (after build):
+      traced_shapes: per compute_losses trace (one per replica), {stream: image shape}.
+      applies: int64 variable, after_apply calls; last_step: the step it was last given.
     """
 
-    def __init__(self, use_rng: bool = True, nan_after: int = 0, seed: int = 7):
-        self.use_rng, self.nan_after, self.seed = use_rng, nan_after, seed
+    EXTRA_OFFSET = 50_000  # the "extra" stream's images and seeds
 
-    def build(self, config):
+    def __init__(self, use_rng: bool = True, nan_after: int = 0, seed: int = 7,
+                 extra_batch: int = 0, ema_decay: float = 0.0, prior: bool = False,
+                 groups: bool = False):
+        self.use_rng, self.nan_after, self.seed = use_rng, nan_after, seed
+        self.extra_batch, self.ema_decay = extra_batch, ema_decay
+        self.prior, self.groups = prior, groups
+        self.traced_shapes = []
+
+    @staticmethod
+    def _net(name: str, prefix: str = "") -> keras.Model:
         inputs = keras.Input((SIZE, SIZE, 3), name="image")
         x = keras.layers.Conv2D(8, 3, padding="same", activation="relu",
-                                name="encoder_conv")(inputs)
-        x = keras.layers.Conv2D(1, 1, name="head_conv")(x)
-        self.calls = tf.Variable(0, dtype=tf.int64, trainable=False,
-                                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-        return {"net": keras.Model(inputs, {"depth": x}, name="toy")}
+                                name=f"{prefix}encoder_conv")(inputs)
+        x = keras.layers.Conv2D(1, 1, name=f"{prefix}head_conv")(x)
+        return keras.Model(inputs, {"depth": x}, name=name)
+
+    def build(self, config):
+        counter = dict(dtype=tf.int64, trainable=False,
+                       aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        self.calls = tf.Variable(0, **counter)
+        self.applies, self.last_step = tf.Variable(0, **counter), tf.Variable(0, **counter)
+        models = {"net": self._net("toy")}
+        if self.ema_decay:
+            models["teacher"] = self._net("teacher", "teacher_")
+            models["teacher"].set_weights(models["net"].get_weights())
+        if self.prior:
+            models["prior"] = self._net("prior", "prior_")
+        return models
+
+    def frozen_models(self, config):
+        return [role for role, on in (("teacher", self.ema_decay), ("prior", self.prior)) if on]
+
+    def train_streams(self, config):
+        streams = {"train": config.data.batch_size}
+        if self.extra_batch:
+            streams["extra"] = self.extra_batch
+        return streams
+
+    def param_groups(self, config, models):
+        if not self.groups:
+            return super().param_groups(config, models)
+        net = models["net"]
+        return {"encoder": net.get_layer("encoder_conv").trainable_variables,
+                "head": net.get_layer("head_conv").trainable_variables}
 
     def _examples(self, count: int, offset: int):
         def make(index):
@@ -68,16 +118,18 @@ class ToyTask(loop.Task):
             return image
         return tf.data.Dataset.range(offset, offset + count).map(make)
 
-    def make_train_dataset(self, config, input_context):
-        per_replica = input_context.get_per_replica_batch_size(config.data.batch_size)
-        dataset = self._examples(NUM_TRAIN, 0)
+    def make_train_dataset(self, config, stream, input_context):
+        per_replica = input_context.get_per_replica_batch_size(
+            self.train_streams(config)[stream])
+        offset = 0 if stream == "train" else self.EXTRA_OFFSET
+        dataset = self._examples(NUM_TRAIN, offset)
         if input_context.num_input_pipelines > 1:
             dataset = dataset.shard(input_context.num_input_pipelines,
                                     input_context.input_pipeline_id)
-        dataset = dataset.repeat().shuffle(16, seed=self.seed).enumerate()
+        dataset = dataset.repeat().shuffle(16, seed=self.seed + offset).enumerate()
 
         def augment(position, image):
-            seed = tf.stack([tf.constant(self.seed + 1, tf.int64), position])
+            seed = tf.stack([tf.constant(self.seed + 1 + offset, tf.int64), position])
             flip = tf.random.stateless_uniform([], seed=seed) < 0.5
             image = tf.where(flip, image[:, ::-1], image)
             delta = tf.random.stateless_uniform([], seed=seed + 1, minval=-0.1, maxval=0.1)
@@ -92,27 +144,52 @@ class ToyTask(loop.Task):
         return self._examples(NUM_EVAL, 10_000).map(to_batch).batch(
             config.data.eval_batch_size)
 
-    def compute_losses(self, models, batch, *, training, global_batch_size, rng):
-        image = batch["image"]
-        if self.use_rng:
-            image = image + 0.01 * rng.normal(tf.shape(image))
+    def predict(self, models, image, training):
+        """The net's prediction `[B, H, W, 1]` float32 (plus the frozen prior's)."""
         # Losses in float32 also under a mixed-precision policy (float16 outputs).
         prediction = tf.cast(models["net"](image, training=training)["depth"], tf.float32)
-        per_example = tf.reduce_mean(tf.square(prediction - batch["target"]), axis=[1, 2, 3])
-        mse = loop.global_mean(per_example, global_batch_size)
+        if self.prior:
+            prediction += tf.cast(models["prior"](image, training=False)["depth"], tf.float32)
+        return prediction
+
+    def compute_losses(self, config, models, batches, *, training, global_batch_sizes, rng):
+        self.traced_shapes.append({stream: tuple(batch["image"].shape)
+                                   for stream, batch in batches.items()})
+        losses = {}
+        for stream, batch in batches.items():
+            image = batch["image"]
+            if self.use_rng:
+                image = image + 0.01 * rng.normal(tf.shape(image))
+            prediction = self.predict(models, image, training)
+            per_example = tf.reduce_mean(tf.square(prediction - batch["target"]),
+                                         axis=[1, 2, 3])
+            name = "mse" if stream == "train" else f"mse_{stream}"
+            losses[name] = loop.global_mean(per_example, global_batch_sizes[stream])
+        total = tf.add_n(list(losses.values()))
         if self.nan_after:
             calls = self.calls.assign_add(1)
-            mse = tf.where(calls > self.nan_after, tf.constant(np.nan, tf.float32), mse)
-        return {"total": mse, "mse": mse}
+            total = tf.where(calls > self.nan_after, tf.constant(np.nan, tf.float32), total)
+        return dict(losses, total=total)
 
-    def eval_outputs(self, models, batch):
-        prediction = tf.cast(models["net"](batch["image"], training=False)["depth"], tf.float32)
+    def after_apply(self, config, models, step):
+        self.applies.assign_add(1)
+        self.last_step.assign(step)
+        if self.ema_decay:
+            decay = self.ema_decay
+            for teacher, student in zip(models["teacher"].weights, models["net"].weights):
+                teacher.assign(decay * teacher + (1.0 - decay) * student)
+
+    def eval_outputs(self, config, models, batch):
+        prediction = self.predict(models, batch["image"], training=False)
         return {"mae": tf.reduce_mean(tf.abs(prediction - batch["target"]), axis=[1, 2, 3])}
 
-    def image_summaries(self, models, batch):
+    def image_summaries(self, config, models, batch):
         prediction = models["net"](batch["image"], training=False)["depth"]
         return {"input": visualize.to_rgb_uint8_tf(batch["image"]),
                 "prediction": visualize.colorize_uncertainty_tf(prediction)}
+
+    def serving_model(self, config, models):
+        return models["net"]
 
 
 def toy_config(**train_overrides) -> config_lib.ExperimentConfig:
@@ -127,8 +204,13 @@ def toy_config(**train_overrides) -> config_lib.ExperimentConfig:
                                                                  **train_overrides))
 
 
-def model_weights(trainer) -> list:
-    return [np.array(v.numpy()) for v in trainer.models["net"].weights]
+def model_weights(trainer, role: str = "net") -> list:
+    return [np.array(v.numpy()) for v in trainer.models[role].weights]
+
+
+def all_weights(trainer) -> list:
+    """The weights of every model, roles in sorted order."""
+    return [w for role in sorted(trainer.models) for w in model_weights(trainer, role)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -156,7 +238,7 @@ def test_toy_task_learns_and_logs(tmp_path, learning_seed, record_measure):
     best = json.loads((tmp_path / "best" / "best.json").read_text())
     fresh = task.build(config)
     checkpoints.restore_models(fresh, str(tmp_path / "best"))
-    best_errors = np.concatenate([task.eval_outputs(fresh, batch)["mae"].numpy()
+    best_errors = np.concatenate([task.eval_outputs(config, fresh, batch)["mae"].numpy()
                                   for batch in task.make_eval_dataset(config)])
     best_rel_diff = abs(best_errors.mean() - best["value"]) / best["value"]
     targets = np.concatenate([batch["target"].numpy().ravel()
@@ -217,7 +299,8 @@ def test_resume_in_process_continues_from_checkpoint(tmp_path):
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     config = toy_config(steps=40, checkpoint_every=10, eval_every=0)
-    trainer = loop.Trainer(config, ToyTask(nan_after=23), str(tmp_path))
+    task = ToyTask(nan_after=23, ema_decay=0.5)
+    trainer = loop.Trainer(config, task, str(tmp_path))
     with pytest.raises(loop.NonFiniteLossError) as caught:
         trainer.train()
     error = caught.value
@@ -227,7 +310,9 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     # Nothing after the last good checkpoint was saved, and the bad update was not applied.
     assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")) == error.checkpoint
     assert int(trainer.step.numpy()) == 23
-    assert all(np.isfinite(w).all() for w in model_weights(trainer))
+    assert all(np.isfinite(w).all() for w in all_weights(trainer))
+    # after_apply ran after each of the 23 applied updates, not after the failed one.
+    assert int(task.applies.numpy()) == 23 and int(task.last_step.numpy()) == 23
 
 
 def test_init_modules_from_other_run(tmp_path):
@@ -288,6 +373,8 @@ def _main():
                         help="offset of the init, RNG and data seeds (tests' learning_seed)")
     parser.add_argument("--reference_workdir", default="",
                         help="afterwards, also train a fresh run here (saves a TF start-up)")
+    parser.add_argument("--extra_batch", type=int, default=0, help="see ToyTask")
+    parser.add_argument("--ema_decay", type=float, default=0.0, help="see ToyTask")
     args = parser.parse_args()
     if args.logical_cpus:
         from tf_depthseg.training import distribute
@@ -301,11 +388,11 @@ def _main():
         callbacks.append(lambda trainer, step, values: time.sleep(args.step_sleep))
     report = {}
     for workdir in filter(None, (args.workdir, args.reference_workdir)):
-        trainer = loop.Trainer(config, ToyTask(use_rng=not args.no_rng, seed=7 + args.seed),
-                               workdir,
-                               callbacks=callbacks)
+        task = ToyTask(use_rng=not args.no_rng, seed=7 + args.seed,
+                       extra_batch=args.extra_batch, ema_decay=args.ema_decay)
+        trainer = loop.Trainer(config, task, workdir, callbacks=callbacks)
         result = trainer.train()
-        np.savez(os.path.join(workdir, "final_weights.npz"), *model_weights(trainer))
+        np.savez(os.path.join(workdir, "final_weights.npz"), *all_weights(trainer))
         report[workdir] = {"start_step": result.start_step, "final_step": result.final_step,
                            "replicas": trainer.num_replicas}
     print(json.dumps(report))

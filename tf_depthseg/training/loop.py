@@ -1,48 +1,95 @@
 """The custom training loop: a `Task` says what to train, the `Trainer` says how.
 
-Task protocol (subclass `Task`; the first four methods are required)
--------------------------------------------------------------------
+Task protocol (subclass `Task`; `build`, `make_train_dataset`, `compute_losses` are required)
+----------------------------------------------------------------------------------------------
 
+Every hook gets the experiment config as its first argument; a task keeps no config state, so
+one instance serves any config.
+
+    config_sections: ClassVar[{section: dataclass}]
+        The config sections the task owns (e.g. {"suw": SUWConfig}), registered by
+        `tf_depthseg.config` (`--set suw.num_bins=...`).
+    check_config(config) -> None
+        Raises `errors.ConfigError` (naming the key and the fix) for settings the task cannot
+        train. The Trainer calls it before it builds anything.
     build(config) -> {"depth": keras.Model, "pose": keras.Model, ...}
         Builds the task's models (Keras functional models returning dicts keyed by
         `tf_depthseg.common` output keys). Called inside `strategy.scope()`.
-    make_train_dataset(config, input_context) -> tf.data.Dataset
-        Batches for ONE replica: batch size `input_context.get_per_replica_batch_size(
-        config.data.batch_size)`, `drop_remainder=True` (static shapes: the train step is traced
-        once), repeated forever, sharded by `input_context.input_pipeline_id` when
-        `num_input_pipelines > 1` (multi-worker). Each step the Trainer takes one batch per
-        local replica, in order, like `tf.distribute` does. Randomness must be stateless ops
-        seeded from the element's position in the stream, so that the checkpointed iterator
-        reproduces it after a resume.
-    compute_losses(models, batch, *, training, global_batch_size, rng) -> {"total": ..., ...}
-        Scalar float32 losses of this replica's batch, each the SUM over this replica's
-        examples divided by `global_batch_size` (e.g. `global_mean(per_example, gbs)`), so
-        that summing over replicas gives the mean over the global batch. "total" is what is
-        minimised; the other entries (per-term, already weighted) go to TensorBoard. `rng` is
-        the Trainer's checkpointed `tf.random.Generator` (replica-local streams under
-        MirroredStrategy) for randomness inside the step (e.g. drawing weak-label pairs).
+    frozen_models(config) -> [role, ...]
+        Models saved and restored with the run but never updated by the optimizer (an EMA
+        teacher, a frozen depth net). Their variables are in no parameter group, so the loss
+        may depend on them without gradients being taken for them. The Trainer leaves the
+        models' `trainable` flags alone: call a frozen model with training=False to keep its
+        batch-norm statistics fixed. Default: none.
+    train_streams(config) -> {stream: global batch size}
+        The named training input streams (e.g. labelled and unlabelled images), each with its
+        own GLOBAL batch size, which must divide by the number of replicas. Every step, each
+        replica gets one batch of every stream. Default: {"train": config.data.batch_size}.
+    make_train_dataset(config, stream, input_context) -> tf.data.Dataset
+        Batches of `stream` for ONE replica: batch size `input_context.
+        get_per_replica_batch_size(<the stream's global batch size>)`, `drop_remainder=True`
+        (static shapes: the train step is traced once), repeated forever, sharded by
+        `input_context.input_pipeline_id` when `num_input_pipelines > 1` (multi-worker). Each
+        step the Trainer takes one batch of every stream per local replica, in order, like
+        `tf.distribute` does. Randomness must be stateless ops seeded from the element's
+        position in the stream, so that the checkpointed iterator reproduces it after a
+        resume. Each stream has its own checkpointed iterator: checkpoint key `iterator` for
+        the first stream, `iterator_<stream>` for the others.
+    compute_losses(config, models, batches, *, training, global_batch_sizes, rng)
+            -> {"total": ..., ...}
+        `batches`: {stream: this replica's batch}; `global_batch_sizes`: {stream: int}.
+        Scalar float32 losses of this replica's batches, each the SUM over this replica's
+        examples divided by the global batch size of the stream they come from (e.g.
+        `global_mean(per_example, global_batch_sizes["train"])`), so that summing over
+        replicas gives the mean over the global batch. "total" is what is minimised; the other
+        entries (per-term, already weighted) go to TensorBoard. `rng` is the Trainer's
+        checkpointed `tf.random.Generator` (replica-local streams under MirroredStrategy) for
+        randomness inside the step (e.g. drawing weak-label pairs).
+    after_apply(config, models, step) -> None
+        Runs inside the compiled train step right after the optimizer update, only when the
+        update was applied (not after a non-finite step, nor a step the float16 loss scaler
+        skipped); `step` is the int64 number of the step that update completes (1 for the
+        first). It runs in cross-replica context: reading a variable gives its value (the same
+        on every replica once the update is done) and `variable.assign(...)` writes every
+        replica's copy, whatever the variable's aggregation. E.g. an EMA teacher:
+        `t.assign(a * t + (1 - a) * s)` over the teacher's and the student's weights.
+    param_groups(config, models) -> {group: [variables]}
+        What the optimizer updates, by group. `optim.lr_multipliers` scales a group's learning
+        rate (groups it does not name train at 1x); `optim.clip_norm` clips the global norm of
+        all groups' gradients together. A variable may be in one group only, never in a
+        frozen model; trainable variables in no group are not updated (e.g. the pose net when
+        the unsupervised loss is off). Default: {"all": every trainable variable of the
+        models that are not frozen}.
     make_eval_dataset(config) -> tf.data.Dataset | None
         Finite evaluation batches (None: no evaluation).
 
 Optional hooks, with defaults:
 
-    eval_outputs(models, batch) -> {name: [batch] tensor}
+    eval_outputs(config, models, batch) -> {name: [batch] tensor}
         Per-example values for the metrics (run as a tf.function). Default: no metrics.
-    init_metrics() / update_metrics(state, outputs_numpy) / result_metrics(state)
+    init_metrics(config) / update_metrics(config, state, outputs_numpy) /
+    result_metrics(config, state)
         Metric accumulation on the host. Default: the mean over examples of every
         `eval_outputs` entry (the KITTI protocol averages per-image metrics this way).
-    image_summaries(models, batch) -> {name: uint8 [B, H, W, 3]}
-        Pictures for TensorBoard (see `tf_depthseg.visualize`), for one replica's training
-        batch every `train.image_summaries_every` steps and the first evaluation batch.
-    trainable_variables(models) -> list
-        What the optimizer updates. Default: every trainable variable of every model.
+    image_summaries(config, models, batch) -> {name: uint8 [B, H, W, 3]}
+        Pictures for TensorBoard (see `tf_depthseg.visualize`), for one replica's batch of the
+        first training stream every `train.image_summaries_every` steps and for the first
+        evaluation batch.
+    serving_model(config, models) -> keras.Model
+        The network evaluation, export and prediction use. Default: the only model (a task
+        with several models must say which).
     num_train_examples(config) -> int | None
-        Training-set size, to turn epoch-based schedules into steps when
-        `train.steps_per_epoch` is 0.
+        Size of the first stream's training set, to turn epoch-based schedules into steps
+        when `train.steps_per_epoch` is 0.
+
+`compute_losses`, `after_apply`, `eval_outputs` and `image_summaries` are traced without
+AutoGraph: branch on tensors with tf.cond / tf.where, loop with tf.while_loop; Python `if`
+only on Python values such as the config.
 
 The Trainer (`Trainer(config, task, workdir).train()`) adds everything else: the strategy,
-mixed precision, the compiled train step, clipping, schedules, checkpoints and resume,
-keep-best, TensorBoard, the progress bar, and stopping on a non-finite loss.
+mixed precision, the compiled train step, parameter groups and clipping, schedules,
+checkpoints and resume, keep-best, TensorBoard, the progress bar, and stopping on a
+non-finite loss.
 """
 
 from __future__ import annotations
@@ -53,9 +100,11 @@ import glob
 import json
 import math
 import os
+import re
 import shutil
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import (Any, Callable, ClassVar, Dict, Iterable, List, Mapping, Optional,
+                    Sequence)
 
 import keras
 import numpy as np
@@ -107,36 +156,57 @@ class Task(abc.ABC):
     instantiated without them. Every other hook has a working default.
     """
 
+    config_sections: ClassVar[Dict[str, type]] = {}
+
+    def check_config(self, config) -> None:
+        """Raises errors.ConfigError for settings this task cannot train."""
+
     @abc.abstractmethod
     def build(self, config) -> Dict[str, keras.Model]:
         """The task's models, keyed by role (e.g. {"depth": ..., "pose": ...})."""
 
+    def frozen_models(self, config) -> Sequence[str]:
+        """Roles of the models that are saved and restored but never optimised."""
+        return ()
+
+    def train_streams(self, config) -> Dict[str, int]:
+        """Training stream name -> global batch size."""
+        return {"train": config.data.batch_size}
+
     @abc.abstractmethod
-    def make_train_dataset(self, config, input_context: tf.distribute.InputContext
-                           ) -> tf.data.Dataset:
-        """Endless per-replica training batches (see the module docstring)."""
+    def make_train_dataset(self, config, stream: str,
+                           input_context: tf.distribute.InputContext) -> tf.data.Dataset:
+        """Endless per-replica training batches of `stream` (see the module docstring)."""
 
     def make_eval_dataset(self, config) -> Optional[tf.data.Dataset]:
         return None
 
     @abc.abstractmethod
-    def compute_losses(self, models: Mapping[str, keras.Model], batch: Mapping[str, tf.Tensor],
-                       *, training: bool, global_batch_size: int,
+    def compute_losses(self, config, models: Mapping[str, keras.Model],
+                       batches: Mapping[str, Mapping[str, tf.Tensor]], *, training: bool,
+                       global_batch_sizes: Mapping[str, int],
                        rng: tf.random.Generator) -> Dict[str, tf.Tensor]:
-        """Scalar losses with a "total" entry, each a sum over examples / global batch.
+        """Scalar losses with a "total" entry, each a sum over examples / global batch of
+        the examples' stream."""
 
-        Traced without AutoGraph (like `eval_outputs` and `image_summaries`): branch on
-        tensors with tf.cond / tf.where, loop with tf.while_loop; Python `if` only on Python
-        values such as the config."""
+    def after_apply(self, config, models: Mapping[str, keras.Model], step: tf.Tensor) -> None:
+        """In-step work after an applied update (cross-replica context), e.g. EMA teachers."""
 
-    def eval_outputs(self, models: Mapping[str, keras.Model],
+    def param_groups(self, config, models: Mapping[str, keras.Model]) -> Dict[str, list]:
+        """Parameter group name -> trainable variables the optimizer updates."""
+        frozen = set(self.frozen_models(config))
+        return {"all": unique_variables(model.trainable_variables
+                                        for role, model in models.items()
+                                        if role not in frozen)}
+
+    def eval_outputs(self, config, models: Mapping[str, keras.Model],
                      batch: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         return {}
 
-    def init_metrics(self) -> Any:
+    def init_metrics(self, config) -> Any:
         return {"sums": {}, "count": 0}
 
-    def update_metrics(self, state: Any, outputs: Mapping[str, np.ndarray]) -> Any:
+    def update_metrics(self, config, state: Any, outputs: Mapping[str, np.ndarray]) -> Any:
         count = None
         for name, values in outputs.items():
             values = np.asarray(values, dtype=np.float64).reshape(-1)
@@ -145,25 +215,34 @@ class Task(abc.ABC):
         state["count"] += count or 0
         return state
 
-    def result_metrics(self, state: Any) -> Dict[str, float]:
+    def result_metrics(self, config, state: Any) -> Dict[str, float]:
         count = max(state["count"], 1)
         return {name: total / count for name, total in state["sums"].items()}
 
-    def image_summaries(self, models: Mapping[str, keras.Model],
+    def image_summaries(self, config, models: Mapping[str, keras.Model],
                         batch: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         return {}
 
-    def trainable_variables(self, models: Mapping[str, keras.Model]) -> list:
-        variables, seen = [], set()
-        for model in models.values():
-            for variable in model.trainable_variables:
-                if id(variable) not in seen:  # models may share layers (e.g. the encoder)
-                    seen.add(id(variable))
-                    variables.append(variable)
-        return variables
+    def serving_model(self, config, models: Mapping[str, keras.Model]) -> keras.Model:
+        """The network evaluation, export and prediction use."""
+        if len(models) != 1:
+            raise ValueError(f"{type(self).__name__} has the models {sorted(models)}; it must "
+                             "override serving_model to say which one is served")
+        return next(iter(models.values()))
 
     def num_train_examples(self, config) -> Optional[int]:
         return None
+
+
+def unique_variables(variable_lists: Iterable[Sequence]) -> list:
+    """The variables of all lists, each once, in order (models may share layers)."""
+    variables, seen = [], set()
+    for variable_list in variable_lists:
+        for variable in variable_list:
+            if id(variable) not in seen:
+                seen.add(id(variable))
+                variables.append(variable)
+    return variables
 
 
 @dataclasses.dataclass
@@ -193,6 +272,8 @@ class Trainer:
     Attributes:
       models: the task's models (dict), optimizer, strategy, step (int64 tf.Variable: updates
         done), rng (tf.random.Generator), checkpoint / manager (tf.train.Checkpoint[Manager]).
+      frozen: roles of the frozen models; param_groups: group name -> variables (what the
+        optimizer updates); global_batch_sizes: training stream -> global batch size.
       train_step_traces: how many times the train step was traced (1 in a healthy run).
       damaged_checkpoints: '<file>: <reason>' of damaged checkpoints newer than the one the
         run resumed from (skipped and, by the chief, renamed to *.damaged).
@@ -216,11 +297,13 @@ class Trainer:
             self.strategy)
         self.num_replicas = self.strategy.num_replicas_in_sync
         self.local_replicas = self.num_replicas // self.num_workers
-        self.global_batch_size = config.data.batch_size
-        if self.global_batch_size % self.num_replicas:
-            raise errors.ConfigError(
-                f"data.batch_size={self.global_batch_size} is the global batch and must be "
-                f"divisible by the {self.num_replicas} replicas")
+        if hasattr(task, "trainable_variables"):  # a task written for the old protocol
+            raise TypeError(f"{type(task).__name__}.trainable_variables is no longer called; "
+                            "declare param_groups (and frozen_models) instead")
+        task.check_config(config)
+        self.global_batch_sizes = self._train_streams()
+        # Examples of all streams per step, for examples_per_s.
+        self.examples_per_step = sum(self.global_batch_sizes.values())
         try:
             os.makedirs(workdir, exist_ok=True)
             if not os.access(workdir, os.W_OK | os.X_OK):
@@ -232,7 +315,9 @@ class Trainer:
         if steps_per_epoch <= 0:
             num_examples = task.num_train_examples(config)
             if num_examples:
-                steps_per_epoch = math.ceil(num_examples / self.global_batch_size)
+                # An epoch is one pass over the first stream's training set.
+                steps_per_epoch = math.ceil(num_examples /
+                                            next(iter(self.global_batch_sizes.values())))
         self.steps_per_epoch = steps_per_epoch
         self.schedule = schedules.build_schedule(config.optim, train.steps, steps_per_epoch)
 
@@ -242,15 +327,16 @@ class Trainer:
                 if not isinstance(model, keras.Model):
                     raise TypeError(f"{type(task).__name__}.build must return keras.Models, "
                                     f"got {type(model).__name__} for '{key}'")
-            self.optimizer = optimizers.build_optimizer(config.optim, self.schedule,
-                                                        train.mixed_precision)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
                                     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
             self.rng = tf.random.Generator.from_seed(train.seed)
-            self._variables = task.trainable_variables(self.models)
-            if not self._variables:
-                raise ValueError(f"{type(task).__name__} has no trainable variables")
-            self.optimizer.build(self._variables)
+            self.frozen = self._frozen_models()
+            self.param_groups = self._param_groups()
+            # The order the optimizer was built in: gradients are taken and applied in it.
+            self._variables = [v for group in self.param_groups.values() for v in group]
+            self.optimizer = optimizers.build_optimizer(config.optim, self.schedule,
+                                                        train.mixed_precision,
+                                                        self.param_groups)
 
         input_context = tf.distribute.InputContext(
             num_input_pipelines=self.num_workers, input_pipeline_id=self.worker_index,
@@ -258,10 +344,19 @@ class Trainer:
         # A plain tf.data iterator, not a tf.distribute one: only plain iterators can be
         # checkpointed (TF 2.21), and the input position is part of a bitwise resume (bitwise
         # on one machine: see checkpoints.enable_determinism).
-        self._iterator = iter(task.make_train_dataset(config, input_context))
+        self._iterators = {}
+        for stream in self.global_batch_sizes:
+            dataset = task.make_train_dataset(config, stream, input_context)
+            if not isinstance(dataset, tf.data.Dataset):
+                raise TypeError(f"{type(task).__name__}.make_train_dataset must return a "
+                                f"tf.data.Dataset, got {type(dataset).__name__} for stream "
+                                f"'{stream}'")
+            self._iterators[stream] = iter(dataset)
+        # The first stream keeps the key `iterator` of single-stream runs (they resume).
+        iterators = {("iterator" if index == 0 else f"iterator_{stream}"): iterator
+                     for index, (stream, iterator) in enumerate(self._iterators.items())}
         self.checkpoint = tf.train.Checkpoint(models=self.models, optimizer=self.optimizer,
-                                              step=self.step, rng=self.rng,
-                                              iterator=self._iterator)
+                                              step=self.step, rng=self.rng, **iterators)
         # Before the manager reads the state file: the chief clears leftovers of a killed save
         # and sets damaged checkpoints aside.
         self._resume_from = self._find_resume_checkpoint()
@@ -297,11 +392,12 @@ class Trainer:
             # optimizer's distributed update stay outside the cluster.
             self._forward = tf.function(self._replica_forward, jit_compile=True,
                                         autograph=False)
-        self._eval_fn = tf.function(lambda batch: self.task.eval_outputs(self.models, batch),
-                                    reduce_retracing=True, autograph=False)
+        self._eval_fn = tf.function(
+            lambda batch: self.task.eval_outputs(self.config, self.models, batch),
+            reduce_retracing=True, autograph=False)
         self._image_fn = tf.function(
-            lambda batch: self.task.image_summaries(self.models, batch), reduce_retracing=True,
-            autograph=False)
+            lambda batch: self.task.image_summaries(self.config, self.models, batch),
+            reduce_retracing=True, autograph=False)
 
     # ------------------------------------------------------------------------------------
     # Setup helpers.
@@ -313,6 +409,63 @@ class Trainer:
         if self.is_chief:
             return os.path.join(self.workdir, subdir)
         return os.path.join(self.workdir, f".worker{self.worker_index}", subdir)
+
+    def _train_streams(self) -> Dict[str, int]:
+        """The task's training streams, checked: name -> global batch size."""
+        task = type(self.task).__name__
+        streams = dict(self.task.train_streams(self.config))
+        if not streams:
+            raise ValueError(f"{task}.train_streams returned no stream")
+        for name, size in streams.items():
+            # The name becomes a checkpoint key (iterator_<name>).
+            if not isinstance(name, str) or not re.fullmatch(r"\w+", name):
+                raise ValueError(f"{task}.train_streams: stream name {name!r} must be letters, "
+                                 "digits and underscores")
+            if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+                raise errors.ConfigError(
+                    f"training stream '{name}' of {task} has a global batch size of {size!r}; "
+                    "it must be a positive integer: fix the batch size the task reads from the "
+                    "config (e.g. data.batch_size).")
+            if size % self.num_replicas:
+                raise errors.ConfigError(
+                    f"the global batch size of training stream '{name}' is {size}, which is not "
+                    f"divisible by the {self.num_replicas} replicas; set the batch size the "
+                    f"task reads from the config for it (data.batch_size for 'train') to a "
+                    f"multiple of {self.num_replicas}.")
+            streams[name] = int(size)
+        return streams
+
+    def _frozen_models(self) -> List[str]:
+        frozen = list(self.task.frozen_models(self.config))
+        unknown = [role for role in frozen if role not in self.models]
+        if unknown:
+            raise ValueError(f"{type(self.task).__name__}.frozen_models names {unknown}, which "
+                             f"build did not return; its models are {sorted(self.models)}")
+        return frozen
+
+    def _param_groups(self) -> Dict[str, list]:
+        """The task's parameter groups, checked (see the module docstring)."""
+        task = type(self.task).__name__
+        frozen = {id(v): role for role in self.frozen for v in self.models[role].weights}
+        groups, owner = {}, {}
+        for name, variables in self.task.param_groups(self.config, self.models).items():
+            groups[name] = list(variables)
+            for variable in groups[name]:
+                where = f"{task}.param_groups: variable {variable.path} of group '{name}'"
+                if id(variable) in frozen:
+                    raise ValueError(f"{where} belongs to the frozen model "
+                                     f"'{frozen[id(variable)]}'; frozen models are never "
+                                     "optimised")
+                if id(variable) in owner:
+                    raise ValueError(f"{where} is in group '{owner[id(variable)]}' too; a "
+                                     "variable may be in one group only")
+                if not variable.trainable:
+                    raise ValueError(f"{where} is not trainable")
+                owner[id(variable)] = name
+        if not owner:
+            raise ValueError(f"{task} has no variables to train: its param_groups "
+                             f"{sorted(groups)} are all empty")
+        return groups
 
     def _workdir_error(self, error: OSError) -> errors.UserError:
         return errors.UserError(
@@ -396,18 +549,18 @@ class Trainer:
     # The compiled train step.
     # ------------------------------------------------------------------------------------
 
-    def _replica_forward(self, batch):
-        """Losses and this replica's gradients of its local batch."""
+    def _replica_forward(self, batches):
+        """Losses and this replica's gradients of its local batches ({stream: batch})."""
         with tf.GradientTape() as tape:
             losses = self.task.compute_losses(
-                self.models, batch, training=True, global_batch_size=self.global_batch_size,
-                rng=self.rng)
+                self.config, self.models, batches, training=True,
+                global_batch_sizes=dict(self.global_batch_sizes), rng=self.rng)
             if common.LOSS_TOTAL not in losses:
                 raise KeyError(f"{type(self.task).__name__}.compute_losses must return a "
                                f"'{common.LOSS_TOTAL}' entry, got {sorted(losses)}")
             losses = {name: tf.cast(value, tf.float32) for name, value in losses.items()}
-            regularization = [tf.cast(l, tf.float32) for m in self.models.values()
-                              for l in m.losses]
+            regularization = [tf.cast(l, tf.float32) for role, m in self.models.items()
+                              if role not in self.frozen for l in m.losses]
             if regularization:
                 # Layer regularisers are per model, not per example: each replica adds its
                 # 1/num_replicas share so that the sum over replicas counts them once.
@@ -419,33 +572,42 @@ class Trainer:
         grads = tape.gradient(objective, self._variables)
         return losses, grads
 
-    def _replica_step(self, batch):
-        losses, grads = self._forward(batch)
+    def _replica_step(self, batches):
+        losses, grads = self._forward(batches)
         missing = [v.path for v, g in zip(self._variables, grads) if g is None]
         if missing:
             raise ValueError(f"the total loss does not depend on {len(missing)} trainable "
-                             f"variables, e.g. {missing[:5]}; leave them out in "
-                             f"{type(self.task).__name__}.trainable_variables (e.g. the pose "
-                             "net when the unsupervised loss is off)")
+                             f"variables, e.g. {missing[:5]}; leave them out of "
+                             f"{type(self.task).__name__}.param_groups (e.g. the pose net "
+                             "when the unsupervised loss is off), or declare their model in "
+                             "frozen_models")
         # Sum over replicas here, not in the optimizer, so that the clipping norm is the norm
         # of the global gradient (the optimizers of optimizers.py skip their own sum).
         grads = tf.distribute.get_replica_context().all_reduce(
             tf.distribute.ReduceOp.SUM, grads)
+        # Over the gradients of all parameter groups together.
         grads, grad_norm = optimizers.clip_by_global_norm(
             grads, self.config.optim.clip_norm, optimizers.loss_scale(self.optimizer))
-        return losses, grads, grad_norm
+        # What the loss-scale optimizer checks to skip an update (all replicas agree: the
+        # gradients are summed); True without it.
+        grads_finite = tf.constant(True)
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            grads_finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+        return losses, grads, grad_norm, grads_finite
 
     def _replica_apply(self, grads):
         self.optimizer.apply(grads, self._variables)
 
-    def _distributed_train_step(self, batch):
+    def _distributed_train_step(self, batches):
         self.train_step_traces += 1  # runs only while tracing
         strategy = self.strategy
-        losses, grads, grad_norm = strategy.run(self._replica_step, args=(batch,))
+        losses, grads, grad_norm, grads_finite = strategy.run(self._replica_step,
+                                                              args=(batches,))
         # Every replica's loss is its share of the global mean (see global_mean): sum them.
         losses = {name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
                   for name, value in losses.items()}
         grad_norm = strategy.experimental_local_results(grad_norm)[0]  # equal on all replicas
+        grads_finite = strategy.experimental_local_results(grads_finite)[0]
         finite = tf.reduce_all([tf.math.is_finite(v) for v in losses.values()])
         if not isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
             # With float16 loss scaling an overflowing gradient is routine: the loss-scale
@@ -453,8 +615,17 @@ class Trainer:
             finite = tf.logical_and(finite, tf.math.is_finite(grad_norm))
         learning_rate = tf.cast(self.optimizer.learning_rate, tf.float32)
 
+        def after_apply():
+            # Cross-replica context (see the module docstring); reads of the updated
+            # variables are ordered after the update by the function's automatic control
+            # dependencies.
+            self.task.after_apply(self.config, self.models, self.step + 1)
+            return tf.constant(True)
+
         def apply():
             strategy.run(self._replica_apply, args=(grads,))
+            # A float16 loss-scale optimizer skips updates with overflowing gradients.
+            tf.cond(grads_finite, after_apply, lambda: tf.constant(False))
             return tf.constant(True)
 
         # A non-finite step is not applied, so the models keep their last good values.
@@ -466,14 +637,21 @@ class Trainer:
             outputs["loss_scale"] = tf.cast(self.optimizer.dynamic_scale, tf.float32)
         return outputs
 
-    def _next_batches(self) -> List[Any]:
-        """One batch per local replica, in order (what tf.distribute itself would do)."""
-        try:
-            return [next(self._iterator) for _ in range(self.local_replicas)]
-        except StopIteration:
-            raise ValueError(f"{type(self.task).__name__}.make_train_dataset ran out of data at "
-                             f"step {int(self.step.numpy())}; it must repeat forever "
-                             "(dataset.repeat()).") from None
+    def _next_batches(self) -> List[Dict[str, Any]]:
+        """{stream: batch} per local replica, in order (what tf.distribute itself would do)."""
+        batches = []
+        for _ in range(self.local_replicas):
+            replica_batches = {}
+            for stream, iterator in self._iterators.items():
+                try:
+                    replica_batches[stream] = next(iterator)
+                except StopIteration:
+                    raise ValueError(
+                        f"{type(self.task).__name__}.make_train_dataset ran out of data for "
+                        f"stream '{stream}' at step {int(self.step.numpy())}; it must repeat "
+                        "forever (dataset.repeat()).") from None
+            batches.append(replica_batches)
+        return batches
 
     def _distribute(self, local_batches: List[Any]):
         if self.num_replicas == 1:
@@ -549,7 +727,9 @@ class Trainer:
                                          lr=f"{values['learning_rate']:.2g}", refresh=False)
                     interval, interval_seconds, interval_steps = {}, 0.0, 0
                 if train.image_summaries_every and step % train.image_summaries_every == 0:
-                    self._write_images(self._train_writer, step, local_batches[0])
+                    first_stream = next(iter(self.global_batch_sizes))
+                    self._write_images(self._train_writer, step,
+                                       local_batches[0][first_stream])
                 if train.checkpoint_every and step % train.checkpoint_every == 0:
                     self.save()
                     saved_at = step
@@ -573,11 +753,12 @@ class Trainer:
     def _log_train(self, step: int, interval: Dict[str, List[float]], steps: int,
                    elapsed: float) -> Dict[str, float]:
         """Writes the interval's mean losses, lr, grad norm, and the speed of its `steps`
-        timed steps (data + train step, without evaluation and checkpoint time)."""
+        timed steps (data + train step, without evaluation and checkpoint time; examples of
+        all streams)."""
         means = {name: float(np.mean(v)) for name, v in interval.items()}
         step_time = elapsed / steps if steps else None  # None: only the untimed first step
         row = {"step": step, **means, "step_time_s": step_time,
-               "examples_per_s": self.global_batch_size / step_time if steps else None}
+               "examples_per_s": self.examples_per_step / step_time if steps else None}
         with self._train_writer.as_default():
             for name, value in row.items():
                 if name == "step" or value is None:
@@ -611,7 +792,7 @@ class Trainer:
             return {}
         step = int(self.step.numpy()) if step is None else step
         max_examples = self.config.eval.max_examples
-        state = self.task.init_metrics()
+        state = self.task.init_metrics(self.config)
         seen = 0
         first_batch = None
         for batch in dataset:
@@ -619,11 +800,11 @@ class Trainer:
                 first_batch = batch
             outputs = self._eval_fn(batch)
             state = self.task.update_metrics(
-                state, {k: np.asarray(v) for k, v in outputs.items()})
+                self.config, state, {k: np.asarray(v) for k, v in outputs.items()})
             seen += int(tf.shape(tf.nest.flatten(batch)[0])[0])
             if max_examples and seen >= max_examples:
                 break
-        metrics = self.task.result_metrics(state)
+        metrics = self.task.result_metrics(self.config, state)
         with self._eval_writer.as_default():
             for name, value in metrics.items():
                 summaries.scalar(f"metrics/{name}", value, step)

@@ -12,15 +12,24 @@ Weight decay follows the usual (PyTorch and paper) meanings:
 * `adam`, `sgd`: L2 regularisation added to the gradient, `g + weight_decay * w`, before the
   moments/momentum (Hoyer et al.'s SGD 5e-4 is this kind),
 * `adamw`: decoupled weight decay, `w -= lr * weight_decay * w` (`keras.optimizers.AdamW`).
+
+Parameter groups (`Task.param_groups`) get their own learning rate, the schedule's rate times
+the group's `optim.lr_multipliers` entry (1 for groups not named). Scaling the gradient would
+not do it: Adam is invariant to the gradient's scale. One optimizer serves all groups and
+multiplies the rate per variable inside its update rule (`_GroupLearningRates`), so the
+groups share the step counter, the schedule, the loss scale of `mixed_float16` and the global
+clipping norm, and the checkpoint keeps one `optimizer` entry whatever the groups. The
+decoupled decay of `adamw` uses the group's rate too (as PyTorch's per-group `lr` does).
 """
 
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import Dict, List, Mapping, Sequence, Tuple
 
 import keras
 import tensorflow as tf
 
+from tf_depthseg import errors
 from tf_depthseg.config import OptimConfig
 
 if not hasattr(keras.optimizers.Adam, "_all_reduce_sum_gradients"):
@@ -37,6 +46,32 @@ class _PreReducedGradients:
         return list(grads_and_vars)
 
 
+class _GroupLearningRates:
+    """Mixin: multiplies the learning rate of each variable by its group's multiplier."""
+
+    _lr_multipliers: Tuple[float, ...] = ()  # by the variable's index in `build`; () = all 1
+
+    def set_lr_multipliers(self, multipliers: Sequence[float]) -> None:
+        """One multiplier per variable the optimizer was built on, in that order."""
+        if len(multipliers) != len(self._trainable_variables):
+            raise ValueError(f"{len(multipliers)} learning-rate multipliers for "
+                             f"{len(self._trainable_variables)} variables")
+        self._lr_multipliers = tuple(float(m) for m in multipliers)
+
+    def _group_learning_rate(self, variable, learning_rate):
+        if self._lr_multipliers:
+            # A Python float chosen at trace time: no multiplication for 1x groups, so a
+            # single-group run computes exactly what it did before groups existed.
+            multiplier = self._lr_multipliers[self._get_variable_index(variable)]
+            if multiplier != 1.0:
+                learning_rate = learning_rate * multiplier
+        return learning_rate
+
+    def update_step(self, gradient, variable, learning_rate):
+        return super().update_step(gradient, variable,
+                                   self._group_learning_rate(variable, learning_rate))
+
+
 class _CoupledL2:
     """Mixin: adds `l2 * variable` to each gradient before the optimizer's update rule."""
 
@@ -50,7 +85,7 @@ class _CoupledL2:
         return super().update_step(gradient, variable, learning_rate)
 
 
-class Adam(_PreReducedGradients, _CoupledL2, keras.optimizers.Adam):
+class Adam(_PreReducedGradients, _GroupLearningRates, _CoupledL2, keras.optimizers.Adam):
     """Adam with optional L2 (coupled) weight decay; takes pre-summed gradients."""
 
     def __init__(self, learning_rate, l2: float = 0.0, **kwargs):
@@ -58,7 +93,7 @@ class Adam(_PreReducedGradients, _CoupledL2, keras.optimizers.Adam):
         self._init_l2(l2)
 
 
-class SGD(_PreReducedGradients, _CoupledL2, keras.optimizers.SGD):
+class SGD(_PreReducedGradients, _GroupLearningRates, _CoupledL2, keras.optimizers.SGD):
     """SGD (momentum) with optional L2 (coupled) weight decay; takes pre-summed gradients."""
 
     def __init__(self, learning_rate, l2: float = 0.0, **kwargs):
@@ -66,23 +101,73 @@ class SGD(_PreReducedGradients, _CoupledL2, keras.optimizers.SGD):
         self._init_l2(l2)
 
 
-class AdamW(_PreReducedGradients, keras.optimizers.AdamW):
-    """`keras.optimizers.AdamW` (decoupled weight decay); takes pre-summed gradients."""
+class AdamW(_PreReducedGradients, _GroupLearningRates, keras.optimizers.AdamW):
+    """`keras.optimizers.AdamW` (decoupled weight decay); takes pre-summed gradients.
+
+    The decay is applied in `update_step`, with the variable's group learning rate, instead of
+    Keras' `_apply_weight_decay` pass over all variables at the base rate (same arithmetic,
+    `w -= w * weight_decay * lr`, right before the Adam update of the same variable).
+    """
+
+    def _apply_weight_decay(self, variables):
+        del variables  # see update_step
+
+    def update_step(self, gradient, variable, learning_rate):
+        learning_rate = self._group_learning_rate(variable, learning_rate)
+        if self._use_weight_decay(variable):
+            lr = tf.cast(learning_rate, variable.dtype)
+            variable.assign_sub(variable * tf.cast(self.weight_decay, variable.dtype) * lr)
+        # Skips _GroupLearningRates.update_step: the rate is already the group's.
+        return keras.optimizers.AdamW.update_step(self, gradient, variable, learning_rate)
 
 
-def build_optimizer(optim: OptimConfig, learning_rate,
-                    mixed_precision: str = "float32") -> keras.optimizers.Optimizer:
+def lr_multipliers(optim: OptimConfig, groups: Sequence[str]) -> Dict[str, float]:
+    """Each group's learning-rate multiplier from `optim.lr_multipliers` (1 if not named).
+
+    Raises:
+      errors.ConfigError: `optim.lr_multipliers` names a group that is not in `groups`, names
+        one twice, or gives a negative multiplier.
+    """
+    # getattr: configs of older code have no such field.
+    pairs = [tuple(pair) for pair in getattr(optim, "lr_multipliers", ())]
+    multipliers = {name: 1.0 for name in groups}
+    named = set()
+    for name, multiplier in pairs:
+        if name not in multipliers:
+            raise errors.ConfigError(
+                f"optim.lr_multipliers names the parameter group '{name}', which this task "
+                f"does not have; its groups are {list(groups)}. Use one of those names.")
+        if name in named:
+            raise errors.ConfigError(f"optim.lr_multipliers names the group '{name}' twice; "
+                                     "give each group one multiplier.")
+        if not float(multiplier) >= 0:
+            raise errors.ConfigError(f"optim.lr_multipliers: the multiplier of group '{name}' "
+                                     f"is {multiplier!r}; it must be >= 0.")
+        named.add(name)
+        multipliers[name] = float(multiplier)
+    return multipliers
+
+
+def build_optimizer(optim: OptimConfig, learning_rate, mixed_precision: str = "float32",
+                    param_groups: Mapping[str, Sequence] = None) -> keras.optimizers.Optimizer:
     """The optimizer `optim` describes, wrapped for loss scaling under `mixed_float16`.
 
     Args:
-      optim: the optimizer section (optimizer, weight_decay, momentum).
+      optim: the optimizer section (optimizer, weight_decay, momentum, lr_multipliers).
       learning_rate: a float or a `LearningRateSchedule` (see `schedules.build_schedule`).
       mixed_precision: the Keras dtype policy; float16 needs dynamic loss scaling so small
         gradients do not underflow, bfloat16 has float32's range and does not.
+      param_groups: group name -> variables. If given, the optimizer is built on the groups'
+        variables concatenated in order (`apply` takes gradients in that order), and each
+        group trains at `learning_rate` times its `lr_multipliers` entry. Without it the
+        optimizer is unbuilt and every variable trains at `learning_rate`.
 
     Returns:
       A Keras optimizer. Gradient clipping is not configured on it: the Trainer clips by the
-      global norm of the replica-summed gradient (`clip_by_global_norm`).
+      global norm of the replica-summed gradient of all groups (`clip_by_global_norm`).
+
+    Raises:
+      errors.ConfigError: a bad `optim.lr_multipliers` (see `lr_multipliers`).
     """
     if optim.optimizer == "adam":
         optimizer = Adam(learning_rate, l2=optim.weight_decay)
@@ -92,8 +177,16 @@ def build_optimizer(optim: OptimConfig, learning_rate,
         optimizer = SGD(learning_rate, l2=optim.weight_decay, momentum=optim.momentum)
     else:
         raise ValueError(f"unknown optim.optimizer {optim.optimizer!r}; use adam, adamw or sgd")
+    inner = optimizer
     if mixed_precision == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    if param_groups is not None:
+        multipliers = lr_multipliers(optim, list(param_groups))
+        variables = [v for group in param_groups.values() for v in group]
+        optimizer.build(variables)
+        if any(m != 1.0 for m in multipliers.values()):
+            inner.set_lr_multipliers([multipliers[name] for name, group in param_groups.items()
+                                      for _ in group])
     return optimizer
 
 
