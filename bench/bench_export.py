@@ -80,8 +80,8 @@ def main(argv):
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         export_dir = os.path.join(tmp, "export")
-        exporter.export_depth_model(model, export_dir, image_size=size, tflite_export=False,
-                                    verify=False)
+        exporter.export_model(model, export_dir, image_size=size, tflite_export=False,
+                              verify=False)
         export_seconds = time.perf_counter() - start
         _, serve = saved_model.load_serving_function(export_dir)
         batch = tf.constant(images)
@@ -90,20 +90,20 @@ def main(argv):
             "latency_ms": 1e3 * median_latency(lambda: serve(images=batch), FLAGS.repeats),
             "bytes": saved_model.directory_size(export_dir),
             "export_seconds": export_seconds,
-            "max_abs_diff": exporter.max_abs_differences(served, reference)}
-        module = saved_model.DepthServingModule(model, size)
+            "max_abs_diff": exporter.output_differences(served, reference)}
+        module = saved_model.ServingModule(model, size)
         for quantize in tflite.QUANTIZE_CHOICES:
             start = time.perf_counter()
             content = tflite.convert_to_tflite(model, size, quantize, module=module)
             convert_seconds = time.perf_counter() - start
-            runner = tflite.TFLiteDepthModel(model_content=content, num_threads=FLAGS.threads)
+            runner = tflite.TFLiteModel(model_content=content, num_threads=FLAGS.threads)
             outputs = runner(images)
             results["variants"][f"tflite_{quantize}"] = {
                 "latency_ms": 1e3 * median_latency(lambda run=runner: run(images),
                                                    FLAGS.repeats),
                 "bytes": len(content),
                 "convert_seconds": convert_seconds,
-                "max_abs_diff": exporter.max_abs_differences(outputs, reference)}
+                "max_abs_diff": exporter.output_differences(outputs, reference)}
 
     base = results["variants"]["saved_model"]["latency_ms"]
     print(f"SUW encoder-decoder {size[0]}x{size[1]}, {results['num_params']} parameters, "

@@ -24,6 +24,7 @@ from tf_depthseg import common
 from tf_depthseg import config as config_lib
 from tf_depthseg.export import exporter, restore
 from tf_depthseg.training import checkpoints
+from tf_depthseg.training.tasks.suw_config import SUWConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = (32, 48)
@@ -35,11 +36,10 @@ def small_suw_config():
     return config_lib.ExperimentConfig(
         name="export_test",
         data=config_lib.DataConfig(image_size=SIZE),
-        model=config_lib.ModelConfig(name="suw_encoder_decoder", num_bins=16,
-                                     sam_dilations=(1, 2)),
-        loss=config_lib.LossConfig(supervised="soft_classification", unsupervised="none",
-                                   weak="none"),
-        export=config_lib.ExportConfig(image_size=SIZE, tflite=True, tflite_quantize="none"))
+        export=config_lib.ExportConfig(tflite=True, tflite_quantize="none"),
+        task_sections={"suw": SUWConfig(network="suw_encoder_decoder", num_bins=16,
+                                        sam_dilations=(1, 2), supervised="soft_classification",
+                                        unsupervised="none", weak="none")})
 
 
 def randomize(model, seed):
@@ -122,14 +122,14 @@ def tolerance_used(actual, desired, rtol, atol=0.0):
 
 
 def test_restore_latest_and_best(run):
-    latest = restore.restore_depth_model(run["workdir"])
+    latest = restore.restore_serving_model(run["workdir"])
     assert latest.step == LATEST_STEP and latest.checkpoint.endswith(f"ckpt-{LATEST_STEP}")
     assert latest.config == run["config"]
     for restored, original in zip(latest.model.variables, run["model"].variables, strict=True):
         np.testing.assert_array_equal(restored.numpy(), original.numpy())
     # Restores into the same architecture (reusing the object spares a second build).
-    best = restore.restore_depth_model(run["workdir"], checkpoint="best",
-                                       build_models=lambda config: {"depth": latest.model})
+    best = restore.restore_serving_model(run["workdir"], checkpoint="best",
+                                         build_models=lambda config: {"depth": latest.model})
     assert best.step == BEST_STEP
     for restored, expected in zip(best.model.variables, run["best_weights"], strict=True):
         np.testing.assert_array_equal(restored.numpy(), expected)

@@ -67,7 +67,7 @@ def test_tflite_variants_match_keras_and_shrink(model, converted, learning_seed,
     expected = model(images.astype(np.float32) / 255.0, training=False)
     sizes, diffs = {}, {}
     for quantize, content in converted.items():
-        runner = tflite.TFLiteDepthModel(model_content=content)
+        runner = tflite.TFLiteModel(model_content=content)
         assert runner.input_size == SIZE and runner.batch_size == 1
         assert runner.output_names == ("depth", "uncertainty")
         outputs = runner(images)  # 3 images through a batch-1 model
@@ -105,8 +105,8 @@ def test_tflite_rejects_bad_arguments(model, converted):
     with pytest.raises(ValueError, match="fixed image_size"):
         tflite.convert_to_tflite(model, None)
     with pytest.raises(ValueError, match="cannot load"):
-        tflite.TFLiteDepthModel(model_content=b"not a flatbuffer")
-    runner = tflite.TFLiteDepthModel(model_content=converted["none"])
+        tflite.TFLiteModel(model_content=b"not a flatbuffer")
+    runner = tflite.TFLiteModel(model_content=converted["none"])
     with pytest.raises(ValueError, match="resize first"):
         runner(random_images(1, (10, 12)))
     with pytest.raises(ValueError, match="uint8"):
@@ -116,7 +116,7 @@ def test_tflite_rejects_bad_arguments(model, converted):
 def test_export_folder_contents_and_dynamic_size(model, tmp_path, learning_seed,
                                                  record_measure):
     export_dir = str(tmp_path / "export")
-    result = exporter.export_depth_model(model, export_dir, image_size=SIZE, dynamic_size=True,
+    result = exporter.export_model(model, export_dir, image_size=SIZE, dynamic_size=True,
                                          tflite_export=False, source={"step": 3})
     assert sorted(os.listdir(tmp_path)) == ["export"]  # no temporary folders left
     files = set(os.listdir(export_dir))
@@ -143,10 +143,10 @@ def test_export_folder_contents_and_dynamic_size(model, tmp_path, learning_seed,
 
 def test_export_is_atomic(model, tmp_path, monkeypatch):
     export_dir = str(tmp_path / "export")
-    exporter.export_depth_model(model, export_dir, image_size=SIZE, tflite_export=False,
+    exporter.export_model(model, export_dir, image_size=SIZE, tflite_export=False,
                                 verify=False, source={"step": 1})
     with pytest.raises(FileExistsError, match="--overwrite"):
-        exporter.export_depth_model(model, export_dir, image_size=SIZE, tflite_export=False)
+        exporter.export_model(model, export_dir, image_size=SIZE, tflite_export=False)
 
     def crash_while_saving(model, export_dir, image_size=None):
         with open(os.path.join(export_dir, "saved_model.pb"), "wb") as f:
@@ -155,13 +155,13 @@ def test_export_is_atomic(model, tmp_path, monkeypatch):
 
     monkeypatch.setattr(saved_model, "save_serving_model", crash_while_saving)
     with pytest.raises(RuntimeError, match="simulated"):
-        exporter.export_depth_model(model, export_dir, image_size=SIZE, overwrite=True,
+        exporter.export_model(model, export_dir, image_size=SIZE, overwrite=True,
                                     source={"step": 2})
     # The old export is untouched and no temporary folder is left behind.
     assert sorted(os.listdir(tmp_path)) == ["export"]
     assert exporter.read_metadata(export_dir)["source"] == {"step": 1}
     with pytest.raises(RuntimeError, match="simulated"):
-        exporter.export_depth_model(model, str(tmp_path / "new"), image_size=SIZE)
+        exporter.export_model(model, str(tmp_path / "new"), image_size=SIZE)
     assert sorted(os.listdir(tmp_path)) == ["export"]
 
 
@@ -169,4 +169,4 @@ def test_serving_rejects_models_without_depth(tmp_path):
     image = keras.Input((None, None, 3))
     not_depth = keras.Model(image, {"features": keras.layers.Conv2D(2, 1)(image)})
     with pytest.raises(ValueError, match="'depth'"):
-        saved_model.DepthServingModule(not_depth)
+        saved_model.ServingModule(not_depth)

@@ -36,7 +36,7 @@ def build_small_depth_model():
 def exported(tmp_path_factory):
     model = build_small_depth_model()
     export_dir = str(tmp_path_factory.mktemp("predict") / "export")
-    exporter.export_depth_model(model, export_dir, image_size=SIZE, verify=False)
+    exporter.export_model(model, export_dir, image_size=SIZE, verify=False)
     return {"model": model, "export_dir": export_dir,
             "tflite": os.path.join(export_dir, exporter.TFLITE_FILENAME)}
 

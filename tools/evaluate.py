@@ -86,13 +86,13 @@ def restore(workdir: str, checkpoint: str):
     from tf_depthseg.training import checkpoints
     if checkpoint == "auto":
         try:
-            return restore_lib.restore_depth_model(workdir, "best")
+            return restore_lib.restore_serving_model(workdir, "best")
         except checkpoints.DamagedCheckpointError as error:
             logging.warning("%s Evaluating the latest checkpoint instead.", error)
-            return restore_lib.restore_depth_model(workdir, "latest")
+            return restore_lib.restore_serving_model(workdir, "latest")
         except checkpoints.CheckpointError:
-            return restore_lib.restore_depth_model(workdir, "latest")
-    return restore_lib.restore_depth_model(workdir, cli.resolve_path(checkpoint)
+            return restore_lib.restore_serving_model(workdir, "latest")
+    return restore_lib.restore_serving_model(workdir, cli.resolve_path(checkpoint)
                                            if checkpoint not in ("best", "latest")
                                            else checkpoint)
 

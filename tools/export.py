@@ -1,22 +1,27 @@
-r"""Exports a training run's depth network as a SavedModel (+ TFLite) with metadata.json.
+r"""Exports a training run's served network as a SavedModel (+ TFLite) with metadata.json.
 
-Restores the depth model of `--workdir` (the newest checkpoint, or `--checkpoint=best` for the
-keep-best one, or a checkpoint prefix) with the run's config.json, and writes `--output_dir`
-atomically (a temporary folder renamed when complete):
+Restores the network the run's task serves (`Task.serving_model`: SUW's depth network, a
+segmentation network, ...) from `--workdir` (the newest checkpoint, or `--checkpoint=best` for
+the keep-best one, or a checkpoint prefix) with the run's config.json, and writes
+`--output_dir` atomically (a temporary folder renamed when complete):
 
   <output_dir>/saved_model.pb   SavedModel (weights frozen in), signature "serving_default":
-      inputs:  images       uint8   [batch, height, width, 3]  RGB, any batch and size
-      outputs: depth        float32 [batch, height, width, 1]  metres, at the input size
-               uncertainty  float32 [batch, height, width, 1]  std of the depth-bin
-                                                               distribution, log10 metres
-                                                               (soft-classification heads)
+      inputs:  images                  uint8   [batch, height, width, 3]  RGB, any batch/size
+      outputs, whatever the network predicts, at the input size:
+               depth                   float32 [batch, height, width, 1]  metres
+               uncertainty             float32 [batch, height, width, 1]  std of the depth-bin
+                                                                          distribution, log10 m
+               semantic_class_ids      int32   [batch, height, width]     argmax class id
+               semantic_probabilities  float32 [batch, height, width, C]  softmax of the logits
       Inside the signature: uint8 / 255 -> RGB in [0, 1]; images of another size than
-      export.image_size are resized to it (bilinear, as in training) and the outputs resized
-      back (--dynamic_size: the network runs at the input size instead).
-  <output_dir>/model.tflite   the same signature at a fixed [1, h, w, 3] = export.image_size,
+      data.image_size are resized to it (bilinear, as in training) and the outputs resized
+      back (segmentation: the logits; --dynamic_size: the network runs at the input size).
+  <output_dir>/model.tflite   the same signature at a fixed [1, h, w, 3] = data.image_size,
       float32 or quantised (--tflite_quantize=dynamic|float16), TFLite builtin ops only
-  <output_dir>/metadata.json  config, input size, depth range, source checkpoint and step,
-      file sizes, and the max abs difference of both exports to the Keras model (--verify)
+  <output_dir>/metadata.json  outputs, config, input size, depth range, class names and
+      palette (segmentation, when the dataset is known: --dataset or the run's config), source
+      checkpoint and step, file sizes, and the differences of both exports to the Keras model
+      (--verify)
 
 Check it with:  saved_model_cli show --dir <output_dir> --all
 
@@ -40,9 +45,12 @@ flags.DEFINE_bool("tflite", None, "Also write model.tflite (default: config expo
 flags.DEFINE_enum("tflite_quantize", None, ["none", "dynamic", "float16"],
                   "TFLite quantisation (default: config export.tflite_quantize).")
 flags.DEFINE_bool("dynamic_size", False, "SavedModel runs the network at the caller's image "
-                  "size instead of resizing to export.image_size.")
-flags.DEFINE_bool("verify", True, "Load the export back and record its max abs difference to "
-                  "the Keras model in metadata.json.")
+                  "size instead of resizing to data.image_size.")
+flags.DEFINE_bool("verify", True, "Load the export back and record its difference to the "
+                  "Keras model in metadata.json.")
+flags.DEFINE_string("dataset", "", "Segmentation networks: the dataset whose class names and "
+                    "palette go into metadata.json (cityscapes, camvid; default: the run's "
+                    "own, if its config names one).")
 flags.DEFINE_bool("overwrite", False, "Replace an existing --output_dir (only once the new "
                   "export is complete).")
 flags.mark_flags_as_required(["workdir", "output_dir"])
@@ -67,7 +75,7 @@ def check_replaceable(output_dir: str, metadata_filename: str) -> None:
 def main(argv):
     del argv
     from tf_depthseg import config as config_lib
-    from tf_depthseg.export import exporter, restore
+    from tf_depthseg.export import exporter, restore, saved_model
 
     workdir = cli.resolve_path(FLAGS.workdir)
     output_dir = cli.resolve_path(FLAGS.output_dir)
@@ -78,6 +86,8 @@ def main(argv):
         raise cli.UserError(f"{output_dir} already exists; pass --overwrite to replace it (the "
                             "old export stays until the new one is complete).")
     check_replaceable(output_dir, exporter.METADATA_FILENAME)
+    if FLAGS.dataset:
+        restore.dataset_classes(FLAGS.dataset)  # an unknown name fails before the slow part
     from tf_depthseg.data import records
     records.make_output_dir(os.path.dirname(output_dir), "--output_dir")
     config = None  # default: the config.json of the run that wrote the checkpoint
@@ -86,21 +96,24 @@ def main(argv):
                                         if FLAGS.config.endswith((".py", ".json"))
                                         else FLAGS.config, smoke=FLAGS.smoke)
     # Selects (and verifies, one sha256 pass) the checkpoint, then restores it.
-    restored = restore.restore_depth_model(workdir, checkpoint, config=config,
-                                           overrides=FLAGS.set)
+    restored = restore.restore_serving_model(workdir, checkpoint, config=config,
+                                             overrides=FLAGS.set)
     config = restored.config
+    class_names, palette = restore.segmentation_classes(restored.model, config, FLAGS.dataset)
     export = config.export
+    image_size = config.data.image_size
     tflite_export = export.tflite if FLAGS.tflite is None else FLAGS.tflite
     quantize = FLAGS.tflite_quantize or export.tflite_quantize
     print(f"restored {restored.model.name} from {restored.checkpoint} (step {restored.step})")
     try:
-        result = exporter.export_depth_model(
-            restored.model, output_dir, image_size=export.image_size,
+        result = exporter.export_model(
+            restored.model, output_dir, image_size=image_size,
             dynamic_size=FLAGS.dynamic_size, tflite_export=tflite_export,
             tflite_quantize=quantize, config=config,
             source={"workdir": workdir, "checkpoint": restored.checkpoint,
                     "step": restored.step},
-            verify=FLAGS.verify, overwrite=FLAGS.overwrite)
+            verify=FLAGS.verify, overwrite=FLAGS.overwrite,
+            class_names=class_names, palette=palette)
     except (FileExistsError, ValueError) as error:
         raise cli.UserError(str(error)) from error
     metadata = result.metadata
@@ -109,11 +122,18 @@ def main(argv):
           f"{', '.join(metadata['signature']['outputs'])}")
     if result.tflite_path:
         print(f"TFLite:     {result.tflite_path} ({metadata['tflite']['bytes'] / 1e6:.2f} MB, "
-              f"quantize={quantize}, input [1, {export.image_size[0]}, "
-              f"{export.image_size[1]}, 3])")
+              f"quantize={quantize}, input [1, {image_size[0]}, {image_size[1]}, 3])")
+    classes = metadata.get("segmentation")
+    if classes:
+        print(f"classes:    {classes['num_classes']}" + (
+            f" ({FLAGS.dataset or restore.config_dataset(config)}: "
+            f"{', '.join(classes['class_names'])})" if classes["class_names"] else
+            " (numbered; pass --dataset for names and palette)"))
     for kind, diffs in metadata.get("verification", {}).items():
         if isinstance(diffs, dict):
-            print(f"max |{kind} - keras|: " + ", ".join(f"{k} {v:.3g}" for k, v in diffs.items()))
+            print(f"{kind} vs keras: " + ", ".join(
+                f"{k} {100 * v:.3g} % of pixels differ" if k == saved_model.OUTPUT_CLASS_IDS
+                else f"{k} max abs diff {v:.3g}" for k, v in diffs.items()))
     print(f"metadata:   {result.export_dir}/{exporter.METADATA_FILENAME}")
 
 

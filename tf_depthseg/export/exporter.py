@@ -1,4 +1,4 @@
-"""Export a depth network as one folder: SavedModel + TFLite + metadata.json, atomically.
+"""Export a network as one folder: SavedModel + TFLite + metadata.json, atomically.
 
     export_dir/
       saved_model.pb, fingerprint.pb, variables/   the SavedModel (weights frozen into the
@@ -6,9 +6,12 @@
                                                    `tf.saved_model.load(export_dir)
                                                    .signatures["serving_default"]`
       model.tflite                                 fixed-size TFLite model (optional)
-      metadata.json                                config, input size, depth range, source
-                                                   checkpoint and step, file sizes, and the
-                                                   measured differences to the Keras model
+      metadata.json                                the signature's outputs, config, input
+                                                   size, depth range (depth models), classes
+                                                   (segmentation models: count, names and
+                                                   palette when given), source checkpoint and
+                                                   step, file sizes, and the measured
+                                                   differences to the Keras model
 
 The folder is written under a temporary name next to `export_dir` and renamed when complete,
 so a crash never leaves a half-written export (an existing export is only replaced by a
@@ -30,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_depthseg import config as config_lib
+from tf_depthseg import errors
 from tf_depthseg.utils import atomic_write_bytes
 from tf_depthseg.export import saved_model, tflite
 
@@ -40,7 +44,7 @@ METADATA_VERSION = 1
 
 @dataclasses.dataclass
 class ExportResult:
-    """What `export_depth_model` wrote.
+    """What `export_model` wrote.
 
     Attributes:
       export_dir: the final folder (a SavedModel).
@@ -54,7 +58,10 @@ class ExportResult:
 
 
 def depth_range_of(model: keras.Model) -> Optional[list]:
-    """(min, max) metres of the model's soft-classification bins, if it has a bins head."""
+    """(min, max) metres a depth model can predict, when one of its layers declares them as
+    `min_depth` / `max_depth` attributes (e.g. a soft-classification bins head); else None."""
+    if not isinstance(model.output, dict) or saved_model.OUTPUT_DEPTH not in model.output:
+        return None
     for layer in _all_layers(model):
         if hasattr(layer, "min_depth") and hasattr(layer, "max_depth"):
             return [float(layer.min_depth), float(layer.max_depth)]
@@ -73,7 +80,7 @@ def _all_layers(model: keras.Model):
 def verification_images(image_size: Sequence[int], count: int = 2, seed: int = 0
                         ) -> np.ndarray:
     """Deterministic uint8 test images `[count, h, w, 3]`: smooth gradients plus noise, so
-    the comparison exercises the whole depth range rather than one flat colour."""
+    the comparison exercises the whole output range rather than one flat colour."""
     height, width = int(image_size[0]), int(image_size[1])
     rng = np.random.default_rng(seed)
     rows = np.linspace(0.0, 1.0, height)[:, None, None]
@@ -87,14 +94,16 @@ def verification_images(image_size: Sequence[int], count: int = 2, seed: int = 0
 def keras_reference(model: keras.Model, images: np.ndarray,
                     image_size: Optional[Sequence[int]] = None) -> Dict[str, np.ndarray]:
     """The Keras model's serving outputs for uint8 `images` (eager, same preprocessing)."""
-    outputs = saved_model.serve_depth(model, tf.constant(images),
-                                      saved_model.check_image_size(image_size))
+    outputs = saved_model.serve(model, tf.constant(images),
+                                saved_model.check_image_size(image_size))
     return {key: value.numpy() for key, value in outputs.items()}
 
 
-def max_abs_differences(outputs: Dict[str, np.ndarray], reference: Dict[str, np.ndarray]
-                        ) -> Dict[str, float]:
-    """max |a - b| per output name present in both (raises on shape mismatches)."""
+def output_differences(outputs: Dict[str, np.ndarray], reference: Dict[str, np.ndarray]
+                       ) -> Dict[str, float]:
+    """Per output of `reference`: max |a - b| for float outputs, the fraction of differing
+    pixels for integer ones (class ids: an argmax flips where two logits nearly tie, so a
+    distance between ids means nothing). Raises on missing outputs and shape mismatches."""
     result = {}
     for key in reference:
         if key not in outputs:
@@ -102,15 +111,19 @@ def max_abs_differences(outputs: Dict[str, np.ndarray], reference: Dict[str, np.
         if outputs[key].shape != reference[key].shape:
             raise ValueError(f"output '{key}' has shape {outputs[key].shape}, expected "
                              f"{reference[key].shape}")
-        result[key] = float(np.max(np.abs(outputs[key].astype(np.float64)
-                                          - reference[key].astype(np.float64))))
+        if np.issubdtype(reference[key].dtype, np.integer):
+            result[key] = float(np.mean(outputs[key] != reference[key]))
+        else:
+            result[key] = float(np.max(np.abs(outputs[key].astype(np.float64)
+                                              - reference[key].astype(np.float64))))
     return result
 
 
 def verify_export(export_dir: str, model: keras.Model, images: np.ndarray,
                   image_size: Optional[Sequence[int]] = None) -> dict:
     """Loads the export back (plain tf.saved_model.load and the TFLite interpreter) and
-    measures the max abs difference of every output to the Keras model on `images`.
+    measures the difference of every output to the Keras model on `images`
+    (`output_differences`: max abs difference; fraction of differing class ids).
 
     Returns {"saved_model": {name: diff}, "tflite": {name: diff} (if model.tflite exists),
     "num_images": n, "image_size": [h, w]}.
@@ -119,13 +132,13 @@ def verify_export(export_dir: str, model: keras.Model, images: np.ndarray,
     _, serve = saved_model.load_serving_function(export_dir)
     served = serve(**{saved_model.INPUT_IMAGES: tf.constant(images)})
     report = {"num_images": len(images), "image_size": list(images.shape[1:3]),
-              "saved_model": max_abs_differences({k: v.numpy() for k, v in served.items()},
-                                                 reference)}
+              "saved_model": output_differences({k: v.numpy() for k, v in served.items()},
+                                                reference)}
     tflite_path = os.path.join(export_dir, TFLITE_FILENAME)
     if os.path.exists(tflite_path):
-        runner = tflite.TFLiteDepthModel(tflite_path)
+        runner = tflite.TFLiteModel(tflite_path)
         if tuple(images.shape[1:3]) == runner.input_size:
-            report["tflite"] = max_abs_differences(runner(images), reference)
+            report["tflite"] = output_differences(runner(images), reference)
     return report
 
 
@@ -145,17 +158,40 @@ def _replace_directory(temp_dir: str, export_dir: str, overwrite: bool) -> None:
         os.replace(temp_dir, export_dir)
 
 
-def export_depth_model(model: keras.Model, export_dir: str, *,
-                       image_size: Optional[Sequence[int]] = (128, 416),
-                       dynamic_size: bool = False,
-                       tflite_export: bool = True, tflite_quantize: str = "none",
-                       config: Optional[config_lib.ExperimentConfig] = None,
-                       source: Optional[dict] = None, verify: bool = True,
-                       overwrite: bool = False) -> ExportResult:
+def check_classes(num_classes: int, class_names: Optional[Sequence[str]] = None,
+                  palette=None) -> dict:
+    """The "segmentation" entry of metadata.json: {"num_classes", "class_names", "palette"}
+    (names and palette None when not given). Raises ValueError when `class_names` does not
+    have `num_classes` entries or `palette` is not `[>= num_classes, 3]` values in 0..255."""
+    if class_names is not None:
+        class_names = [str(name) for name in class_names]
+        if len(class_names) != num_classes:
+            raise ValueError(f"the model predicts {num_classes} classes but {len(class_names)} "
+                             f"class names were given ({class_names[:4]}...)")
+    if palette is not None:
+        colours = np.asarray(palette)
+        if (colours.ndim != 2 or colours.shape[1] != 3 or len(colours) < num_classes
+                or colours.min() < 0 or colours.max() > 255):
+            raise ValueError(f"palette must be [>= {num_classes}, 3] RGB values in 0..255, got "
+                             f"shape {colours.shape}")
+        palette = colours[:num_classes].astype(int).tolist()
+    return {"num_classes": int(num_classes), "class_names": class_names, "palette": palette}
+
+
+def export_model(model: keras.Model, export_dir: str, *,
+                 image_size: Optional[Sequence[int]] = (128, 416),
+                 dynamic_size: bool = False,
+                 tflite_export: bool = True, tflite_quantize: str = "none",
+                 config: Optional[config_lib.ExperimentConfig] = None,
+                 source: Optional[dict] = None, verify: bool = True,
+                 overwrite: bool = False,
+                 class_names: Optional[Sequence[str]] = None,
+                 palette=None) -> ExportResult:
     """Writes the SavedModel, the TFLite file and metadata.json into `export_dir` atomically.
 
     Args:
-      model: the depth network (RGB in [0, 1] -> dict with OUT_DEPTH [, OUT_UNCERTAINTY]).
+      model: the network (RGB in [0, 1] -> dict with OUT_DEPTH [, OUT_UNCERTAINTY] and/or
+        OUT_SEMANTIC_LOGITS; `saved_model.check_serving_model`).
       export_dir: the folder to create.
       image_size: (height, width) of the TFLite model and, unless `dynamic_size`, the size
         the SavedModel runs the network at (other input sizes are resized inside).
@@ -164,19 +200,24 @@ def export_depth_model(model: keras.Model, export_dir: str, *,
       tflite_quantize: "none", "dynamic" or "float16".
       config: the run's config (stored in metadata.json).
       source: where the weights came from, e.g. {"workdir", "checkpoint", "step"}.
-      verify: load the export back and record the max abs difference to the Keras model on
-        two test images at `image_size` in metadata.json ("verification").
+      verify: load the export back and record the difference to the Keras model on two test
+        images at `image_size` in metadata.json ("verification").
       overwrite: replace an existing `export_dir`.
+      class_names, palette: segmentation models: the name and RGB colour of each class id
+        (stored in metadata.json; `tools/predict.py` draws with the palette).
     Returns:
       ExportResult.
     """
-    saved_model.check_depth_model(model)
+    saved_model.check_serving_model(model)
     image_size = saved_model.check_image_size(image_size)
     if tflite_export and image_size is None:
-        raise ValueError("a TFLite export needs image_size; set export.image_size")
+        raise ValueError("a TFLite export needs image_size; set data.image_size")
     if tflite_quantize not in tflite.QUANTIZE_CHOICES:
         raise ValueError(f"tflite_quantize must be one of {tflite.QUANTIZE_CHOICES}, got "
                          f"{tflite_quantize!r}")
+    num_classes = saved_model.num_classes_of(model)
+    classes = (check_classes(num_classes, class_names, palette) if num_classes is not None
+               else None)
     export_dir = os.path.abspath(export_dir)
     if os.path.lexists(export_dir) and not overwrite:
         raise FileExistsError(f"{export_dir} already exists; pass --overwrite to replace it.")
@@ -204,20 +245,28 @@ def export_depth_model(model: keras.Model, export_dir: str, *,
                 timespec="seconds"),
             "model_name": model.name,
             "num_params": int(model.count_params()),
-            "signature": saved_model.signature_description(module.output_names, serving_size),
+            "outputs": list(module.output_names),
+            "signature": saved_model.signature_description(module.output_names, serving_size,
+                                                           num_classes),
             "weights": "frozen into the SavedModel graph as constants (no variables)",
             "input_size": list(image_size) if image_size else None,
             "dynamic_size": bool(dynamic_size),
-            "depth_range": depth_range_of(model),
-            "depth_units": "metres",
-            "depth_png_convention": "uint16 = round(depth * 256), 0 = invalid (KITTI)",
+        }
+        if saved_model.OUTPUT_DEPTH in module.output_names:
+            metadata.update({
+                "depth_range": depth_range_of(model),
+                "depth_units": "metres",
+                "depth_png_convention": "uint16 = round(depth * 256), 0 = invalid (KITTI)"})
+        if classes is not None:
+            metadata["segmentation"] = classes
+        metadata.update({
             "source": dict(source or {}),
             "config": config_lib.to_dict(config) if config is not None else None,
             "saved_model_bytes": saved_model.directory_size(temp_dir) - (
                 tflite_info["bytes"] if tflite_info else 0),
             "tflite": tflite_info,
             "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
-        }
+        })
         if verify:
             images = verification_images(image_size or (64, 64))
             metadata["verification"] = verify_export(temp_dir, model, images, serving_size)
@@ -234,9 +283,19 @@ def export_depth_model(model: keras.Model, export_dir: str, *,
 
 
 def read_metadata(export_dir: str) -> dict:
-    """metadata.json of an export ({} when absent, e.g. a SavedModel from elsewhere)."""
+    """metadata.json of an export ({} when absent, e.g. a SavedModel from elsewhere).
+
+    Raises BadInputError naming the file when it is not a JSON object."""
     path = os.path.join(export_dir, METADATA_FILENAME)
     if not os.path.isfile(path):
         return {}
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            metadata = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise errors.BadInputError(f"{path}: unreadable ({error}); export the model again "
+                                   "with tools/export.py, or delete the file.") from error
+    if not isinstance(metadata, dict):
+        raise errors.BadInputError(f"{path}: not a JSON object; export the model again with "
+                                   "tools/export.py, or delete the file.")
+    return metadata

@@ -65,7 +65,7 @@ class TFLitePredictor:
 
     def __init__(self, path: str, num_threads: Optional[int] = None):
         self.path = path
-        self.model = tflite.TFLiteDepthModel(model_path=path, num_threads=num_threads)
+        self.model = tflite.TFLiteModel(model_path=path, num_threads=num_threads)
         self.output_names = self.model.output_names
 
     def __call__(self, images: np.ndarray) -> Dict[str, np.ndarray]:

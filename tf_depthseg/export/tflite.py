@@ -1,14 +1,16 @@
-"""TFLite conversion of a depth model's serving computation, and a runner for the result.
+"""TFLite conversion of a model's serving computation, and a runner for the result.
 
 The TFLite model has the same `serving_default` signature as the SavedModel
 (`tf_depthseg.export.saved_model`) at a FIXED size, because TFLite kernels are planned for
 static shapes:
 
-    inputs:   images       uint8   [1, h, w, 3]     (h, w) = export.image_size
-    outputs:  depth        float32 [1, h, w, 1]     metres
-              uncertainty  float32 [1, h, w, 1]     (models with a soft-classification head)
+    inputs:   images                  uint8   [1, h, w, 3]   (h, w) = the run's data.image_size
+    outputs:  depth                   float32 [1, h, w, 1]   metres (depth models)
+              uncertainty             float32 [1, h, w, 1]   (models that output it)
+              semantic_class_ids      int32   [1, h, w]      (segmentation models)
+              semantic_probabilities  float32 [1, h, w, C]   (segmentation models)
 
-Batch 1 is the mobile case; `TFLiteDepthModel` runs larger batches image by image. Callers with
+Batch 1 is the mobile case; `TFLiteModel` runs larger batches image by image. Callers with
 other image sizes resize to (h, w) and back exactly like the SavedModel signature does
 (`tf_depthseg.export.predict` does this).
 
@@ -36,14 +38,14 @@ QUANTIZE_CHOICES = ("none", "dynamic", "float16")
 
 def convert_to_tflite(model: keras.Model, image_size: Sequence[int],
                       quantize: str = "none",
-                      module: Optional[saved_model.DepthServingModule] = None) -> bytes:
+                      module: Optional[saved_model.ServingModule] = None) -> bytes:
     """Converts the serving computation at `image_size` to a TFLite flatbuffer.
 
     Args:
-      model: the depth network (ignored when `module` is given).
+      model: the served network (ignored when `module` is given).
       image_size: (height, width) of the TFLite input.
       quantize: one of QUANTIZE_CHOICES.
-      module: an existing `DepthServingModule` to convert (reuses its frozen graph).
+      module: an existing `ServingModule` to convert (reuses its frozen graph).
     Returns:
       The .tflite file content.
     Raises:
@@ -55,9 +57,9 @@ def convert_to_tflite(model: keras.Model, image_size: Sequence[int],
     image_size = saved_model.check_image_size(image_size)
     if image_size is None:
         raise ValueError("TFLite needs a fixed image_size (height, width); set "
-                         "export.image_size")
+                         "data.image_size")
     if module is None or module.image_size != image_size:
-        module = saved_model.DepthServingModule(model, image_size)
+        module = saved_model.ServingModule(model, image_size)
     function = module.fixed_size_function(batch_size=1)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function], module)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -88,13 +90,13 @@ def _make_interpreter(model_path: Optional[str], model_content: Optional[bytes],
                                num_threads=num_threads)
 
 
-class TFLiteDepthModel:
-    """Runs an exported depth .tflite file on uint8 image batches.
+class TFLiteModel:
+    """Runs an exported .tflite file on uint8 image batches.
 
     Attributes:
       input_size: (height, width) the model takes.
       batch_size: the model's batch dimension (1 for our exports).
-      output_names: signature outputs ("depth", maybe "uncertainty").
+      output_names: signature outputs (`saved_model.SERVING_OUTPUTS` it has, in that order).
     """
 
     def __init__(self, model_path: Optional[str] = None, model_content: Optional[bytes] = None,
@@ -123,7 +125,8 @@ class TFLiteDepthModel:
                                   if name in self.runner.get_output_details())
 
     def __call__(self, images: np.ndarray) -> Dict[str, np.ndarray]:
-        """uint8 `[batch, h, w, 3]` at `input_size` -> {name: float32 `[batch, h, w, 1]`}."""
+        """uint8 `[batch, h, w, 3]` at `input_size` -> {name: `[batch, h, w(, c)]`}, the
+        signature's dtypes (float32; int32 class ids)."""
         images = np.asarray(images)
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"expected uint8 [batch, height, width, 3] images, got "
@@ -142,5 +145,5 @@ class TFLiteDepthModel:
             else:
                 outputs = self.runner(**{saved_model.INPUT_IMAGES: chunk})
             for name in self.output_names:
-                results[name].append(np.array(outputs[name][:len(chunk)], np.float32))
+                results[name].append(np.array(outputs[name][:len(chunk)]))
         return {name: np.concatenate(values) for name, values in results.items()}
