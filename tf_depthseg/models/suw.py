@@ -33,23 +33,31 @@ Choices where the text is silent:
   padding). OUT_DEPTH is the log10 mean upsampled x4 (bilinear, half-pixel) and cropped to
   exactly H x W.
 * Defaults B = 80, alpha = 1 m, beta = 80 m (KITTI's 80 m cap); the training configs set them.
+
+As a backbone (`models.backbones` protocol), the encoder is `build_suw_backbone`: its own stem
+on any number of input channels followed by the shared body, with features "P1" = block 1
+(stride 2, 64 channels) and "P2" = block 5 (stride 4, 128 channels), the last output of each
+level. Blocks 2-4 also sit at stride 4, so they stay internal block keys of the body (the
+decoder above reads them by those keys); the protocol has one key per level.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import keras
 
 from tf_depthseg import common
-from tf_depthseg.models import layers
+from tf_depthseg.models import backbones, layers
 
 OUTPUT_STRIDE = 4
 STEM_CHANNELS = 32  # encoding block 1, first convbn
 ENCODER_BODY_SUFFIX = "encoder_body"
 # Keys of the encoder body's feature dict: per Table 1 block. Four of the five blocks share
-# stride 4, so stride keys ("P2") would not tell them apart.
+# stride 4, so level keys ("P2") would not tell them apart; the backbone exposes the last block
+# of each level under its level key (BACKBONE_LEVELS).
 ENCODER_BLOCKS = ("block1", "block2", "block3", "block4", "block5")
+BACKBONE_LEVELS = {backbones.level_key(1): "block1", backbones.level_key(2): "block5"}
 ENCODER_CHANNELS = {"block1": 64, "block2": 128, "block3": 256, "block4": 256, "block5": 128}
 DECODER_CHANNELS = 32
 DEFAULT_NUM_BINS = 80
@@ -107,6 +115,31 @@ def find_encoder_body(model_or_body: keras.Model) -> keras.Model:
                          f"body (a nested model named '*{ENCODER_BODY_SUFFIX}'); pass a model "
                          "from build_suw_encoder_decoder or build_suw_encoder_body.")
     return bodies[0]
+
+
+def build_suw_backbone(input_channels: int = 3, body: Optional[keras.Model] = None,
+                       stem_name: Optional[str] = None,
+                       name: str = "suw_backbone") -> keras.Model:
+    """The Table 1 encoder as a backbone: own stem on `input_channels`, then the (shared) body.
+
+    Args:
+      input_channels: C of the input (3 for an image, 3 * frames for a pose net).
+      body: the encoder body to share (`find_encoder_body` of a depth model); None builds a
+        new one named f"{name}_{ENCODER_BODY_SUFFIX}".
+      stem_name: layer-name prefix of the stem; default f"{name}_stem".
+    Returns:
+      Model, input "image" `[batch, H, W, input_channels]` (any size, not padded: callers that
+      need pixel-exact alignment pad first, as the depth network does), output
+      {"P1": `[batch, ceil(H/2), ceil(W/2), 64]`, "P2": `[batch, ceil(H/4), ceil(W/4), 128]`}.
+    """
+    if int(input_channels) < 1:
+        raise ValueError(f"input_channels must be >= 1, got {input_channels}.")
+    if body is None:
+        body = build_suw_encoder_body(name=f"{name}_{ENCODER_BODY_SUFFIX}")
+    image = keras.Input((None, None, int(input_channels)), name="image")
+    blocks = body(apply_suw_stem(image, name=stem_name or f"{name}_stem"))
+    features = {level: blocks[block] for level, block in BACKBONE_LEVELS.items()}
+    return keras.Model(image, features, name=name)
 
 
 def build_suw_encoder_decoder(input_shape=(None, None, 3), num_bins: int = DEFAULT_NUM_BINS,
