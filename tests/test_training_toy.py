@@ -61,7 +61,8 @@ class ToyTask(loop.Task):
       groups: optimise the net as parameter groups "encoder" and "head" (else one group).
 
     Attributes (after build):
-      traced_shapes: per compute_losses trace (one per replica), {stream: image shape}.
+      traced_shapes: per compute_losses trace (one per replica), {stream: image shape};
+        traced_global_batch_sizes: the global_batch_sizes of each trace.
       applies: int64 variable, after_apply calls; last_step: the step it was last given.
     """
 
@@ -73,7 +74,7 @@ class ToyTask(loop.Task):
         self.use_rng, self.nan_after, self.seed = use_rng, nan_after, seed
         self.extra_batch, self.ema_decay = extra_batch, ema_decay
         self.prior, self.groups = prior, groups
-        self.traced_shapes = []
+        self.traced_shapes, self.traced_global_batch_sizes = [], []
 
     @staticmethod
     def _net(name: str, prefix: str = "") -> keras.Model:
@@ -155,6 +156,7 @@ class ToyTask(loop.Task):
     def compute_losses(self, config, models, batches, *, training, global_batch_sizes, rng):
         self.traced_shapes.append({stream: tuple(batch["image"].shape)
                                    for stream, batch in batches.items()})
+        self.traced_global_batch_sizes.append(dict(global_batch_sizes))
         losses = {}
         for stream, batch in batches.items():
             image = batch["image"]
