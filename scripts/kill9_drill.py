@@ -64,8 +64,8 @@ def run_worker(args) -> None:
             models["ballast"] = keras.Model(inputs, outputs, name="ballast")
             return models
 
-        def compute_losses(self, models, batch, **kwargs):
-            losses = super().compute_losses(models, batch, **kwargs)
+        def compute_losses(self, config, models, batches, **kwargs):
+            losses = super().compute_losses(config, models, batches, **kwargs)
             penalty = 1e-6 * tf.reduce_mean(tf.square(models["ballast"](tf.ones([1, 1]))))
             return dict(losses, total=losses["total"] + penalty, ballast=penalty)
 
