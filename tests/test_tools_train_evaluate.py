@@ -49,8 +49,8 @@ def test_train_resume_evaluate(tmp_path, learning_seed, record_measure):
     assert "starting from scratch" in first and str(workdir / "checkpoints") in first
     config = json.loads((workdir / "config.json").read_text())
     assert config["data"]["train_pattern"] == str(tmp_path / "rec" / "train-*.tfrecord")
-    assert (config["loss"]["supervised"], config["loss"]["unsupervised"],
-            config["loss"]["weak"]) == ("soft_classification", "none", "patch")
+    assert (config["suw"]["supervised"], config["suw"]["unsupervised"],
+            config["suw"]["weak"]) == ("soft_classification", "none", "patch")
     assert json.loads((workdir / "train_result.json").read_text())["final_step"] == 2
 
     second = check(run_tool("tools.train", train_args + ["--set=train.steps=3"], tmp_path))
