@@ -1,4 +1,5 @@
-"""Parameter counts of every network against counts derived by hand from Tables 1 and 2.
+"""Parameter counts of every network against counts derived by hand from Tables 1 and 2, from
+the ResNet paper's layer tables, and from keras.applications.
 
 Written independently of the model code: each row of the tables becomes a sum of
   conv:      k * k * c_in * c_out (+ c_out if it has a bias)
@@ -6,9 +7,11 @@ Written independently of the model code: each row of the tables becomes a sum of
   BN:        4 * c (gamma, beta, moving mean, moving variance; the last two not trainable)
 """
 
+import keras
+import numpy as np
 import pytest
 
-from tf_depthseg.models import hourglass, pose, suw
+from tf_depthseg.models import hourglass, pose, resnet, suw
 
 
 def conv(k, c_in, c_out, bias=False):
@@ -100,3 +103,95 @@ def test_hourglass_matches_table2():
     blocks = sum(uses * inception(*TABLE2[block]) for block, uses in BLOCK_USES.items())
     block_h = conv(3, 64, 1, bias=True)  # the "bins" head: see test_models_hourglass
     assert model.count_params() == stem + blocks + block_h
+
+
+# ResNets (He et al. 2016, Table 1): blocks per stage conv2..conv5, 3x3 widths 64..512.
+RESNET_STAGES = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
+# Without the classifier, as torchvision's parameters() counts them (conv + BN gamma/beta):
+# resnet18 11,689,512 - fc 513,000; resnet34 21,797,672 - 513,000; resnet50 25,557,032 -
+# fc 2,049,000; resnet101 44,549,160 - 2,049,000.
+TORCHVISION_BODY = {18: 11_176_512, 34: 21_284_672, 50: 23_508_032, 101: 42_500_160}
+
+
+def resnet_body(depth, in_channels=3):
+    """(trainable parameters, BN channels) of a ResNet body without classifier, by hand."""
+    def conv_bn(k, c_in, c_out):
+        return conv(k, c_in, c_out) + 2 * c_out, c_out
+
+    parts = [conv_bn(7, in_channels, 64)]
+    c_in = 64
+    for stage, (width, blocks) in enumerate(zip((64, 128, 256, 512), RESNET_STAGES[depth])):
+        for block in range(blocks):
+            if depth < 50:  # basic: 3x3, 3x3; projection when the shape changes
+                parts += [conv_bn(3, c_in, width), conv_bn(3, width, width)]
+                c_out = width
+            else:  # bottleneck: 1x1, 3x3, 1x1 x4; projection in every stage's first block
+                c_out = 4 * width
+                parts += [conv_bn(1, c_in, width), conv_bn(3, width, width),
+                          conv_bn(1, width, c_out)]
+            if block == 0 and (stage > 0 or c_in != c_out):
+                parts.append(conv_bn(1, c_in, c_out))
+            c_in = c_out
+    return sum(p for p, _ in parts), sum(c for _, c in parts)
+
+
+def _trainable(model):
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+@pytest.mark.parametrize("depth", [18, 34])
+def test_resnet_bodies_match_the_hand_count_and_torchvision(depth):
+    """50/101 are built in the keras.applications test below (one build each keeps it fast)."""
+    for other in (50, 101):
+        assert resnet_body(other)[0] == TORCHVISION_BODY[other]
+    trainable, bn_channels = resnet_body(depth)
+    assert trainable == TORCHVISION_BODY[depth]
+    # Dilation does not change any kernel shape.
+    model = resnet.build_resnet(depth, replace_stride_with_dilation=(False, True, True))
+    assert _trainable(model) == trainable
+    assert model.count_params() == trainable + 2 * bn_channels
+
+
+@pytest.mark.parametrize("depth", [50, 101])
+def test_resnet_matches_keras_applications_layer_by_layer(depth):
+    """keras.applications (weights=None: nothing downloaded) has the same convolutions and BN
+    layers under the same names; its convs also carry a bias each, which ours fold into BN."""
+    reference = getattr(keras.applications, f"ResNet{depth}")(weights=None, include_top=False)
+    # Neither the stride placement nor dilation changes a kernel shape.
+    ours = resnet.build_resnet(depth, version="v1" if depth == 50 else "v1.5",
+                               replace_stride_with_dilation=(False, False, True), name="ours")
+    reference_shapes = {layer.name: [tuple(w.shape) for w in layer.weights]
+                        for layer in reference.layers
+                        if isinstance(layer, (keras.layers.Conv2D, keras.layers.BatchNormalization))}
+    our_shapes = {layer.name[len("ours_"):]: [tuple(w.shape) for w in layer.weights]
+                  for layer in ours.layers
+                  if isinstance(layer, (keras.layers.Conv2D, keras.layers.BatchNormalization))}
+    assert set(our_shapes) == set(reference_shapes)
+    for name, shapes in our_shapes.items():
+        expected = reference_shapes[name][:1] if name.endswith("_conv") else reference_shapes[name]
+        assert shapes == expected, name
+    conv_biases = sum(layer.filters for layer in reference.layers
+                      if isinstance(layer, keras.layers.Conv2D))
+    reference_trainable = sum(int(np.prod(w.shape)) for w in reference.trainable_weights)
+    assert reference_trainable - conv_biases == TORCHVISION_BODY[depth]
+    trainable, bn_channels = resnet_body(depth)
+    assert _trainable(ours) == trainable == TORCHVISION_BODY[depth]
+    assert ours.count_params() == reference.count_params() - conv_biases
+    assert ours.count_params() == trainable + 2 * bn_channels
+
+
+def monodepth2_pose_decoder(c_in, num_sources):
+    """squeeze 1x1 -> 256, 3x3 256, 3x3 256, 1x1 -> 6 N, all with bias."""
+    return (conv(1, c_in, 256, bias=True) + 2 * conv(3, 256, 256, bias=True)
+            + conv(1, 256, 6 * num_sources, bias=True))
+
+
+@pytest.mark.parametrize("num_sources", [1, 2])
+def test_pose_net_on_resnet18_adds_only_the_monodepth2_decoder(num_sources):
+    backbone = resnet.build_resnet(18, input_channels=3 * (num_sources + 1))
+    net = pose.build_pose_net(backbone, num_sources, decoder="monodepth2")
+    trainable, bn_channels = resnet_body(18, in_channels=3 * (num_sources + 1))
+    decoder = monodepth2_pose_decoder(512, num_sources)
+    # Monodepth2's own decoder (6 numbers for 2 frames, of which a pair uses the first):
+    assert monodepth2_pose_decoder(512, 2) == 1_314_572
+    assert net.count_params() == trainable + 2 * bn_channels + decoder

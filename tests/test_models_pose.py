@@ -1,4 +1,5 @@
-"""Pose and object-motion nets: shapes, and the encoder really is shared with the depth net."""
+"""Pose and object-motion nets: shapes on two backbones, the SUW encoder really is shared with
+the depth net, and the SUW nets keep the layer layout their checkpoints name."""
 
 import numpy as np
 import pytest
@@ -6,7 +7,7 @@ import tensorflow as tf
 
 from tf_depthseg import common
 from tf_depthseg.losses import depth as depth_losses
-from tf_depthseg.models import pose, suw
+from tf_depthseg.models import backbones, pose, resnet, suw
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +88,64 @@ def test_pose_loss_alone_updates_the_depth_encoder_and_so_does_the_depth_loss(ne
     assert body_paths <= changed and depth_stem.path in changed
 
 
+def _conv_params(k, c_in, c_out):
+    return k * k * c_in * c_out + c_out  # the decoders' convs all have a bias
+
+
+@pytest.mark.parametrize("backbone_name,decoder", [("suw", "suw"), ("resnet18", "monodepth2")])
+def test_pose_net_on_two_backbones(backbone_name, decoder):
+    """Output `[B, N, 6]` for N = 1, 2; the net holds the backbone's variables (the SUW ones
+    are the depth net's encoder body's) plus exactly the decoder's."""
+    for num_sources in (1, 2):
+        channels = 3 * (num_sources + 1)
+        if backbone_name == "suw":
+            depth_model = suw.build_suw_encoder_decoder(num_bins=8, name="depth")
+            backbone = pose.as_motion_backbone(depth_model, channels, "pose_net")
+            body_ids = {id(v) for v in suw.find_encoder_body(depth_model).weights}
+            assert body_ids <= {id(v) for v in backbone.weights}
+        else:
+            backbone = resnet.build_resnet(18, input_channels=channels)
+        net = pose.build_pose_net(backbone, num_sources, decoder=decoder)
+        assert {id(v) for v in backbone.weights} <= {id(v) for v in net.weights}
+        if backbone_name == "suw":
+            shared = {id(v) for v in net.weights} & {id(v) for v in depth_model.weights}
+            assert shared == body_ids
+
+        deepest = backbones.feature_channels(backbone)[backbones.deepest_level(backbone)]
+        assert deepest == (128 if backbone_name == "suw" else 512)
+        if decoder == "suw":
+            expected = (_conv_params(3, deepest, 32) + 3 * _conv_params(3, 32, 32)
+                        + _conv_params(1, 32, 6 * num_sources))
+        else:
+            expected = (_conv_params(1, deepest, 256) + 2 * _conv_params(3, 256, 256)
+                        + _conv_params(1, 256, 6 * num_sources))
+        assert net.count_params() - backbone.count_params() == expected
+
+        frames = np.random.default_rng(num_sources).uniform(
+            size=(2, 35, 42, channels)).astype(np.float32)
+        poses = net(frames)[common.OUT_POSE].numpy()
+        assert poses.shape == (2, num_sources, 6)
+        assert np.all(np.isfinite(poses)) and np.abs(poses).max() < 0.05  # the 0.01 scale
+
+
+def test_suw_pose_net_keeps_the_layer_layout_its_checkpoints_name(nets):
+    """tf.train.Checkpoint names a functional model's variables by layer position
+    (`models/pose/_operations/<i>/...`): the SUW pose net must keep the pre-backbone layout
+    (stem layers, then the shared body, then the decoder) so older runs restore."""
+    depth_model, pose_net, _ = nets
+    assert [layer.name for layer in pose_net.layers] == [
+        "frames", "pose_net_stem_conv", "pose_net_stem_bn", "pose_net_stem_relu",
+        "depth_encoder_body", "pose_net_dec_conv1", "pose_net_dec_conv2", "pose_net_dec_conv3",
+        "pose_net_dec_conv4", "pose_net_dec_out", "pose_net_pool", "pose_net_scale",
+        "pose_net_reshape"]
+    assert pose_net.get_layer("depth_encoder_body") is suw.find_encoder_body(depth_model)
+
+
 def test_rejects_bad_arguments(nets):
     depth_model, _, _ = nets
     with pytest.raises(ValueError):
         pose.build_pose_net(depth_model, num_sources=0)
+    with pytest.raises(ValueError, match="decoder"):
+        pose.build_pose_net(depth_model, num_sources=2, decoder="posenet")
+    with pytest.raises(ValueError, match="input_channels=9"):
+        pose.build_pose_net(resnet.build_resnet(18, input_channels=6), num_sources=2)

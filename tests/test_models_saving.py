@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_depthseg.models import hourglass, pose, suw
+from tf_depthseg.models import hourglass, pose, resnet, suw
 
 
 def _suw():
@@ -27,6 +27,13 @@ def _object_motion():
                                         num_sources=1), 6
 
 
+def _pose_resnet():
+    """Hoyer et al.'s pose net: ResNet-18 on a frame pair (caffe normalisation: per-channel
+    offsets must round-trip too) + Monodepth2's decoder."""
+    backbone = resnet.build_resnet(18, input_channels=6, input_normalization="caffe")
+    return pose.build_pose_net(backbone, num_sources=1, decoder="monodepth2"), 6
+
+
 def _save_saved_model(model, channels, path):
     """A SavedModel with one dynamic-size serving signature.
 
@@ -40,8 +47,8 @@ def _save_saved_model(model, channels, path):
     tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
 
 
-@pytest.mark.parametrize("build", [_suw, _hourglass, _pose, _object_motion],
-                         ids=["suw", "hourglass", "pose", "object_motion"])
+@pytest.mark.parametrize("build", [_suw, _hourglass, _pose, _object_motion, _pose_resnet],
+                         ids=["suw", "hourglass", "pose", "object_motion", "pose_resnet18"])
 def test_keras_and_saved_model_round_trips(build, tmp_path):
     model, channels = build()
     # Non-trivial BN statistics, so a reload that dropped them would show.
