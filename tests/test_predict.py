@@ -188,3 +188,98 @@ def test_predict_tool(exported, tmp_path):
     assert "skipped" in result.stdout and "f2_broken.png" in result.stdout
     assert len(list(out.glob("*" + predict.DEPTH_SUFFIX))) == 5
     assert len(list(out.glob("*" + predict.VIZ_SUFFIX))) == 5
+
+
+# --------------------------------------------------------------------------------------------
+# Segmentation exports: class-id PNGs and pictures in the dataset's palette.
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def seg_exported(tmp_path_factory):
+    """A tiny CamVid-sized (11 classes) segmentation export with CamVid's names and palette."""
+    from test_export_segmentation import build_small_segmentation_model
+    from tf_depthseg.data import datasets
+    model = build_small_segmentation_model(seed=4, num_classes=datasets.CAMVID_NUM_CLASSES)
+    export_dir = str(tmp_path_factory.mktemp("seg_predict") / "export")
+    palette = datasets.CAMVID_PALETTE[:datasets.CAMVID_NUM_CLASSES]
+    exporter.export_model(model, export_dir, image_size=SIZE, verify=False,
+                          class_names=datasets.CAMVID_CLASS_NAMES, palette=palette)
+    return {"model": model, "export_dir": export_dir, "palette": palette,
+            "tflite": os.path.join(export_dir, exporter.TFLITE_FILENAME)}
+
+
+def test_segmentation_folder_with_saved_model(seg_exported, tmp_path, record_measure):
+    from test_export_segmentation import reference_segmentation
+    folder, images, other = make_folder(str(tmp_path))
+    predictor = predict.load_predictor(seg_exported["export_dir"])
+    assert predictor.classes.names[3] == "Road"
+    out = tmp_path / "out"
+    summary = predict.predict_path(predictor, folder, str(out), batch_size=2,
+                                   show_progress=False)
+    assert summary.kinds == ("classes", "viz")
+    assert not list(out.glob("*" + predict.DEPTH_SUFFIX))  # no depth: no depth PNGs
+    for name, image in (("f1", images[1]), ("f1.jpg", other)):
+        stored = image_io.read_image(str(out / (name + predict.CLASSES_SUFFIX)))
+        assert stored.dtype == np.uint8 and stored.shape == image.shape[:2]
+        _, expected, margin = reference_segmentation(seg_exported["model"], image[None])
+        clear = margin[0] > 1e-4
+        record_measure(f"{name}: pixels with a clear argmax", float(np.mean(clear)), above=0.95)
+        assert np.mean(clear) > 0.95
+        np.testing.assert_array_equal(stored[clear], expected[0][clear])
+    # The picture: input | classes in CamVid's palette | classes over the input.
+    ids = image_io.read_image(str(out / ("f1" + predict.CLASSES_SUFFIX)))
+    viz = image_io.read_image(str(out / ("f1" + predict.VIZ_SUFFIX)))
+    factor = -(-visualize.PANEL_MIN_WIDTH // SIZE[1])
+    panel = SIZE[1] * factor
+    assert viz.shape[1] == 3 * panel + 2 * visualize.PANEL_GAP
+    top = 0
+    while not np.array_equal(viz[top, :panel:factor], images[1][0]):
+        top += 1
+    second = panel + visualize.PANEL_GAP
+    np.testing.assert_array_equal(
+        viz[top:top + SIZE[0] * factor:factor, second:second + panel:factor],
+        seg_exported["palette"][ids])
+    assert len(np.unique(ids)) > 1
+
+
+def test_segmentation_tflite_and_tool(seg_exported, tmp_path):
+    images = smooth_images(2, (30, 44), seed=6)
+    saved = predict.load_predictor(seg_exported["export_dir"])(images)
+    lite = predict.load_predictor(seg_exported["tflite"])
+    assert lite.classes.palette.shape == (11, 3)  # read from the export folder's metadata
+    outputs = lite(images)
+    assert outputs["semantic_class_ids"].shape == (2, 30, 44)
+    assert outputs["semantic_class_ids"].dtype == np.int32
+    # The TFLite path resizes probabilities (not logits) and its input is rounded to uint8:
+    # the same classes except near boundaries (measured over 4 seeds x 2 image sets: >= 99.7 %
+    # of pixels agree, probabilities within 6.4e-4).
+    np.testing.assert_allclose(outputs["semantic_probabilities"],
+                               saved["semantic_probabilities"], atol=0.005)
+    agree = np.mean(outputs["semantic_class_ids"] == saved["semantic_class_ids"])
+    assert agree > 0.98, agree
+    folder, _, _ = make_folder(str(tmp_path))
+    out = tmp_path / "out"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_DEPTHSEG_PROGRESS="0")
+    result = subprocess.run([sys.executable, "-m", "tools.predict",
+                             f"--model={seg_exported['tflite']}", f"--input={folder}",
+                             f"--output_dir={out}"], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "wrote 5 class-id PNGs (*_classes.png) and pictures" in result.stdout
+    assert len(list(out.glob("*" + predict.CLASSES_SUFFIX))) == 5
+
+
+def test_bad_class_table_in_metadata_is_named(seg_exported, tmp_path):
+    import json
+    import shutil
+    copy = str(tmp_path / "export")
+    shutil.copytree(seg_exported["export_dir"], copy)
+    path = os.path.join(copy, exporter.METADATA_FILENAME)
+    with open(path) as f:
+        metadata = json.load(f)
+    metadata["segmentation"]["palette"] = [[0, 0, 300]]
+    with open(path, "w") as f:
+        json.dump(metadata, f)
+    with pytest.raises(BadInputError, match="metadata.json"):
+        predict.load_predictor(copy)

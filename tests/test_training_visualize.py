@@ -159,6 +159,58 @@ def test_prediction_figure_has_titles_panels_and_colour_bars():
     assert visualize.prediction_figure(image, depth).shape[1] == 2 * panel + visualize.PANEL_GAP
 
 
+def test_segmentation_pictures_use_the_palette_and_blend_over_the_image():
+    palette = np.array([(128, 64, 128), (0, 0, 142), (70, 130, 180)], np.uint8)
+    ids = np.array([[0, 1, 2, 4], [2, 2, 1, 0]])  # 4: beyond the given palette
+    image = np.full((2, 4, 3), 200, np.uint8)
+    colours = visualize.class_palette(5, palette)
+    np.testing.assert_array_equal(colours[:3], palette)
+    assert colours.shape == (5, 3) and len({tuple(c) for c in colours}) == 5  # distinct
+    np.testing.assert_array_equal(visualize.class_palette(5)[4], colours[4])  # stable
+    picture = visualize.colorize_classes(ids, palette)
+    np.testing.assert_array_equal(picture[0, :3], palette[[0, 1, 2]])
+    np.testing.assert_array_equal(picture[0, 3], [0, 0, 0])  # no colour: black
+    blended = visualize.overlay_classes(image, ids, palette, alpha=0.25)
+    np.testing.assert_array_equal(blended[0, 1], np.round(0.75 * 200 + 0.25 * np.array(
+        [0, 0, 142])).astype(np.uint8))
+    np.testing.assert_array_equal(blended[0, 3], [200, 200, 200])  # no colour: the image
+
+
+def test_prediction_figure_draws_classes_with_a_legend():
+    height, width = 12, 80  # 320 / 80: enlarged 4x
+    ids = np.zeros((height, width), np.int64)
+    ids[:, 20:] = 2  # class 2 covers most pixels, class 0 the rest
+    palette = np.array([(255, 0, 0), (0, 255, 0), (0, 0, 255)], np.uint8)
+    image = np.full((height, width, 3), 100, np.uint8)
+    figure = visualize.prediction_figure(image, class_ids=ids, palette=palette,
+                                         class_names=["road", "car", "sky"])
+    factor = visualize.PANEL_MIN_WIDTH // width
+    panel = width * factor
+
+    def enlarged(picture):
+        return np.repeat(np.repeat(picture, factor, 0), factor, 1)
+
+    # input | classes | classes over input.
+    assert figure.shape[1] == 3 * panel + 2 * visualize.PANEL_GAP
+    top, left = _find_block(figure, enlarged(image))
+    assert left == 0
+    second = panel + visualize.PANEL_GAP
+    np.testing.assert_array_equal(figure[top:top + height * factor, second:second + panel],
+                                  enlarged(palette[ids]))
+    np.testing.assert_array_equal(
+        figure[top:top + height * factor, 2 * second:],
+        enlarged(visualize.overlay_classes(image, ids, palette)))
+    # Under the class map: the legend, most frequent class first (a sky-blue swatch left of a
+    # red one), nothing for the class that was not predicted (green).
+    legend = figure[top + height * factor:, second:second + panel]
+    blue = np.argwhere(np.all(legend == (0, 0, 255), axis=-1))
+    red = np.argwhere(np.all(legend == (255, 0, 0), axis=-1))
+    assert len(blue) and len(red) and blue[:, 1].max() < red[:, 1].min()
+    assert not np.all(legend == (0, 255, 0), axis=-1).any()
+    with pytest.raises(ValueError, match="depth map or class ids"):
+        visualize.prediction_figure(image)
+
+
 # --------------------------------------------------------------------------------------------
 # Label previews.
 # --------------------------------------------------------------------------------------------

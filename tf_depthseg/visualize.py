@@ -1,7 +1,8 @@
 """Colourised depth, error and uncertainty maps as uint8 RGB, in numpy and in TensorFlow,
-labelled figures (`prediction_figure`: titled panels, a colour bar in metres under the depth and
-one on its own scale under the uncertainty), and label previews (weak pairs, aligned instance
-masks) for the labelling tools.
+class-id maps in a dataset's palette (and blended over the image), labelled figures
+(`prediction_figure`: titled panels, a colour bar in metres under the depth, one on its own
+scale under the uncertainty, a legend of the classes under the class map), and label previews
+(weak pairs, aligned instance masks) for the labelling tools.
 
 The numpy functions serve tools (predict, evaluation pictures); the `*_tf` twins work on
 batches inside compiled functions for TensorBoard image summaries. Both use the same lookup
@@ -321,23 +322,30 @@ def labelled_panels(panels: Sequence[Tuple[str, np.ndarray, Optional[np.ndarray]
     return side_by_side(columns, gap)
 
 
-def prediction_figure(image: np.ndarray, depth: np.ndarray,
+def prediction_figure(image: np.ndarray, depth: Optional[np.ndarray] = None,
                       uncertainty: Optional[np.ndarray] = None,
-                      min_width: int = PANEL_MIN_WIDTH) -> np.ndarray:
-    """input | depth | uncertainty, titled, with a colour bar in metres (near .. far) under the
-    depth and one for the uncertainty's own scale (0 .. its 99th percentile).
+                      min_width: int = PANEL_MIN_WIDTH, *,
+                      class_ids: Optional[np.ndarray] = None,
+                      palette: Optional[np.ndarray] = None,
+                      class_names: Optional[Sequence[str]] = None) -> np.ndarray:
+    """input | depth | uncertainty | classes | overlay, titled, for whatever was predicted: a
+    colour bar in metres (near .. far) under the depth, one for the uncertainty's own scale
+    (0 .. its 99th percentile), a legend of the classes present under the class map, and the
+    class colours blended over the input.
 
     Args:
       image: uint8 or float `[H, W, 3]`; depth, uncertainty: `[H, W(, 1)]` at the same size.
       min_width: panels narrower than this are enlarged by an integer factor (nearest), so the
         text fits; the colours and ranges come from the maps at their own size.
+      class_ids: int `[H, W]` predicted classes (segmentation).
+      palette: `[>= C, 3]` class colours (default: `class_palette`).
+      class_names: names for the legend (default: the class ids).
     Returns:
       uint8 picture.
     """
+    if depth is None and class_ids is None:
+        raise ValueError("prediction_figure needs a depth map or class ids to draw")
     rgb = to_rgb_uint8(image)
-    depth = _squeeze_channel(depth)
-    if depth.shape != rgb.shape[:2]:
-        raise ValueError(f"depth {depth.shape} and image {rgb.shape[:2]} differ in size")
     factor = max(1, -(-int(min_width) // rgb.shape[1]))
 
     def enlarge(picture):
@@ -345,16 +353,104 @@ def prediction_figure(image: np.ndarray, depth: np.ndarray,
 
     width = rgb.shape[1] * factor
     font_size = figure_font_size(width)
-    span = depth_display_range(depth)
-    depth_bar = (depth_colorbar(width, span[0], span[1], font_size) if span is not None
-                 else colorbar(width, DEPTH_CMAP, [(0.0, "no valid depth")], font_size))
-    panels = [("input", enlarge(rgb), None),
-              ("depth", enlarge(colorize_depth(depth)), depth_bar)]
+    panels = [("input", enlarge(rgb), None)]
+    if depth is not None:
+        depth = _squeeze_channel(depth)
+        if depth.shape != rgb.shape[:2]:
+            raise ValueError(f"depth {depth.shape} and image {rgb.shape[:2]} differ in size")
+        span = depth_display_range(depth)
+        depth_bar = (depth_colorbar(width, span[0], span[1], font_size) if span is not None
+                     else colorbar(width, DEPTH_CMAP, [(0.0, "no valid depth")], font_size))
+        panels.append(("depth", enlarge(colorize_depth(depth)), depth_bar))
     if uncertainty is not None:
         vmax = uncertainty_display_max(uncertainty)
         panels.append((UNCERTAINTY_TITLE, enlarge(colorize_uncertainty(uncertainty, vmax)),
                        uncertainty_colorbar(width, vmax, font_size)))
+    if class_ids is not None:
+        class_ids = _squeeze_channel(class_ids)
+        if class_ids.shape != rgb.shape[:2]:
+            raise ValueError(f"class ids {class_ids.shape} and image {rgb.shape[:2]} differ in "
+                             "size")
+        palette = class_palette(int(class_ids.max()) + 1 if class_ids.size else 1, palette)
+        panels.append(("classes", enlarge(colorize_classes(class_ids, palette)),
+                       class_legend(width, class_ids, palette, class_names, font_size)))
+        panels.append(("classes over input", enlarge(overlay_classes(rgb, class_ids, palette)),
+                       None))
     return labelled_panels(panels)
+
+
+# --------------------------------------------------------------------------------------------
+# Segmentation pictures: class-id maps in a dataset's palette, blended over the image.
+# --------------------------------------------------------------------------------------------
+CLASS_OVERLAY_ALPHA = 0.5
+LEGEND_MAX_ROWS = 3
+
+
+def class_palette(num_classes: int, palette: Optional[np.ndarray] = None) -> np.ndarray:
+    """uint8 `[max(C, len(palette)), 3]` class colours: the given palette (a dataset's, e.g.
+    `datasets.CAMVID_PALETTE`), extended for classes beyond it with `instance_color` (stable,
+    well separated hues), so a network of an unknown dataset is drawn too."""
+    given = np.zeros((0, 3), np.uint8) if palette is None else np.asarray(palette, np.uint8)
+    extra = [instance_color(index + 1) for index in range(len(given), num_classes)]
+    return np.concatenate([given, np.array(extra, np.uint8).reshape(-1, 3)])
+
+
+def colorize_classes(class_ids: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """int `[H, W]` class ids -> uint8 RGB `[H, W, 3]` in `palette`; ids without a colour
+    (e.g. the ignore label 255) are black (`datasets.colorize`)."""
+    from tf_depthseg.data import datasets
+    return datasets.colorize(_squeeze_channel(class_ids), palette)
+
+
+def overlay_classes(image: np.ndarray, class_ids: np.ndarray, palette: np.ndarray,
+                    alpha: float = CLASS_OVERLAY_ALPHA) -> np.ndarray:
+    """The class colours blended over the image: `(1 - alpha) * image + alpha * colour`,
+    uint8 `[H, W, 3]` (pixels without a colour keep the image)."""
+    rgb = to_rgb_uint8(image).astype(np.float64)
+    class_ids = _squeeze_channel(class_ids)
+    coloured = (class_ids >= 0) & (class_ids < len(palette))
+    colours = colorize_classes(class_ids, palette).astype(np.float64)
+    weight = np.where(coloured, alpha, 0.0)[..., None]
+    return np.round(rgb * (1.0 - weight) + colours * weight).astype(np.uint8)
+
+
+def class_legend(width: int, class_ids: np.ndarray, palette: np.ndarray,
+                 class_names: Optional[Sequence[str]], font_size: int,
+                 max_rows: int = LEGEND_MAX_ROWS) -> np.ndarray:
+    """A legend `[h, width, 3]` of the classes present in `class_ids`, most pixels first: a
+    colour swatch and the class name (or id) per entry, in up to `max_rows` rows; the classes
+    that do not fit are counted ("+3 more")."""
+    from PIL import Image, ImageDraw
+    ids, counts = np.unique(_squeeze_channel(class_ids), return_counts=True)
+    ordered = [int(i) for i in ids[np.argsort(-counts, kind="stable")] if 0 <= i < len(palette)]
+    line = font_size + 6
+    canvas = Image.fromarray(np.full((max_rows * line + 2, width, 3), BACKGROUND, np.uint8))
+    draw = ImageDraw.Draw(canvas)
+    font = _font(font_size)
+    x, row, drawn = 0, 0, 0
+    for rank, class_id in enumerate(ordered):
+        label = (str(class_names[class_id]) if class_names is not None
+                 and class_id < len(class_names) else str(class_id))
+        entry = font_size + 4 + _text_width(label, font_size) + 10
+        rest = len(ordered) - rank - 1
+        more = f"+{rest} more" if rest else ""
+        # The last row keeps room for "+k more" unless this is the last entry.
+        room = width - (_text_width(more, font_size) if row == max_rows - 1 else 0)
+        if x and x + entry > room:
+            if row == max_rows - 1:
+                break
+            x, row = 0, row + 1
+        top = row * line + 2
+        draw.rectangle([x, top, x + font_size, top + font_size],
+                       fill=tuple(int(v) for v in palette[class_id]), outline=TEXT_COLOR)
+        draw.text((x + font_size + 4, top), label, fill=TEXT_COLOR, font=font)
+        x += entry
+        drawn += 1
+    if drawn < len(ordered):
+        draw.text((x, row * line + 2), f"+{len(ordered) - drawn} more", fill=TEXT_COLOR,
+                  font=font)
+    used = (row + 1) * line + 2
+    return np.asarray(canvas)[:used]
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,9 +1,13 @@
-r"""Predicts depth for a folder of images or a video with an exported model.
+r"""Predicts depth and/or semantic classes for a folder of images or a video with an exported
+model, drawing whatever the model predicts.
 
-For every frame <name> writes into --output_dir:
-  <name>_depth.png  uint16 PNG, round(depth in metres * 256), 0 = invalid (KITTI convention),
-                    at the input's size
-  <name>_viz.png    input | colourised depth (near = bright) | colourised uncertainty
+For every frame <name> writes into --output_dir, at the input's size:
+  <name>_depth.png    (depth models) uint16 PNG, round(depth in metres * 256), 0 = invalid
+                      (KITTI convention)
+  <name>_classes.png  (segmentation models) uint8 PNG of the predicted class ids
+  <name>_viz.png      input | colourised depth (near = bright) | colourised uncertainty |
+                      class map in the dataset's palette, with a legend | classes over the input
+                      (class names and palette from the export's metadata.json, when known)
 
 --input: a folder of .png/.jpg/.jpeg images (sorted; <name> = file stem) or a video
 (.mp4/.avi/.mov/.mkv; <name> = <video stem>_<frame:06d>).
@@ -49,8 +53,13 @@ def main(argv):
                                    batch_size=FLAGS.batch_size, skip_bad=FLAGS.skip_bad)
     for path, reason in summary.skipped:
         print(f"skipped {path}: {reason}")
-    print(f"wrote {len(summary.written)} depth PNGs (*{predict.DEPTH_SUFFIX}, metres*256) and "
-          f"pictures (*{predict.VIZ_SUFFIX}) to {os.path.abspath(output_dir)}"
+    described = {"depth": f"depth PNGs (*{predict.DEPTH_SUFFIX}, metres*256)",
+                 "classes": f"class-id PNGs (*{predict.CLASSES_SUFFIX})",
+                 "viz": f"pictures (*{predict.VIZ_SUFFIX})"}
+    parts = [described[kind] for kind in summary.kinds] or ["no outputs"]
+    print(f"wrote {len(summary.written)} " + (", ".join(parts[:-1]) + " and " + parts[-1]
+                                              if len(parts) > 1 else parts[0])
+          + f" to {os.path.abspath(output_dir)}"
           + (f"; skipped {len(summary.skipped)} unreadable inputs" if summary.skipped else ""))
 
 

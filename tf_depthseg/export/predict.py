@@ -1,14 +1,20 @@
-"""Depth prediction with an exported model for a folder of images or a video file.
+"""Prediction with an exported model for a folder of images or a video file: it draws what
+the model predicts (depth, uncertainty, semantic classes, or all of them).
 
-For every input frame `<name>` it writes into the output folder
+For every input frame `<name>` it writes into the output folder, at the input's size,
 
-* `<name>_depth.png`: uint16 PNG, value = round(depth in metres * 256), 0 = invalid (the KITTI
-  depth benchmark convention, `image_io.depth_to_png16`; depth beyond 255.99 m is stored as 0),
-  at the input's size;
-* `<name>_viz.png`: the input, the colourised depth (inverse depth, near = bright, colour bar
-  in metres from near to far) and, for models with one, the colourised uncertainty (its own
-  colour bar), side by side with titles (`visualize.prediction_figure`; inputs narrower
-  than `visualize.PANEL_MIN_WIDTH` are enlarged so the labels stay readable).
+* `<name>_depth.png` (depth models): uint16 PNG, value = round(depth in metres * 256), 0 =
+  invalid (the KITTI depth benchmark convention, `image_io.depth_to_png16`; depth beyond
+  255.99 m is stored as 0);
+* `<name>_classes.png` (segmentation models): the predicted class id of every pixel, uint8
+  PNG (uint16 for more than 256 classes);
+* `<name>_viz.png`: side by side with titles (`visualize.prediction_figure`; inputs narrower
+  than `visualize.PANEL_MIN_WIDTH` are enlarged so the labels stay readable): the input, the
+  colourised depth (inverse depth, near = bright, colour bar in metres from near to far), the
+  colourised uncertainty (its own colour bar), the class map in the dataset's palette with a
+  legend of the classes present, and the class colours blended over the input. Class names
+  and palette come from the export's metadata.json (tools/export.py writes them when the
+  dataset is known); without them classes get numbers and generated colours.
 
 Inputs: a folder of .png/.jpg/.jpeg files (sorted by name; `<name>` is the file's stem, or
 `<stem>_<ext>` when two files share a stem), or a video (.mp4/.avi/.mov/.mkv, read with
@@ -16,7 +22,9 @@ OpenCV; `<name>` is `<video stem>_<frame index:06d>`). Frames of equal size are 
 
 Models: an export folder (the SavedModel of `tools/export.py`, any image size: its signature
 resizes internally) or a `.tflite` file (fixed size: images are resized to its input size here,
-the same bilinear resize the SavedModel signature uses, and the outputs resized back).
+the same bilinear resize the SavedModel signature uses, and the outputs resized back; class
+ids then are the argmax of the resized probabilities, where the SavedModel resizes the
+logits, so the two can differ at class boundaries).
 """
 
 from __future__ import annotations
@@ -32,13 +40,16 @@ from absl import logging
 from tf_depthseg import common, visualize
 from tf_depthseg.data import image_io
 from tf_depthseg.errors import BadInputError
-from tf_depthseg.export import saved_model, tflite
+from tf_depthseg.export import exporter, saved_model, tflite
 from tf_depthseg import utils
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
 DEPTH_SUFFIX = "_depth.png"
+CLASSES_SUFFIX = "_classes.png"
 VIZ_SUFFIX = "_viz.png"
+# Predictions need one of these signature outputs (the others are drawn when present).
+DRAWN_OUTPUTS = (saved_model.OUTPUT_DEPTH, saved_model.OUTPUT_CLASS_IDS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -46,30 +57,81 @@ VIZ_SUFFIX = "_viz.png"
 # --------------------------------------------------------------------------------------------
 
 
+@dataclasses.dataclass
+class ClassTable:
+    """Names and colours of a segmentation model's class ids (from the export's metadata.json;
+    None when not recorded)."""
+
+    names: Optional[List[str]] = None
+    palette: Optional[np.ndarray] = None  # uint8 [C, 3]
+
+
+def class_table(metadata: dict, source: str) -> ClassTable:
+    """The ClassTable of an export's metadata ("segmentation" entry; empty when absent).
+    Raises BadInputError naming `source` when the entry is malformed."""
+    entry = metadata.get("segmentation") or {}
+    names, palette = entry.get("class_names"), entry.get("palette")
+    try:
+        if names is not None:
+            names = [str(name) for name in names]
+        if palette is not None:
+            palette = np.asarray(palette, np.int64)
+            if palette.ndim != 2 or palette.shape[1] != 3 or palette.min() < 0 or (
+                    palette.max() > 255):
+                raise ValueError(f"palette of shape {palette.shape}")
+            palette = palette.astype(np.uint8)
+    except (TypeError, ValueError) as error:
+        raise BadInputError(f"{source}: bad 'segmentation' entry in {exporter.METADATA_FILENAME} "
+                            f"({error}); export the model again with tools/export.py.") from error
+    return ClassTable(names=names, palette=palette)
+
+
+def _check_outputs(path: str, output_names) -> None:
+    if not any(name in output_names for name in DRAWN_OUTPUTS):
+        raise BadInputError(f"{path}: the model's signature has the outputs "
+                            f"{sorted(output_names)}, none of {list(DRAWN_OUTPUTS)}; export it "
+                            "with tools/export.py.")
+
+
 class SavedModelPredictor:
-    """Calls the `serving_default` signature of an export folder on uint8 batches."""
+    """Calls the `serving_default` signature of an export folder on uint8 batches.
+
+    Attributes:
+      output_names: the signature's outputs.
+      classes: ClassTable from the folder's metadata.json.
+    """
 
     def __init__(self, export_dir: str):
         self.path = export_dir
         self._loaded, self._serve = saved_model.load_serving_function(export_dir)
         self.output_names = tuple(self._serve.structured_outputs)
+        _check_outputs(export_dir, self.output_names)
+        self.classes = class_table(exporter.read_metadata(export_dir), export_dir)
 
     def __call__(self, images: np.ndarray) -> Dict[str, np.ndarray]:
-        """uint8 `[batch, H, W, 3]` -> {"depth", ["uncertainty"]: float32 `[batch, H, W, 1]`}."""
+        """uint8 `[batch, H, W, 3]` -> the signature's outputs at `[batch, H, W]`."""
         outputs = self._serve(**{saved_model.INPUT_IMAGES: tf.constant(images, tf.uint8)})
         return {key: value.numpy() for key, value in outputs.items()}
 
 
 class TFLitePredictor:
-    """Runs a fixed-size .tflite export on uint8 batches of any size (resizing in and out)."""
+    """Runs a fixed-size .tflite export on uint8 batches of any size (resizing in and out).
+
+    Attributes:
+      output_names: the model's outputs.
+      classes: ClassTable from the metadata.json next to the file (the export folder).
+    """
 
     def __init__(self, path: str, num_threads: Optional[int] = None):
         self.path = path
         self.model = tflite.TFLiteModel(model_path=path, num_threads=num_threads)
         self.output_names = self.model.output_names
+        _check_outputs(path, self.output_names)
+        self.classes = class_table(exporter.read_metadata(os.path.dirname(path) or "."), path)
 
     def __call__(self, images: np.ndarray) -> Dict[str, np.ndarray]:
-        """uint8 `[batch, H, W, 3]` -> {"depth", ["uncertainty"]: float32 `[batch, H, W, 1]`}."""
+        """uint8 `[batch, H, W, 3]` -> the model's outputs at `[batch, H, W]`: float outputs
+        resized back bilinearly, class ids as the argmax of the resized probabilities."""
         images = np.asarray(images, np.uint8)
         size = tuple(images.shape[1:3])
         if size != self.model.input_size:
@@ -81,8 +143,14 @@ class TFLitePredictor:
         outputs = self.model(images)
         if size == self.model.input_size:
             return outputs
-        return {key: saved_model.resize_if_needed(tf.constant(value), size).numpy()
-                for key, value in outputs.items()}
+        resized = {key: saved_model.resize_if_needed(tf.constant(value), size).numpy()
+                   for key, value in outputs.items()
+                   if key != saved_model.OUTPUT_CLASS_IDS}
+        if saved_model.OUTPUT_CLASS_IDS in outputs:
+            # Ids cannot be interpolated; the SavedModel resizes logits, the closest here.
+            resized[saved_model.OUTPUT_CLASS_IDS] = np.argmax(
+                resized[saved_model.OUTPUT_PROBABILITIES], axis=-1).astype(np.int32)
+        return resized
 
 
 def load_predictor(path: str):
@@ -250,37 +318,56 @@ def batch_frames(frames: Iterator[Frame], batch_size: int) -> Iterator[List[Fram
 # --------------------------------------------------------------------------------------------
 
 
-def visualization(image: np.ndarray, depth: np.ndarray,
-                  uncertainty: Optional[np.ndarray] = None) -> np.ndarray:
-    """input | colourised depth [| colourised uncertainty], titled, with colour bars (depth
-    in metres near .. far, uncertainty on its own scale): `visualize.prediction_figure`."""
-    return visualize.prediction_figure(image, depth, uncertainty)
+def write_prediction(output_dir: str, frame: Frame, outputs: Dict[str, np.ndarray],
+                     classes: Optional[ClassTable] = None) -> Dict[str, str]:
+    """Writes a frame's PNGs (atomically): `<name>_depth.png` for depth, `<name>_classes.png`
+    for class ids, and `<name>_viz.png` drawing every output (`visualize.prediction_figure`).
 
-
-def write_prediction(output_dir: str, frame: Frame, depth: np.ndarray,
-                     uncertainty: Optional[np.ndarray] = None) -> Tuple[str, str]:
-    """Writes `<name>_depth.png` and `<name>_viz.png` (atomically); returns their paths."""
-    depth = np.asarray(depth)[..., 0] if np.ndim(depth) == 3 else np.asarray(depth)
-    depth_path = os.path.join(output_dir, frame.name + DEPTH_SUFFIX)
-    viz_path = os.path.join(output_dir, frame.name + VIZ_SUFFIX)
-    image_io.write_png(depth_path, image_io.depth_to_png16(
-        depth, common.DEPTH_PNG_SCALE, name=f"predicted depth of {frame.source}"))
-    image_io.write_png(viz_path, visualization(frame.image, depth, uncertainty))
-    return depth_path, viz_path
+    Args:
+      outputs: one frame's signature outputs (`[H, W(, c)]`), with depth and/or class ids.
+      classes: names and palette of the class ids (default: numbers, generated colours).
+    Returns:
+      {"depth" / "classes" / "viz": path written}.
+    """
+    classes = classes or ClassTable()
+    paths = {}
+    depth = outputs.get(saved_model.OUTPUT_DEPTH)
+    class_ids = outputs.get(saved_model.OUTPUT_CLASS_IDS)
+    if depth is None and class_ids is None:
+        raise ValueError(f"outputs {sorted(outputs)} have neither depth nor class ids")
+    if depth is not None:
+        depth = np.asarray(depth)[..., 0] if np.ndim(depth) == 3 else np.asarray(depth)
+        paths["depth"] = os.path.join(output_dir, frame.name + DEPTH_SUFFIX)
+        image_io.write_png(paths["depth"], image_io.depth_to_png16(
+            depth, common.DEPTH_PNG_SCALE, name=f"predicted depth of {frame.source}"))
+    if class_ids is not None:
+        probabilities = outputs.get(saved_model.OUTPUT_PROBABILITIES)
+        num_classes = (probabilities.shape[-1] if probabilities is not None
+                       else int(np.max(class_ids)) + 1)
+        paths["classes"] = os.path.join(output_dir, frame.name + CLASSES_SUFFIX)
+        image_io.write_png(paths["classes"], np.asarray(class_ids).astype(
+            np.uint8 if num_classes <= 256 else np.uint16))
+    paths["viz"] = os.path.join(output_dir, frame.name + VIZ_SUFFIX)
+    image_io.write_png(paths["viz"], visualize.prediction_figure(
+        frame.image, depth, outputs.get(saved_model.OUTPUT_UNCERTAINTY), class_ids=class_ids,
+        palette=classes.palette, class_names=classes.names))
+    return paths
 
 
 @dataclasses.dataclass
 class PredictSummary:
-    """What `predict_path` did: output names written and inputs skipped (path, reason)."""
+    """What `predict_path` did: output names written, inputs skipped (path, reason), and the
+    kinds of files written per frame ("depth", "classes", "viz")."""
 
     output_dir: str
     written: List[str]
     skipped: List[Tuple[str, str]]
+    kinds: Tuple[str, ...] = ()
 
 
 def predict_path(predictor, input_path: str, output_dir: str, batch_size: int = 4,
                  skip_bad: bool = False, show_progress: bool = True) -> PredictSummary:
-    """Predicts depth for every frame of a folder or video and writes the outputs.
+    """Predicts every frame of a folder or video and writes the outputs (`write_prediction`).
 
     Args:
       predictor: `load_predictor(...)` (or any callable uint8 batch -> output dict).
@@ -298,15 +385,17 @@ def predict_path(predictor, input_path: str, output_dir: str, batch_size: int = 
     total = count_frames(input_path) if show_progress else None
     bar = (utils.progress(None, total=total, desc="predict", unit="frame") if show_progress
            else None)
+    classes = getattr(predictor, "classes", None)
+    kinds: Tuple[str, ...] = ()
     counted_skips = 0
     try:
         for batch in batch_frames(frames, batch_size):
             outputs = predictor(np.stack([frame.image for frame in batch]))
-            depth = outputs[saved_model.OUTPUT_DEPTH]
-            uncertainty = outputs.get(saved_model.OUTPUT_UNCERTAINTY)
             for index, frame in enumerate(batch):
-                write_prediction(output_dir, frame, depth[index],
-                                 None if uncertainty is None else uncertainty[index])
+                paths = write_prediction(output_dir, frame,
+                                         {key: value[index] for key, value in outputs.items()},
+                                         classes)
+                kinds = tuple(paths)
                 written.append(frame.name)
             if bar is not None:
                 bar.update(len(batch) + len(skipped) - counted_skips)
@@ -314,4 +403,4 @@ def predict_path(predictor, input_path: str, output_dir: str, batch_size: int = 
     finally:
         if bar is not None:
             bar.close()
-    return PredictSummary(output_dir=output_dir, written=written, skipped=skipped)
+    return PredictSummary(output_dir=output_dir, written=written, skipped=skipped, kinds=kinds)
