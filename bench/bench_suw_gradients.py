@@ -35,7 +35,7 @@ import tensorflow as tf  # noqa: E402
 from tf_depthseg import common  # noqa: E402
 from tf_depthseg import config as config_lib  # noqa: E402
 from tf_depthseg.training import loop  # noqa: E402
-from tf_depthseg.training.tasks import suw as suw_task  # noqa: E402
+from tf_depthseg.training.tasks import make_task  # noqa: E402
 
 TERMS = (common.LOSS_SUPERVISED, common.LOSS_PHOTOMETRIC, common.LOSS_SMOOTHNESS,
          common.LOSS_WEAK)
@@ -58,10 +58,10 @@ def measure(trainer, num_batches: int) -> dict:
     all_vars = trainer._variables
     rows = []
     for _ in range(num_batches):
-        batch = next(trainer._iterator)
+        batches = trainer._next_batches()[0]  # {stream: batch} of the first local replica
         with tf.GradientTape(persistent=True) as tape:
-            losses = task.compute_losses(models, batch, training=True,
-                                         global_batch_size=trainer.global_batch_size,
+            losses = task.compute_losses(trainer.config, models, batches, training=True,
+                                         global_batch_sizes=trainer.global_batch_sizes,
                                          rng=trainer.rng)
         row = {"loss/" + k: float(v) for k, v in losses.items()}
         total_grads = tape.gradient(losses[common.LOSS_TOTAL], all_vars)
@@ -107,7 +107,7 @@ def main(argv=None):
                  f"train.steps={args.steps}", "train.checkpoint_every=0"] + args.set
     config = config_lib.apply_overrides(config_lib.load_config(args.config), overrides)
     with tempfile.TemporaryDirectory() as workdir:
-        trainer = loop.Trainer(config, suw_task.make_task(config), workdir)
+        trainer = loop.Trainer(config, make_task(config), workdir)
         points = {"step_0": measure(trainer, args.batches)}
         if args.steps:
             trainer.train()
