@@ -1,6 +1,6 @@
 """Converter throughput (examples/s) per dataset on synthetic layouts.
 
-Generates a small synthetic dataset in each layout (tf_depthseg.data.layouts), converts its
+Generates a small synthetic dataset in each layout (tf_depthseg.synthetic.layouts), converts its
 train split with 1 worker and with --num_workers workers, and reports examples/s and the
 speed-up of the parallel run (measured in this run; the machine's other load affects both).
 
@@ -17,9 +17,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tf_depthseg.data import layouts, synthetic  # noqa: E402
-from tf_depthseg.data.converters import (base, camvid, cityscapes, kitti, mannequin,  # noqa: E402
-                                         megadepth)
+from tf_depthseg import synthetic  # noqa: E402
+from tf_depthseg.converters import (base, camvid, cityscapes, kitti, mannequin,  # noqa: E402
+                                    megadepth)
+from tf_depthseg.synthetic import layouts  # noqa: E402
 
 # layout -> (converter module, options at the stored sizes of the papers or native KITTI).
 CONVERTERS = {

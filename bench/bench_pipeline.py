@@ -36,7 +36,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tensorflow as tf  # noqa: E402
 
 from tf_depthseg import common  # noqa: E402
-from tf_depthseg.data import pipeline, records, schema, synthetic  # noqa: E402
+from tf_depthseg import synthetic  # noqa: E402
+from tf_depthseg.data import pipeline, records, schema  # noqa: E402
 from tf_depthseg import utils
 
 LIDAR_DENSITY = 0.06  # fraction of valid depth pixels kept for the KITTI-like records

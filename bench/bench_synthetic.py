@@ -29,7 +29,7 @@ import time  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tf_depthseg.data import synthetic  # noqa: E402
+from tf_depthseg import synthetic  # noqa: E402
 
 SIZES = ((128, 416), (192, 640), (375, 1242))
 TARGET_FPS = 20.0

@@ -33,11 +33,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tf_depthseg import visualize  # noqa: E402
 from tf_depthseg.data import datasets  # noqa: E402
 from tf_depthseg.data import image_io  # noqa: E402
-from tf_depthseg.data import object_alignment as oa  # noqa: E402
+from tf_depthseg.labels import object_alignment as oa  # noqa: E402
 from tf_depthseg.data import records  # noqa: E402
 from tf_depthseg.data import schema  # noqa: E402
-from tf_depthseg.data import synthetic  # noqa: E402
-from tf_depthseg.data import weak_labels as wl  # noqa: E402
+from tf_depthseg import synthetic  # noqa: E402
+from tf_depthseg.labels import weak_labels as wl  # noqa: E402
 
 SKY_TRAIN_ID = datasets.cityscapes_train_id("sky")
 EQUAL_TOLERANCE = 0.05  # relative depth difference under which two patches are "equal"
@@ -220,7 +220,7 @@ def write_figures(drives, pairs_per_rule, seed, min_area, figures_dir):
 
 def tool_throughput(drives, pairs_per_rule):
     """Records/s of both tools' rewrite (decode + label + encode + write) on the drives."""
-    from tools import align_object_masks, generate_weak_labels
+    from tf_depthseg.labels import object_alignment_records, weak_label_records
     with tempfile.TemporaryDirectory() as tmp:
         samples = []
         for drive in drives:
@@ -235,12 +235,12 @@ def tool_throughput(drives, pairs_per_rule):
                             (schema.encode_example(s) for s in samples), num_shards=2)
         pattern = records.split_pattern(os.path.join(tmp, "in"), "train")
         start, cpu_start = time.perf_counter(), time.process_time()
-        generate_weak_labels.generate(pattern, os.path.join(tmp, "weak"), None,
-                                      wl.WeakLabelConfig(pairs_per_rule=pairs_per_rule))
+        weak_label_records.generate(pattern, os.path.join(tmp, "weak"), None,
+                                    wl.WeakLabelConfig(pairs_per_rule=pairs_per_rule))
         weak_seconds = time.perf_counter() - start
         weak_cpu = time.process_time() - cpu_start
         start, cpu_start = time.perf_counter(), time.process_time()
-        align_object_masks.align(pattern, os.path.join(tmp, "aligned"))
+        object_alignment_records.align(pattern, os.path.join(tmp, "aligned"))
         align_seconds = time.perf_counter() - start
         align_cpu = time.process_time() - cpu_start
     return {"records": len(samples),

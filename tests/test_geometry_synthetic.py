@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_depthseg.data import synthetic
+from tf_depthseg import synthetic
 from tf_depthseg.geometry import projection, transforms, warp
 from tf_depthseg.losses import photometric, view_synthesis
 

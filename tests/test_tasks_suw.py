@@ -21,8 +21,10 @@ import tensorflow as tf
 
 from tf_depthseg import common
 from tf_depthseg import config as cfg
-from tf_depthseg.data import object_alignment, records, schema, synthetic, weak_labels
+from tf_depthseg import synthetic
+from tf_depthseg.data import records, schema
 from tf_depthseg.evaluation import depth as depth_eval
+from tf_depthseg.labels import object_alignment, weak_labels
 from tf_depthseg.metrics import depth as depth_metrics
 from tf_depthseg.training import loop
 from tf_depthseg.training.tasks import TASKS, make_task

@@ -187,7 +187,7 @@ def define_converter_flags(default_splits: Sequence[str], default_height: int,
 
 def run_converter(module, options, source_name: str):
     """Runs `converters.base.run_converter` with the values of `define_converter_flags`."""
-    from tf_depthseg.data.converters import base
+    from tf_depthseg.converters import base
     if FLAGS.num_shards < 1 or FLAGS.num_workers < 0:
         raise UserError("--num_shards must be >= 1 and --num_workers >= 0.")
     return base.run_converter(

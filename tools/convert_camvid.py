@@ -10,7 +10,7 @@ Example:
 """
 
 from tf_depthseg import cli
-from tf_depthseg.data.converters import camvid
+from tf_depthseg.converters import camvid
 
 cli.define_converter_flags(camvid.SPLITS, *camvid.DEFAULT_SIZE_HW)
 

@@ -13,7 +13,7 @@ Example:
 from absl import flags
 
 from tf_depthseg import cli
-from tf_depthseg.data.converters import cityscapes
+from tf_depthseg.converters import cityscapes
 
 cli.define_converter_flags(cityscapes.SPLITS, *cityscapes.DEFAULT_SIZE_HW)
 flags.DEFINE_enum("mode", "labelled", list(cityscapes.MODES), "Annotated frames or sequences.")

@@ -15,7 +15,7 @@ Example:
 from absl import flags
 
 from tf_depthseg import cli
-from tf_depthseg.data.converters import kitti
+from tf_depthseg.converters import kitti
 
 cli.define_converter_flags(kitti.SPLITS, 0, 0)
 flags.DEFINE_enum("depth_source", "annotated", list(kitti.DEPTH_SOURCES),

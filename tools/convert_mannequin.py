@@ -12,7 +12,7 @@ Example:
 from absl import flags
 
 from tf_depthseg import cli
-from tf_depthseg.data.converters import mannequin
+from tf_depthseg.converters import mannequin
 
 cli.define_converter_flags(mannequin.SPLITS, *mannequin.DEFAULT_SIZE_HW)
 flags.DEFINE_integer("frame_gap", 1, "Neighbours are frame -/+ gap in the sequence file.")

@@ -12,7 +12,7 @@ Example:
 from absl import flags
 
 from tf_depthseg import cli
-from tf_depthseg.data.converters import megadepth
+from tf_depthseg.converters import megadepth
 
 cli.define_converter_flags(megadepth.SPLITS, *megadepth.DEFAULT_SIZE_HW)
 flags.DEFINE_integer("num_pairs", 128, "Ordinal pixel pairs per image.")

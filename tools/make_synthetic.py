@@ -1,6 +1,6 @@
 r"""Generates synthetic street drives and writes them in a real dataset's file layout.
 
-Layouts (see tf_depthseg/data/layouts.py for every file and its source): kitti (raw drives,
+Layouts (see tf_depthseg/synthetic/layouts.py for every file and its source): kitti (raw drives,
 calibration, velodyne .bin, depth-benchmark PNGs, Eigen-format split files), cityscapes
 (leftImg8bit[_sequence], gtFine labelIds/instanceIds, camera json), camvid (SegNet layout),
 mannequin (camera txt files + frames + depth; objects frozen), megadepth (images, depth .npy,
@@ -20,7 +20,7 @@ import os
 from absl import flags
 
 from tf_depthseg import cli, utils
-from tf_depthseg.data import layouts
+from tf_depthseg.synthetic import layouts
 
 flags.DEFINE_enum("layout", None, list(layouts.LAYOUTS), "Dataset layout to write.")
 flags.DEFINE_string("output_dir", None, "Dataset root to write (created).")
@@ -43,7 +43,7 @@ FLAGS = flags.FLAGS
 
 
 def scene_config_from_flags():
-    from tf_depthseg.data import synthetic
+    from tf_depthseg import synthetic
     changes = {"height": FLAGS.height, "width": FLAGS.width,
                "frames_per_drive": FLAGS.frames_per_drive}
     for name in ("num_parked_cars", "num_moving_cars", "num_pedestrians", "num_cyclists"):

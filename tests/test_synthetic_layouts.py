@@ -1,4 +1,4 @@
-"""Tests for tf_depthseg.data.layouts and tools/make_synthetic.py with the real generator."""
+"""Tests for tf_depthseg.synthetic.layouts and tools/make_synthetic.py with the real generator."""
 
 import json
 import os
@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from tf_depthseg import common
-from tf_depthseg.data import datasets, image_io, layouts, records, schema, synthetic
-from tf_depthseg.data.converters import base, kitti
+from tf_depthseg import synthetic
+from tf_depthseg.converters import base, kitti
+from tf_depthseg.data import datasets, image_io, records, schema
+from tf_depthseg.synthetic import layouts
 from tf_depthseg import errors
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

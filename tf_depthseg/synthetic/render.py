@@ -7,9 +7,9 @@ from typing import Dict
 import numpy as np
 
 from tf_depthseg.data import datasets
-from tf_depthseg.data.synthetic import raycast
-from tf_depthseg.data.synthetic import scene as scene_lib
-from tf_depthseg.data.synthetic import shading
+from tf_depthseg.synthetic import raycast
+from tf_depthseg.synthetic import scene as scene_lib
+from tf_depthseg.synthetic import shading
 
 _MIN_COS = 0.05  # clamps the footprint stretch of surfaces seen exactly edge-on
 _SKY_LABEL = scene_lib.LABEL_IDS["sky"]

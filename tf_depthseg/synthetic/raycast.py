@@ -16,7 +16,7 @@ import dataclasses
 
 import numpy as np
 
-from tf_depthseg.data.synthetic import scene as scene_lib
+from tf_depthseg.synthetic import scene as scene_lib
 
 NEAR = 0.05  # metres; nothing of the scene comes this close to the camera
 NUM_GROUND = 4  # ground pseudo-primitives at rows 0..3 of the render table

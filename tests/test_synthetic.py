@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from tf_depthseg.data import datasets
-from tf_depthseg.data import synthetic
-from tf_depthseg.data.synthetic import noise
+from tf_depthseg import synthetic
+from tf_depthseg.synthetic import noise
 from tf_depthseg.geometry import intrinsics as intrinsics_lib
 
 SKY = datasets.cityscapes_label_id("sky")

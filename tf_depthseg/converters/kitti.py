@@ -1,6 +1,6 @@
 """KITTI raw (+ depth benchmark ground truth) -> TFRecords with neighbours, K and depth.
 
-Layout read (see `tf_depthseg.data.layouts` for the file formats and their sources):
+Layout read (see `tf_depthseg.synthetic.layouts` for the file formats and their sources):
 
     <root>/<date>/calib_cam_to_cam.txt, calib_velo_to_cam.txt
     <root>/<date>/<drive>/image_0{2,3}/data/<frame:010d>.png
@@ -46,7 +46,7 @@ import numpy as np
 
 from tf_depthseg import common
 from tf_depthseg.data import datasets, image_io, schema
-from tf_depthseg.data.converters import base
+from tf_depthseg.converters import base
 
 SPLITS = ("train", "val", "test")
 DEPTH_SOURCES = ("annotated", "velodyne", "none")

@@ -1,6 +1,6 @@
 """MegaDepth -> TFRecords with depth and ordinal (foreground closer than background) pairs.
 
-Layout read (see `tf_depthseg.data.layouts`; the depth is `.npy` instead of the release's
+Layout read (see `tf_depthseg.synthetic.layouts`; the depth is `.npy` instead of the release's
 `.h5`, which would need h5py):
 
     MegaDepth_v1/<scene>/dense*/imgs/<name>.jpg
@@ -24,8 +24,9 @@ from typing import List
 
 import numpy as np
 
-from tf_depthseg.data import image_io, schema, weak_labels
-from tf_depthseg.data.converters import base
+from tf_depthseg.converters import base
+from tf_depthseg.data import image_io, schema
+from tf_depthseg.labels import weak_labels
 
 SPLITS = ("train", "val", "test")
 DEFAULT_SIZE_HW = (240, 320)

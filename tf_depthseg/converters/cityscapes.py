@@ -1,6 +1,6 @@
 """Cityscapes -> TFRecords: annotated frames with neighbours and train ids, or raw sequences.
 
-Layout read (see `tf_depthseg.data.layouts` for formats and sources):
+Layout read (see `tf_depthseg.synthetic.layouts` for formats and sources):
 
     leftImg8bit/{split}/<city>/<city>_<seq>_<frame>_leftImg8bit.png
     leftImg8bit_sequence/{split}/<city>/<city>_<seq>_<frame>_leftImg8bit.png
@@ -34,7 +34,7 @@ from typing import List
 import numpy as np
 
 from tf_depthseg.data import datasets, image_io, schema
-from tf_depthseg.data.converters import base
+from tf_depthseg.converters import base
 
 SPLITS = ("train", "val")
 DEFAULT_SIZE_HW = (512, 1024)

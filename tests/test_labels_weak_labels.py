@@ -10,8 +10,10 @@ from tf_depthseg.data import datasets
 from tf_depthseg.data import image_io
 from tf_depthseg.data import records
 from tf_depthseg.data import schema
-from tf_depthseg.data import weak_labels as wl
+from tf_depthseg.labels import weak_label_records as wl_records
+from tf_depthseg.labels import weak_labels as wl
 from tf_depthseg import errors
+from test_bad_input_battery import run_tool
 
 T = datasets.cityscapes_train_id
 SKY, ROAD, SIDEWALK, BUILDING = T("sky"), T("road"), T("sidewalk"), T("building")
@@ -248,13 +250,12 @@ def _write_records(folder, num=3, size=(40, 80)):
 
 
 def test_tool_rewrites_shards_and_writes_side_file(tmp_path):
-    from tools import generate_weak_labels as tool
     samples = _write_records(tmp_path / "in")
     before = {p: open(p, "rb").read() for p in glob.glob(str(tmp_path / "in" / "*"))}
     config = wl.WeakLabelConfig(pairs_per_rule=16)
     side = str(tmp_path / "pairs.npz")
-    collected, stats = tool.generate(str(tmp_path / "in" / "train-*"), str(tmp_path / "out"),
-                                     side, config, seed=1)
+    collected, stats = wl_records.generate(str(tmp_path / "in" / "train-*"), str(tmp_path / "out"),
+                                           side, config, seed=1)
     assert stats["train"]["num_examples"] == 3 and len(collected) == 3
     assert {p: open(p, "rb").read() for p in before} == before  # input untouched
     assert records.verify_split(str(tmp_path / "out"), "train") == 3
@@ -271,16 +272,15 @@ def test_tool_rewrites_shards_and_writes_side_file(tmp_path):
         np.testing.assert_array_equal(sample.weak_pairs, side_pairs[sample.source_id])
         wl.validate_pairs(sample.weak_pairs, 40, 80)
     with pytest.raises(ValueError, match="input"):
-        tool.generate(str(tmp_path / "in" / "train-*"), str(tmp_path / "in"), None, config)
+        wl_records.generate(str(tmp_path / "in" / "train-*"), str(tmp_path / "in"), None, config)
 
 
 def test_tool_previews_show_the_pairs_next_to_the_mask(tmp_path):
     from tf_depthseg import visualize
-    from tools import generate_weak_labels as tool
     samples = _write_records(tmp_path / "in")
-    collected, _ = tool.generate(str(tmp_path / "in" / "train-*"), None, None,
-                                 wl.WeakLabelConfig(pairs_per_rule=4), seed=1,
-                                 preview_dir=str(tmp_path / "previews"), num_previews=2)
+    collected, _ = wl_records.generate(str(tmp_path / "in" / "train-*"), None, None,
+                                       wl.WeakLabelConfig(pairs_per_rule=4), seed=1,
+                                       preview_dir=str(tmp_path / "previews"), num_previews=2)
     files = sorted((tmp_path / "previews").iterdir())
     assert len(files) == 2 and all(f.name.startswith("drive__") for f in files)
     by_id = {s.source_id: s for s in samples}
@@ -298,7 +298,6 @@ def test_tool_previews_show_the_pairs_next_to_the_mask(tmp_path):
 
 
 def test_tool_reads_label_id_masks_and_quarantines_bad_ones(tmp_path):
-    from tools import generate_weak_labels as tool
     samples = _write_records(tmp_path / "in")
     masks = tmp_path / "masks"
     for sample in samples:
@@ -306,21 +305,21 @@ def test_tool_reads_label_id_masks_and_quarantines_bad_ones(tmp_path):
         image_io.write_png(str(masks / f"{sample.source_id}.png"), label_ids)
     config = wl.WeakLabelConfig(pairs_per_rule=16)
     pattern = str(tmp_path / "in" / "train-*")
-    from_records, _ = tool.generate(pattern, None, str(tmp_path / "a.npz"), config, seed=2)
-    from_pngs, _ = tool.generate(pattern, None, str(tmp_path / "b.npz"), config, seed=2,
-                                 masks_dir=str(masks), mask_ids="label")
+    from_records, _ = wl_records.generate(pattern, None, str(tmp_path / "a.npz"), config, seed=2)
+    from_pngs, _ = wl_records.generate(pattern, None, str(tmp_path / "b.npz"), config, seed=2,
+                                       masks_dir=str(masks), mask_ids="label")
     for source_id, pairs in from_records.items():
         np.testing.assert_array_equal(pairs, from_pngs[source_id])
     # Label ids read as train ids: a clear error naming the file.
     with pytest.raises(errors.BadInputError, match="mask_ids=label"):
-        tool.generate(pattern, None, str(tmp_path / "c.npz"), config, masks_dir=str(masks))
+        wl_records.generate(pattern, None, str(tmp_path / "c.npz"), config, masks_dir=str(masks))
     # A mask of the wrong size: error, or quarantined with --skip_bad.
     image_io.write_png(str(masks / "drive/0001.png"), np.zeros((10, 10), np.uint8))
     with pytest.raises(errors.BadInputError, match="drive/0001.png.*stored image size"):
-        tool.generate(pattern, None, str(tmp_path / "d.npz"), config, masks_dir=str(masks),
-                      mask_ids="label")
-    collected, stats = tool.generate(pattern, str(tmp_path / "out"), None, config,
-                                     masks_dir=str(masks), mask_ids="label", skip_bad=True)
+        wl_records.generate(pattern, None, str(tmp_path / "d.npz"), config, masks_dir=str(masks),
+                            mask_ids="label")
+    collected, stats = wl_records.generate(pattern, str(tmp_path / "out"), None, config,
+                                           masks_dir=str(masks), mask_ids="label", skip_bad=True)
     assert sorted(collected) == ["drive/0000", "drive/0002"]
     assert [s for s, _ in stats["train"]["skipped"]] == ["drive/0001"]
     manifest = records.read_manifest(str(tmp_path / "out"))["splits"]["train"]
@@ -328,35 +327,32 @@ def test_tool_reads_label_id_masks_and_quarantines_bad_ones(tmp_path):
     assert [s["source_id"] for s in manifest["skipped"]] == ["drive/0001"]
 
 
-def test_tool_command_line(tmp_path, capsys):
-    """The absl program's flags and main (in-process, with private flag values)."""
-    from absl import flags
-    from tf_depthseg import cli
-    from tools import generate_weak_labels as tool
+def test_tool_command_line(tmp_path):
+    """tools/generate_weak_labels as a program: flags in, summary line out; --half_sizes
+    outside 0..16 is one error line (exit 2), not a traceback."""
     _write_records(tmp_path / "in", num=2)
-    flag_values = flags.FlagValues()
-    tool.define_flags(flag_values)
-    flag_values(["generate_weak_labels", f"--input={tmp_path / 'in' / 'train-*'}",
-                 f"--output_dir={tmp_path / 'out'}", "--strategy=diff", "--half_sizes=0",
-                 "--pairs_per_rule=8", f"--preview_dir={tmp_path / 'previews'}",
-                 "--num_previews=1"])
-    tool.main([], flag_values)
-    out = capsys.readouterr().out
-    assert "2 images, 48 pairs" in out and f"previews: {tmp_path / 'previews'}" in out
+    args = [f"--input={tmp_path / 'in' / 'train-*'}", "--strategy=diff", "--pairs_per_rule=8"]
+    done = run_tool("tools.generate_weak_labels", args + [
+        f"--output_dir={tmp_path / 'out'}", "--half_sizes=0",
+        f"--preview_dir={tmp_path / 'previews'}", "--num_previews=1"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 images, 48 pairs" in done.stdout
+    assert f"previews: {tmp_path / 'previews'}" in done.stdout
     assert len(list((tmp_path / "previews").iterdir())) == 1
     pairs = [schema.decode_example(r).weak_pairs for r in records.iterate_records(
         records.split_pattern(str(tmp_path / "out"), "train"))]
     assert all(p.shape == (24, 6) and (p[:, 4] == 0).all() for p in pairs)
-    flag_values["half_sizes"].parse("9,17")  # outside 0..16: a usage error, not a traceback
-    with pytest.raises(cli.UserError, match="half_sizes"):
-        tool.main([], flag_values)
+    bad = run_tool("tools.generate_weak_labels", args + [
+        f"--output_dir={tmp_path / 'out2'}", "--half_sizes=9,17"], tmp_path)
+    assert bad.returncode == 2 and "half_sizes" in bad.stderr, bad.stderr[-3000:]
+    assert "Traceback" not in bad.stderr
 
 
 # --------------------------------------------------------------------------------------------
 # Accuracy against the synthetic generator's ground-truth depth.
 # --------------------------------------------------------------------------------------------
 def test_rules_are_correct_on_synthetic_drives():
-    from tf_depthseg.data import synthetic
+    from tf_depthseg import synthetic
     drive = synthetic.generate_drive(synthetic.SceneConfig(frames_per_drive=3), seed=11)
     for half_sizes in ((0,), (1, 2, 3, 4)):
         config = wl.WeakLabelConfig(strategy="same+diff", pairs_per_rule=64,

@@ -1,4 +1,4 @@
-"""Tests for the dataset converters (tf_depthseg.data.converters and tools/convert_*.py)."""
+"""Tests for the dataset converters (tf_depthseg.converters and tools/convert_*.py)."""
 
 import os
 import shutil
@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from tf_depthseg import common
-from tf_depthseg.data import datasets, image_io, layouts, records, schema
-from tf_depthseg.data.converters import base, camvid, cityscapes, kitti, mannequin, megadepth
+from tf_depthseg.converters import base, camvid, cityscapes, kitti, mannequin, megadepth
+from tf_depthseg.data import datasets, image_io, records, schema
+from tf_depthseg.synthetic import layouts
 from tf_depthseg.geometry import intrinsics as intrinsics_lib
 from tf_depthseg import errors
 

@@ -1,9 +1,9 @@
 """Writers that store a synthetic drive the way each real dataset lays out its files.
 
-`tools/make_synthetic.py` generates drives (`tf_depthseg.data.synthetic.generate_drive`) and
+`tools/make_synthetic.py` generates drives (`tf_depthseg.synthetic.generate_drive`) and
 writes them with `write_drive(layout, root, drive, drive_index, split, options)`, one drive per
 worker; `finish_layout(layout, root, entries, options)` then writes the index files (split
-lists) from what the drive writers returned. The converters (`tf_depthseg.data.converters`)
+lists) from what the drive writers returned. The converters (`tf_depthseg.converters`)
 read exactly these layouts, and the real datasets.
 
 Sources of each layout (file names, formats, conventions):
@@ -444,9 +444,10 @@ def generate_and_write(layout: str, root: str, config, seed: int, drive_index: i
     Returns:
       (split, index entries of the drive).
     """
-    from tf_depthseg.data import synthetic
+    # The module, not the package: the package's Bazel target (:all) depends on this module.
+    from tf_depthseg.synthetic import drive as drive_lib
     if layout == "mannequin":
         config = mannequin_scene_config(config)
-    drive = synthetic.generate_drive(config, seed=seed * 100_003 + drive_index)
+    drive = drive_lib.generate_drive(config, seed=seed * 100_003 + drive_index)
     split = drive_split(drive_index, num_drives)
     return split, write_drive(layout, root, drive, drive_index, split, options)

@@ -25,7 +25,7 @@ import numpy as np
 
 from tf_depthseg import common
 from tf_depthseg.data import datasets, image_io, schema
-from tf_depthseg.data.converters import base
+from tf_depthseg.converters import base
 
 DEFAULT_SIZE_HW = (512, 672)
 SPLITS = ("train", "val", "test")

@@ -22,7 +22,7 @@ from typing import List, Optional
 import numpy as np
 
 from tf_depthseg.data import datasets
-from tf_depthseg.data.synthetic import noise
+from tf_depthseg.synthetic import noise
 
 # Primitive kinds: a unit shape in its own frame, mapped into place by an affine transform.
 KIND_GROUND = -1  # analytic road/sidewalk/curb/terrain; never in a primitive table

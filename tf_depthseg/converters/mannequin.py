@@ -1,6 +1,6 @@
 """Mannequin Challenge -> TFRecords with neighbours, K, camera poses and (MVS) depth.
 
-Layout read (see `tf_depthseg.data.layouts`):
+Layout read (see `tf_depthseg.synthetic.layouts`):
 
     {split}/<sequence id>.txt     line 1 the YouTube URL, then per frame "timestamp_us fx fy cx
                                   cy 0 0 <camera_from_world 3x4 row-major>", intrinsics
@@ -26,7 +26,7 @@ import numpy as np
 
 from tf_depthseg import common
 from tf_depthseg.data import image_io, schema
-from tf_depthseg.data.converters import base
+from tf_depthseg.converters import base
 
 SPLITS = ("train", "validation", "test")
 DEFAULT_SIZE_HW = (240, 320)

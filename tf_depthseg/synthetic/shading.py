@@ -12,8 +12,8 @@ import dataclasses
 
 import numpy as np
 
-from tf_depthseg.data.synthetic import noise
-from tf_depthseg.data.synthetic import scene as scene_lib
+from tf_depthseg.synthetic import noise
+from tf_depthseg.synthetic import scene as scene_lib
 
 # Direction towards the sun in the world (Y down): high, from the front left.
 SUN = np.array([-0.35, -0.8, -0.45]) / np.linalg.norm([-0.35, -0.8, -0.45])
