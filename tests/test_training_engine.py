@@ -32,7 +32,7 @@ if TESTS not in sys.path:
 from test_training_toy import ToyTask, model_weights, toy_config  # noqa: E402
 from tf_depthseg import config as config_lib  # noqa: E402
 from tf_depthseg import errors  # noqa: E402
-from tf_depthseg.training import checkpoints, loop  # noqa: E402
+from tf_depthseg.training import checkpoints, loop, optimizers  # noqa: E402
 
 F32_EPS = float(np.finfo(np.float32).eps)
 
@@ -260,6 +260,24 @@ def test_clipping_is_global_over_all_groups(tmp_path):
     expected = {"encoder": [-0.1 * factor * g for g in grads["encoder"]],
                 "head": [-0.01 * factor * g for g in grads["head"]]}
     _assert_change(change, expected, before)
+
+
+def test_adamw_decays_each_group_at_its_own_rate():
+    lr, wd, multiplier, b2, eps = 0.1, 0.5, 0.1, 0.999, 1e-7
+    w0 = np.array([2.0, -1.0], np.float32)
+    g = np.array([0.3, -0.7], np.float32)
+    optim = config_lib.OptimConfig(optimizer="adamw", learning_rate=lr, weight_decay=wd,
+                                   lr_multipliers=(("slow", multiplier),))
+    variables = {"fast": keras.Variable(w0), "slow": keras.Variable(w0)}
+    optimizer = optimizers.build_optimizer(
+        optim, lr, param_groups={name: [v] for name, v in variables.items()})
+    optimizer.apply([tf.constant(g), tf.constant(g)])
+    for name, rate in (("fast", lr), ("slow", lr * multiplier)):
+        # Decoupled decay at the group's rate, then the first Adam step at that rate.
+        decayed = w0.astype(np.float64) * (1 - rate * wd)
+        step = rate * math.sqrt(1 - b2) * g / (math.sqrt(1 - b2) * np.abs(g) + eps)
+        np.testing.assert_allclose(variables[name].numpy(), decayed - step, rtol=1e-6,
+                                   err_msg=name)
 
 
 # --------------------------------------------------------------------------------------------

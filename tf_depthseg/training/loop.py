@@ -265,7 +265,7 @@ class Trainer:
 
     Typical use:
 
-        trainer = Trainer(config, SuwTask(), workdir)
+        trainer = Trainer(config, tasks.make_task(config), workdir)
         result = trainer.train()            # resumes from workdir/checkpoints if present
         metrics = trainer.evaluate()
 
@@ -429,9 +429,9 @@ class Trainer:
             if size % self.num_replicas:
                 raise errors.ConfigError(
                     f"the global batch size of training stream '{name}' is {size}, which is not "
-                    f"divisible by the {self.num_replicas} replicas; set the batch size the "
-                    f"task reads from the config for it (data.batch_size for 'train') to a "
-                    f"multiple of {self.num_replicas}.")
+                    f"divisible by the {self.num_replicas} replicas; change the config's batch "
+                    f"sizes (data.batch_size, or the task's key for this stream) so that it is "
+                    f"a multiple of {self.num_replicas}.")
             streams[name] = int(size)
         return streams
 
