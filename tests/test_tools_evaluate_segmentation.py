@@ -1,12 +1,13 @@
-"""tools/evaluate.py on a segmentation run: dispatch on the served network's outputs.
+"""tools/evaluate.py on segmentation runs: dispatch on the served network's outputs.
 
 No segmentation task ships yet, so a tiny one is defined here (`TinySegTask`: one network with
-`semantic_logits`, CamVid's 11 classes, evaluation batches of IMAGE and SEMANTIC) and
-registered in `tasks.TASKS` -- in this process to write the run, in the tool's process by a
-one-line launcher. The run's workdir is written the way the engine writes it (config.json, a
-`tf.train.Checkpoint(models=..., step=...)` in checkpoints/), the tool runs on it, and its mIoU,
-pixel accuracy and per-class IoU are compared with a numpy confusion matrix of the Keras
-network's argmax on the decoded records.
+`semantic_logits` -- and `depth` with `tinyseg.with_depth` --, CamVid's 11 classes, evaluation
+batches of IMAGE and SEMANTIC (and DEPTH)) and registered in `tasks.TASKS` -- in this process
+to write the run, in the tool's process by a one-line launcher. The run's workdir is written
+the way the engine writes it (config.json, a `tf.train.Checkpoint(models=..., step=...)` in
+checkpoints/), the tool runs on it, and its mIoU, pixel accuracy and per-class IoU are compared
+with a numpy confusion matrix of the Keras network's argmax (and, for the network that also
+predicts depth, AbsRel and d1 with numpy means over images).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ import tensorflow as tf
 
 from test_export_saved_model import save_like_engine
 from test_export_segmentation import build_small_segmentation_model
-from tf_depthseg import common
+from tf_depthseg import common, errors
 from tf_depthseg import config as config_lib
+from tf_depthseg.export import restore
 from tf_depthseg.data import datasets, pipeline, records, schema
 from tf_depthseg.training import checkpoints, loop, tasks
 
@@ -42,6 +44,7 @@ class TinysegConfig(config_lib._Section):  # pylint: disable=protected-access
 
     dataset: str = "camvid"
     seed: int = 0
+    with_depth: bool = False  # the network also predicts depth (both are evaluated)
 
 
 class TinySegTask(loop.Task):
@@ -51,7 +54,8 @@ class TinySegTask(loop.Task):
 
     def build(self, config):
         return {"segmenter": build_small_segmentation_model(
-            seed=config.tinyseg.seed, num_classes=NUM_CLASSES)}
+            seed=config.tinyseg.seed, num_classes=NUM_CLASSES,
+            with_depth=config.tinyseg.with_depth)}
 
     def _dataset(self, config, pattern, keys, batch_size, training, input_context=None):
         return pipeline.make_dataset(pattern, keys, batch_size, training=training,
@@ -65,7 +69,9 @@ class TinySegTask(loop.Task):
                              input_context)
 
     def make_eval_dataset(self, config):
-        return self._dataset(config, config.data.eval_pattern, [common.IMAGE, common.SEMANTIC],
+        keys = [common.IMAGE, common.SEMANTIC] + (
+            [common.DEPTH] if config.tinyseg.with_depth else [])
+        return self._dataset(config, config.data.eval_pattern, keys,
                              config.data.eval_batch_size, False)
 
     def compute_losses(self, config, models, batches, *, training, global_batch_sizes, rng):
@@ -109,22 +115,19 @@ def numpy_scores(labels, predictions, num_classes):
     return iou, float(np.nanmean(iou)), float(hits.sum() / confusion.sum())
 
 
-@pytest.fixture
-def seg_run(tmp_path, monkeypatch, learning_seed):
-    """A tiny segmentation run's workdir and the labels/predictions numpy expects."""
-    monkeypatch.setitem(tasks.TASKS, TASK, TinySegTask)
-    monkeypatch.setitem(config_lib._TASK_SECTIONS, TASK,  # pylint: disable=protected-access
-                        TinySegTask.config_sections)
-    rng = np.random.default_rng(20 + learning_seed)
+def write_run(tmp_path, seed, with_depth):
+    """A tiny segmentation run's workdir and what numpy needs to check the tool."""
+    rng = np.random.default_rng(20 + seed)
     images = rng.integers(0, 256, (5, *SIZE, 3), dtype=np.uint8)
     config = config_lib.ExperimentConfig(
         name="tiny_seg_run", task=TASK,
         data=config_lib.DataConfig(eval_pattern=str(tmp_path / "rec" / "val-*.tfrecord"),
                                    image_size=SIZE, eval_batch_size=2),
-        task_sections={TASK: TinysegConfig(seed=learning_seed)})
+        eval=config_lib.EvalConfig(crop="none", median_scaling=False),
+        task_sections={TASK: TinysegConfig(seed=seed, with_depth=with_depth)})
     models = TinySegTask().build(config)
-    logits = models["segmenter"](images.astype(np.float32) / 255.0, training=False)[
-        common.OUT_SEMANTIC_LOGITS].numpy()
+    outputs = models["segmenter"](images.astype(np.float32) / 255.0, training=False)
+    logits = outputs[common.OUT_SEMANTIC_LOGITS].numpy()
     predictions = np.argmax(logits, axis=-1)
     ordered = np.sort(logits, axis=-1)
     # Labels agree with the network on ~60 % of pixels (so IoUs are neither ~0 nor 1), some
@@ -134,8 +137,10 @@ def seg_run(tmp_path, monkeypatch, learning_seed):
                       rng.integers(0, NUM_CLASSES, predictions.shape))
     labels[rng.uniform(size=labels.shape) < 0.1] = IGNORE
     labels[ordered[..., -1] - ordered[..., -2] < 1e-3] = IGNORE
+    depth = np.round(rng.uniform(2.0, 40.0, labels.shape) * 256) / 256  # PNG-exact metres
     samples = [schema.Sample(image=image, source_id=f"frame_{index}",
-                             semantic=label.astype(np.uint8))
+                             semantic=label.astype(np.uint8),
+                             depth=depth[index] if with_depth else None)
                for index, (image, label) in enumerate(zip(images, labels, strict=True))]
     records.write_split(str(tmp_path / "rec"), "val",
                         [schema.encode_example(s) for s in samples], num_shards=1)
@@ -143,19 +148,32 @@ def seg_run(tmp_path, monkeypatch, learning_seed):
     save_like_engine(models, str(workdir / checkpoints.CHECKPOINT_SUBDIR), 4)
     config_lib.save_json(config, str(workdir))
     return {"workdir": workdir, "labels": labels, "predictions": predictions,
+            "depth": depth, "predicted_depth": (outputs[common.OUT_DEPTH].numpy()[..., 0]
+                                                if with_depth else None),
             "tmp_path": tmp_path}
 
 
-def test_evaluate_segmentation_run(seg_run, record_measure):
+@pytest.fixture
+def registered(monkeypatch):
+    monkeypatch.setitem(tasks.TASKS, TASK, TinySegTask)
+    monkeypatch.setitem(config_lib._TASK_SECTIONS, TASK,  # pylint: disable=protected-access
+                        TinySegTask.config_sections)
+
+
+def run_tool(workdir, *args):
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2", TF_DEPTHSEG_PROGRESS="0")
-    out = seg_run["tmp_path"] / "eval.json"
-    result = subprocess.run(
-        [sys.executable, "-c", LAUNCHER, f"--workdir={seg_run['workdir']}",
-         f"--compare={seg_run['workdir']}", f"--out={out}"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, "-c", LAUNCHER, f"--workdir={workdir}", *args],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("with_depth", [False, True], ids=["segmentation", "depth+segmentation"])
+def test_evaluate_segmentation_run(registered, tmp_path, learning_seed, with_depth,
+                                   record_measure):
+    run = write_run(tmp_path, learning_seed, with_depth)
+    out = tmp_path / "eval.json"
+    result = run_tool(run["workdir"], f"--compare={run['workdir']}", f"--out={out}")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads(out.read_text())
-    assert "results" not in report and "protocol" not in report  # no depth was evaluated
     segmentation = report["segmentation"]
     names = list(datasets.CAMVID_CLASS_NAMES)
     assert segmentation["class_names"] == names and segmentation["num_classes"] == NUM_CLASSES
@@ -163,11 +181,10 @@ def test_evaluate_segmentation_run(seg_run, record_measure):
     tool = segmentation["results"]["tiny_seg_run"]
     assert tool["step"] == 4 and tool["num_images"] == 5
 
-    iou, miou, accuracy = numpy_scores(seg_run["labels"], seg_run["predictions"], NUM_CLASSES)
+    iou, miou, accuracy = numpy_scores(run["labels"], run["predictions"], NUM_CLASSES)
     record_measure("tool vs numpy mIoU: abs diff", abs(tool["miou"] - miou), below=1e-9)
     # A measurement with teeth: several classes neither missed nor perfect.
     assert np.sum((iou > 0) & (iou < 1)) >= 3 and 0.05 < miou < 0.95
-    print(f"mIoU {miou:.4f}, pixel accuracy {accuracy:.4f}, per-class IoU {np.round(iou, 3)}")
     assert tool["miou"] == pytest.approx(miou, abs=1e-9)
     assert tool["pixel_accuracy"] == pytest.approx(accuracy, abs=1e-9)
     for name, expected in zip(names, iou, strict=True):
@@ -183,19 +200,28 @@ def test_evaluate_segmentation_run(seg_run, record_measure):
         value = tool[f"iou/{name}"]
         assert row.split()[1:] == 2 * ["n/a" if value is None else f"{value:.4f}"], row
 
+    if not with_depth:
+        assert "results" not in report and "protocol" not in report  # no depth evaluated
+        return
+    # Both: the Eigen table too, from the same run of the network (crop none, metric depth).
+    assert "AbsRel" in result.stdout and report["protocol"]["crop"] == "none"
+    depth_tool = report["results"]["tiny_seg_run"]
+    gt, pred = run["depth"], np.clip(run["predicted_depth"], 1e-3, 80.0)
+    abs_rel = np.mean(np.abs(gt - pred) / gt, axis=(1, 2)).mean()
+    a1 = np.mean(np.maximum(gt / pred, pred / gt) < 1.25, axis=(1, 2)).mean()
+    record_measure("tool vs numpy AbsRel: rel diff", abs(depth_tool["abs_rel"] / abs_rel - 1),
+                   below=1e-5)
+    assert depth_tool["abs_rel"] == pytest.approx(abs_rel, rel=1e-5)
+    assert depth_tool["a1"] == pytest.approx(a1, abs=1e-3)  # a pixel may sit on 1.25
+    assert depth_tool["num_images"] == 5
 
-def test_evaluate_segmentation_errors(seg_run):
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2", TF_DEPTHSEG_PROGRESS="0")
 
-    def run(*args):
-        return subprocess.run([sys.executable, "-c", LAUNCHER,
-                               f"--workdir={seg_run['workdir']}", *args], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=600)
-
-    baselines = run("--baselines")
+def test_evaluate_segmentation_errors(registered, tmp_path):
+    run = write_run(tmp_path, 0, with_depth=False)
+    baselines = run_tool(run["workdir"], "--baselines")
     assert baselines.returncode == 2 and "--baselines" in baselines.stderr
     assert "Traceback" not in baselines.stderr
-    wrong = run("--dataset=cityscapes")  # 19 classes, the network has 11
+    wrong = run_tool(run["workdir"], "--dataset=cityscapes")  # 19 classes, the network 11
     assert wrong.returncode == 2 and "11 classes" in wrong.stderr and "19" in wrong.stderr
-    unknown = run("--dataset=pascal")
-    assert unknown.returncode == 2 and "known: cityscapes, camvid" in unknown.stderr
+    with pytest.raises(errors.ConfigError, match="known: cityscapes, camvid"):
+        restore.dataset_classes("pascal")
