@@ -1,19 +1,23 @@
-"""Benchmark the SUW networks: parameters, FLOPs, forward and forward+backward time.
+"""Benchmark the networks and backbones: parameters, FLOPs, forward and forward+backward time.
 
-For each network (SUW encoder-decoder, inception hourglass, pose net, object-motion net) and
-each input size (default 128x416, 240x320, 192x640) at batch 4, measures on this machine:
+For each network (SUW encoder-decoder, inception hourglass, SUW pose net, SUW object-motion
+net; the ResNet backbones alone: ResNet-18, ResNet-50, ResNet-101 with a dilated last stage
+(Hoyer et al.'s encoder, output stride 16); Hoyer et al.'s pose net: ResNet-18 on a frame pair
++ Monodepth2's decoder) and each input size (default 128x416, 240x320, 192x640) at batch 4,
+measures on this machine:
 
 * parameters (`model.count_params()`),
 * FLOPs of one forward pass, counted analytically from the traced graph: every Conv2D /
   DepthwiseConv2dNative / MatMul op contributes 2 * multiply-accumulates (from its static
   output and filter shapes); element-wise ops (BN, ReLU, softmax, resize) are not counted,
 * forward time (inference mode) and forward+backward time (training mode, gradient of the mean
-  depth / pose w.r.t. all trainable variables, no optimizer update), median over --repeats
-  runs after one warm-up call, in compiled tf.function graph mode.
+  depth / pose / deepest backbone feature w.r.t. all trainable variables, no optimizer
+  update), median over --repeats runs after one warm-up call, in compiled tf.function graph
+  mode.
 
 Example:
     python bench/bench_networks.py --repeats 3 --out bench/results/bench_networks.json
-    python bench/bench_networks.py --networks suw,pose --sizes 128x416
+    python bench/bench_networks.py --networks suw,pose,pose_resnet18 --sizes 128x416
 """
 
 from __future__ import annotations
@@ -30,10 +34,17 @@ import tensorflow as tf
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tf_depthseg import common  # noqa: E402
-from tf_depthseg.models import hourglass, pose, suw  # noqa: E402
+from tf_depthseg.models import backbones, hourglass, pose, resnet, suw  # noqa: E402
 
-NETWORKS = ("suw", "hourglass", "pose", "object_motion")
+NETWORKS = ("suw", "hourglass", "pose", "object_motion", "resnet18", "resnet50",
+            "resnet101_dilated", "pose_resnet18")
 DEFAULT_SIZES = "128x416,240x320,192x640"
+# Backbones benchmarked alone: name -> build_resnet arguments.
+RESNETS = {
+    "resnet18": dict(depth=18),
+    "resnet50": dict(depth=50),
+    "resnet101_dilated": dict(depth=101, replace_stride_with_dilation=(False, False, True)),
+}
 
 
 def build(network: str):
@@ -42,6 +53,13 @@ def build(network: str):
         return suw.build_suw_encoder_decoder(), 3, common.OUT_DEPTH
     if network == "hourglass":
         return hourglass.build_hourglass(), 3, common.OUT_DEPTH
+    if network in RESNETS:
+        model = resnet.build_resnet(**RESNETS[network])
+        return model, 3, backbones.deepest_level(model)
+    if network == "pose_resnet18":
+        backbone = resnet.build_resnet(18, input_channels=6)
+        return (pose.build_pose_net(backbone, num_sources=1, decoder="monodepth2"), 6,
+                common.OUT_POSE)
     depth_model = suw.build_suw_encoder_decoder()
     if network == "pose":
         return pose.build_pose_net(depth_model, num_sources=2), 9, common.OUT_POSE
@@ -131,13 +149,13 @@ def main(argv=None) -> None:
         parser.error(f"--sizes must look like 128x416,240x320; got {args.sizes!r}")
 
     results = []
-    print(f"{'network':<14}{'size':>9}{'params':>11}{'GFLOPs':>9}{'fwd ms':>9}"
+    print(f"{'network':<18}{'size':>9}{'params':>11}{'GFLOPs':>9}{'fwd ms':>9}"
           f"{'fwd+bwd ms':>12}{'img/s':>8}")
     for network in networks:
         for height, width in sizes:
             row = bench_one(network, height, width, args.batch, args.repeats)
             results.append(row)
-            print(f"{network:<14}{f'{height}x{width}':>9}{row['params']:>11,}"
+            print(f"{network:<18}{f'{height}x{width}':>9}{row['params']:>11,}"
                   f"{row['gflops_forward']:>9.2f}{1e3 * row['forward_s']:>9.0f}"
                   f"{1e3 * row['forward_backward_s']:>12.0f}"
                   f"{row['forward_images_per_s']:>8.1f}", flush=True)
