@@ -165,6 +165,8 @@ def test_protocol_checks_and_argument_errors():
     backbone = suw.build_suw_backbone(3)
     with pytest.raises(ValueError, match="input_channels=6"):
         backbones.apply_backbone(backbone, keras.Input((None, None, 6)))
+    with pytest.raises(ValueError, match="keras.Input"):  # would be silently disconnected
+        backbones.apply_backbone(backbone, keras.layers.Identity()(keras.Input((None, None, 3))))
     for kwargs in [dict(depth=20), dict(depth=18, version="v2"),
                    dict(depth=18, replace_stride_with_dilation=(False, True)),
                    dict(depth=18, input_normalization="imagenet"),

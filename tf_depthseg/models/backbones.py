@@ -139,12 +139,18 @@ def apply_backbone(backbone: keras.Model, inputs) -> Dict[str, keras.KerasTensor
 
     Args:
       backbone: a model following the protocol.
-      inputs: a symbolic `[batch, H, W, C]` tensor (`keras.Input` or a layer output) with C
-        equal to the backbone's input channels.
+      inputs: a `keras.Input` `[batch, H, W, C]`, C = the backbone's input channels. (Keras
+        rebuilds a graph on any other tensor from fresh inputs, which would disconnect it;
+        to apply a backbone further down a graph, call it, nested: `backbone(x)`.)
     Returns:
       {"P<k>": symbolic feature} for the backbone's levels.
     """
     levels = backbone_levels(backbone)
+    # A KerasTensor's producing layer is only reachable through `_keras_history`.
+    history = getattr(inputs, "_keras_history", None)
+    if history is None or not isinstance(history[0], keras.layers.InputLayer):
+        raise ValueError(f"apply_backbone({backbone.name!r}, ...) needs a keras.Input; call "
+                         "the backbone instead (`backbone(x)`) to nest it after other layers.")
     expected = input_channels(backbone)
     if inputs.shape[-1] != expected:
         raise ValueError(f"Backbone {backbone.name!r} takes {expected} input channels; got a "
