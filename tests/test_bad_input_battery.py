@@ -649,6 +649,16 @@ def _export_read_only_output(root: str, res: Resources) -> List[str]:
     return [f"--workdir={root}/run", f"--output_dir={_read_only_folder(root)}/export"]
 
 
+def _export_unknown_dataset(root: str, res: Resources) -> List[str]:
+    os.makedirs(os.path.join(root, "run", "checkpoints"))
+    return [f"--workdir={root}/run", f"--output_dir={root}/export", "--dataset=pascal"]
+
+
+def _evaluate_unknown_dataset(root: str, res: Resources) -> List[str]:
+    os.makedirs(os.path.join(root, "run"))
+    return [f"--workdir={root}/run", "--dataset=pascal"]
+
+
 def _image_folder(root: str, name: str = "frames", dtype=None) -> str:
     """A folder with one 8x8 PNG (8-bit RGB, or a single-channel `dtype` image)."""
     import numpy as np
@@ -686,6 +696,13 @@ def _predict_16bit_png(root: str, res: Resources) -> List[str]:
 def _predict_output_under_file(root: str, res: Resources) -> List[str]:
     return [f"--input={_image_folder(root)}", f"--model={res.get('export')}/export",
             f"--output_dir={_a_file(root)}/out"]
+
+
+def _predict_unreadable_metadata(root: str, res: Resources) -> List[str]:
+    export = os.path.join(res.copy("export", os.path.join(root, "e")), "export")
+    with open(os.path.join(export, "metadata.json"), "w") as f:
+        f.write("{not json")
+    return [f"--input={_image_folder(root)}", f"--model={export}", f"--output_dir={root}/out"]
 
 
 TRAINING_CASES: List[Case] = [
@@ -744,6 +761,10 @@ TRAINING_CASES: List[Case] = [
          ("notes.txt", "--output_dir")),
     Case("export_read_only_output", "tools.export", _export_read_only_output,
          ("read_only", "--output_dir")),
+    Case("export_unknown_dataset", "tools.export", _export_unknown_dataset,
+         ("'pascal'", "known: cityscapes, camvid")),
+    Case("evaluate_unknown_dataset", "tools.evaluate", _evaluate_unknown_dataset,
+         ("'pascal'", "known: cityscapes, camvid")),
     Case("predict_missing_model", "tools.predict", _predict_missing_model,
          ("no_export", "not found", "tools/export.py")),
     Case("predict_non_image_input", "tools.predict", _predict_non_image_input,
@@ -754,6 +775,8 @@ TRAINING_CASES: List[Case] = [
          ("a.png", "uint16", "--skip_bad")),
     Case("predict_output_under_a_file", "tools.predict", _predict_output_under_file,
          ("notes.txt", "--output_dir")),
+    Case("predict_unreadable_metadata", "tools.predict", _predict_unreadable_metadata,
+         ("e/export/metadata.json", "unreadable", "tools/export.py")),
 ]
 
 # Not bad input: a damaged newest checkpoint with an intact older one. The tools go on with the
