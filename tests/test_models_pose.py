@@ -121,6 +121,11 @@ def test_pose_net_on_two_backbones(backbone_name, decoder):
                         + _conv_params(1, 256, 6 * num_sources))
         assert net.count_params() - backbone.count_params() == expected
 
+        if decoder == "monodepth2":  # PyTorch's default init: U(+-1/sqrt(fan_in))
+            kernel = net.get_layer("pose_net_dec_conv1").kernel.numpy()
+            limit = 1.0 / np.sqrt(9 * 256)
+            assert np.abs(kernel).max() <= limit
+            np.testing.assert_allclose(kernel.std(), limit / np.sqrt(3), rtol=0.02)
         frames = np.random.default_rng(num_sources).uniform(
             size=(2, 35, 42, channels)).astype(np.float32)
         poses = net(frames)[common.OUT_POSE].numpy()

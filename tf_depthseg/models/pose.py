@@ -30,7 +30,9 @@ Decoders (`decoder`):
 Input convention: channels are the target frame followed by the source frames in the order of
 the batch's CONTEXT (`stack_frames`). Output row i (axis-angle rx, ry, rz in radians, then
 translation tx, ty, tz) is meant as T_target_to_source_i, the transform `geometry.warp`
-takes; which transform it becomes is fixed by the loss that trains it.
+takes; which transform it becomes is fixed by the loss that trains it. (Monodepth2 and
+Hoyer et al. feed each pair in temporal order and invert the transform for t-1: a task that
+wants that stacks and inverts accordingly; the net only sees channels.)
 
 Object motion: the same design, fed object-masked frames (`mask_frames`, every frame
 multiplied by that object's aligned mask). Each batch row is one object; the output is that

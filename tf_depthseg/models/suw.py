@@ -105,7 +105,8 @@ def build_suw_encoder_body(name: str = f"suw_{ENCODER_BODY_SUFFIX}") -> keras.Mo
 
 
 def find_encoder_body(model_or_body: keras.Model) -> keras.Model:
-    """The shared encoder body: `model_or_body` itself or the one nested in a SUW depth model."""
+    """The shared encoder body: `model_or_body` itself or the one nested in a SUW depth model,
+    SUW backbone (`build_suw_backbone`) or SUW pose / object-motion net."""
     if model_or_body.name.endswith(ENCODER_BODY_SUFFIX):
         return model_or_body
     bodies = [layer for layer in model_or_body.layers
