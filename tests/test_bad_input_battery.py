@@ -732,6 +732,11 @@ TRAINING_CASES: List[Case] = [
     Case("train_u_loss_without_pose_net", "tools.train",
          _train_set("suw.unsupervised=ego", "suw.pose_net=false"),
          ("suw.unsupervised=ego needs the pose net", "suw.pose_net=true")),
+    # Checked against the task's parameter groups once its models are built.
+    Case("train_unknown_lr_multiplier_group", "tools.train",
+         lambda root, res: _train_args(res.get("kitti_records"), f"{root}/w") + [
+             "--set=optim.lr_multipliers=[['backbone',0.1]]"],
+         ("optim.lr_multipliers", "group 'backbone'", "its groups are")),
     # Workdirs and checkpoints (a damaged newest checkpoint with an intact older one is not
     # bad input: the run resumes, see test_training_checkpoints.py).
     Case("train_no_intact_checkpoint", "tools.train", _train_no_intact_checkpoint,
