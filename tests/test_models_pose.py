@@ -1,6 +1,7 @@
 """Pose and object-motion nets: shapes on two backbones, the SUW encoder really is shared with
 the depth net, and the SUW nets keep the layer layout their checkpoints name."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -152,5 +153,7 @@ def test_rejects_bad_arguments(nets):
         pose.build_pose_net(depth_model, num_sources=0)
     with pytest.raises(ValueError, match="decoder"):
         pose.build_pose_net(depth_model, num_sources=2, decoder="posenet")
+    with pytest.raises(ValueError, match="neither a backbone"):
+        pose.build_pose_net(keras.Sequential([keras.layers.Dense(1)], name="other"))
     with pytest.raises(ValueError, match="input_channels=9"):
         pose.build_pose_net(resnet.build_resnet(18, input_channels=6), num_sources=2)

@@ -65,9 +65,11 @@ def backbone_levels(backbone: keras.Model) -> Sequence[str]:
       ValueError: the model has more than one input, its input is not `[batch, H, W, C]`, or
         its output is not a non-empty dict keyed by "P1".."P5".
     """
-    if len(backbone.inputs) != 1 or len(backbone.inputs[0].shape) != 4:
-        raise ValueError(f"Backbone {backbone.name!r} must have one input [batch, H, W, C]; it "
-                         f"has inputs {[tuple(x.shape) for x in backbone.inputs]}.")
+    inputs = getattr(backbone, "inputs", None)  # unbuilt Sequential models raise, so getattr
+    if inputs is None or len(inputs) != 1 or len(inputs[0].shape) != 4:
+        found = [tuple(x.shape) for x in inputs] if inputs else "none"
+        raise ValueError(f"Backbone {backbone.name!r} must be a functional model with one input "
+                         f"[batch, H, W, C]; it has inputs {found}.")
     outputs = backbone.output
     if not isinstance(outputs, Mapping) or not outputs or not set(outputs) <= set(LEVELS):
         found = sorted(outputs) if isinstance(outputs, Mapping) else type(outputs).__name__

@@ -97,7 +97,12 @@ def as_motion_backbone(encoder: keras.Model, input_channels: int,
     """
     if backbones.is_backbone(encoder):
         return encoder
-    body = suw.find_encoder_body(encoder)
+    try:
+        body = suw.find_encoder_body(encoder)
+    except ValueError as error:
+        raise ValueError(f"{encoder.name!r} is neither a backbone (one image input, a feature "
+                         "dict keyed P1..P5: models.backbones) nor a SUW depth model or encoder "
+                         "body; pass one of those.") from error
     return suw.build_suw_backbone(input_channels, body=body, stem_name=f"{name}_stem",
                                   name=f"{name}_backbone")
 
