@@ -65,10 +65,11 @@ def _record_students(record: list):
 # --------------------------------------------------------------------------------------------
 
 
-def test_ema_teacher_follows_numpy_ema_and_is_checkpointed(tmp_path, record_measure):
+def test_ema_teacher_follows_numpy_ema_and_is_checkpointed(tmp_path, learning_seed,
+                                                           record_measure):
     decay, steps = 0.8, 12
-    config = _quiet_config(steps)
-    task = ToyTask(ema_decay=decay)
+    config = _quiet_config(steps, seed=learning_seed)
+    task = ToyTask(ema_decay=decay, seed=7 + learning_seed)
     students = []
     trainer = loop.Trainer(config, task, str(tmp_path), callbacks=[_record_students(students)])
     teacher = model_weights(trainer, "teacher")
@@ -97,7 +98,8 @@ def test_ema_teacher_follows_numpy_ema_and_is_checkpointed(tmp_path, record_meas
     # Saved with the run, and restored bit for bit (a fresh build starts at another value).
     keys = _checkpoint_keys(trainer.manager.latest_checkpoint)
     assert sum(key.startswith("models/teacher/") for key in keys) == len(final)
-    resumed = loop.Trainer(config, ToyTask(ema_decay=decay), str(tmp_path))
+    resumed = loop.Trainer(config, ToyTask(ema_decay=decay, seed=7 + learning_seed),
+                           str(tmp_path))
     assert resumed.start_step == steps
     for restored, saved in zip(model_weights(resumed, "teacher"), final, strict=True):
         np.testing.assert_array_equal(restored, saved)
@@ -176,12 +178,13 @@ def test_two_streams_have_own_batch_sizes_and_iterators(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
-def _one_step(workdir, overrides):
+def _one_step(workdir, overrides, seed=0):
     """Trains the grouped toy ("encoder", "head") one step; returns (weights before, weight
     change, the logged pre-clip gradient norm), weights as {group: [arrays]}."""
-    config = config_lib.apply_overrides(_quiet_config(1), [
+    config = config_lib.apply_overrides(_quiet_config(1, seed=seed), [
         "optim.optimizer=sgd", "optim.momentum=0", "optim.learning_rate=0.1", *overrides])
-    trainer = loop.Trainer(config, ToyTask(use_rng=False, groups=True), str(workdir))
+    trainer = loop.Trainer(config, ToyTask(use_rng=False, groups=True, seed=7 + seed),
+                           str(workdir))
     before = {group: [v.numpy() for v in variables]
               for group, variables in trainer.param_groups.items()}
     trainer.train()
@@ -190,11 +193,11 @@ def _one_step(workdir, overrides):
     return before, change, trainer.history["train"][0]["grad_norm"]
 
 
-def _independent_gradients(before):
+def _independent_gradients(before, seed=0):
     """The first step's gradients {group: [arrays]}, taken with a GradientTape outside the
     Trainer (same initial weights, the train stream's first batch, the toy's loss)."""
     config = _quiet_config(1)
-    task = ToyTask(use_rng=False, groups=True)
+    task = ToyTask(use_rng=False, groups=True, seed=7 + seed)
     models = task.build(config)
     groups = task.param_groups(config, models)
     for group, variables in groups.items():
@@ -219,13 +222,15 @@ def _assert_change(change, expected, before):
                                        err_msg=group)
 
 
-def test_lr_multipliers_scale_the_group_learning_rate(tmp_path, record_measure):
-    before, base, _ = _one_step(tmp_path / "base", [])
-    _, tenth, _ = _one_step(tmp_path / "tenth", ["optim.lr_multipliers=[['head', 0.1]]"])
+def test_lr_multipliers_scale_the_group_learning_rate(tmp_path, learning_seed,
+                                                      record_measure):
+    seed = learning_seed
+    before, base, _ = _one_step(tmp_path / "base", [], seed)
+    _, tenth, _ = _one_step(tmp_path / "tenth", ["optim.lr_multipliers=[['head', 0.1]]"], seed)
     _, adam, _ = _one_step(tmp_path / "adam", ["optim.optimizer=adam",
                                                "optim.learning_rate=0.01",
-                                               "optim.lr_multipliers=[['head', 0.1]]"])
-    grads = _independent_gradients(before)
+                                               "optim.lr_multipliers=[['head', 0.1]]"], seed)
+    grads = _independent_gradients(before, seed)
     # SGD: w -= lr * multiplier * g; the 1x group is untouched by the other's multiplier.
     _assert_change(base, {g: [-0.1 * x for x in grads[g]] for g in grads}, before)
     for unchanged, reference in zip(tenth["encoder"], base["encoder"]):
