@@ -120,8 +120,9 @@ def test_keras_applications_weights_copy_reproduces_the_keras_model():
     for layer in reference.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             gamma, beta, mean, variance = layer.get_weights()
-            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.1, beta.shape),
-                               rng.normal(0, 0.1, mean.shape), rng.uniform(0.5, 1.5, variance.shape)])
+            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape),
+                               rng.normal(0, 0.1, beta.shape), rng.normal(0, 0.1, mean.shape),
+                               rng.uniform(0.5, 1.5, variance.shape)])
         elif isinstance(layer, keras.layers.Conv2D):
             kernel, bias = layer.get_weights()
             layer.set_weights([kernel, rng.normal(0, 0.1, bias.shape)])

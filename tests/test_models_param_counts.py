@@ -160,12 +160,11 @@ def test_resnet_matches_keras_applications_layer_by_layer(depth):
     # Neither the stride placement nor dilation changes a kernel shape.
     ours = resnet.build_resnet(depth, version="v1" if depth == 50 else "v1.5",
                                replace_stride_with_dilation=(False, False, True), name="ours")
+    weighted = (keras.layers.Conv2D, keras.layers.BatchNormalization)
     reference_shapes = {layer.name: [tuple(w.shape) for w in layer.weights]
-                        for layer in reference.layers
-                        if isinstance(layer, (keras.layers.Conv2D, keras.layers.BatchNormalization))}
+                        for layer in reference.layers if isinstance(layer, weighted)}
     our_shapes = {layer.name[len("ours_"):]: [tuple(w.shape) for w in layer.weights]
-                  for layer in ours.layers
-                  if isinstance(layer, (keras.layers.Conv2D, keras.layers.BatchNormalization))}
+                  for layer in ours.layers if isinstance(layer, weighted)}
     assert set(our_shapes) == set(reference_shapes)
     for name, shapes in our_shapes.items():
         expected = reference_shapes[name][:1] if name.endswith("_conv") else reference_shapes[name]
