@@ -1,4 +1,5 @@
-"""tools/evaluate.py on segmentation runs: dispatch on the served network's outputs.
+"""tools/evaluate.py (and tools/export.py) on segmentation runs: dispatch on the served
+network's outputs.
 
 No segmentation task ships yet, so a tiny one is defined here (`TinySegTask`: one network with
 `semantic_logits` -- and `depth` with `tinyseg.with_depth` --, CamVid's 11 classes, evaluation
@@ -95,10 +96,11 @@ def register():
     config_lib.register_task_sections(TASK, TinySegTask.config_sections)
 
 
-# The tool's process: register the tiny task, then run tools/evaluate.py as a user would.
-LAUNCHER = (f"import sys; sys.path.insert(0, {TESTS!r}); "
+# The tool's process: register the tiny task, then run tools/evaluate.py (or another tool, see
+# run_tool) as a user would.
+LAUNCHER = ("import sys; sys.path.insert(0, {tests!r}); "
             "import test_tools_evaluate_segmentation as t; t.register(); "
-            "from tools import evaluate; evaluate.run()")
+            "import importlib; importlib.import_module('tools.' + {tool!r}).run()")
 
 
 def numpy_scores(labels, predictions, num_classes):
@@ -160,9 +162,10 @@ def registered(monkeypatch):
                         TinySegTask.config_sections)
 
 
-def run_tool(workdir, *args):
+def run_tool(workdir, *args, tool="evaluate"):
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2", TF_DEPTHSEG_PROGRESS="0")
-    return subprocess.run([sys.executable, "-c", LAUNCHER, f"--workdir={workdir}", *args],
+    launcher = LAUNCHER.format(tests=TESTS, tool=tool)
+    return subprocess.run([sys.executable, "-c", launcher, f"--workdir={workdir}", *args],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -225,3 +228,21 @@ def test_evaluate_segmentation_errors(registered, tmp_path):
     assert wrong.returncode == 2 and "11 classes" in wrong.stderr and "19" in wrong.stderr
     with pytest.raises(errors.ConfigError, match="known: cityscapes, camvid"):
         restore.dataset_classes("pascal")
+
+
+def test_export_tool_on_a_depth_and_segmentation_run(registered, tmp_path, learning_seed,
+                                                     record_measure):
+    run = write_run(tmp_path, learning_seed, with_depth=True)
+    result = run_tool(run["workdir"], f"--output_dir={tmp_path}/export", tool="export")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "classes:    11 (camvid: Sky, Building" in result.stdout
+    metadata = json.loads((tmp_path / "export" / "metadata.json").read_text())
+    assert metadata["outputs"] == ["depth", "uncertainty", "semantic_class_ids",
+                                   "semantic_probabilities"]
+    assert metadata["segmentation"]["class_names"] == list(datasets.CAMVID_CLASS_NAMES)
+    assert metadata["segmentation"]["palette"] == datasets.CAMVID_PALETTE[:NUM_CLASSES].tolist()
+    assert metadata["source"]["step"] == 4 and metadata["input_size"] == list(SIZE)
+    for kind in ("saved_model", "tflite"):
+        differing = metadata["verification"][kind]["semantic_class_ids"]
+        record_measure(f"{kind}: class ids differing from Keras", differing, below=0.01)
+        assert differing < 0.01
