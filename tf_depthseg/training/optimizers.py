@@ -24,7 +24,7 @@ decoupled decay of `adamw` uses the group's rate too (as PyTorch's per-group `lr
 
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import keras
 import tensorflow as tf
@@ -125,14 +125,12 @@ def lr_multipliers(optim: OptimConfig, groups: Sequence[str]) -> Dict[str, float
     """Each group's learning-rate multiplier from `optim.lr_multipliers` (1 if not named).
 
     Raises:
-      errors.ConfigError: `optim.lr_multipliers` names a group that is not in `groups`, names
-        one twice, or gives a negative multiplier.
+      errors.ConfigError: `optim.lr_multipliers` names a group that is not in `groups`, or
+        names one twice (`OptimConfig` itself refuses negative multipliers).
     """
-    # getattr: configs of older code have no such field.
-    pairs = [tuple(pair) for pair in getattr(optim, "lr_multipliers", ())]
     multipliers = {name: 1.0 for name in groups}
     named = set()
-    for name, multiplier in pairs:
+    for name, multiplier in optim.lr_multipliers:
         if name not in multipliers:
             raise errors.ConfigError(
                 f"optim.lr_multipliers names the parameter group '{name}', which this task "
@@ -140,16 +138,14 @@ def lr_multipliers(optim: OptimConfig, groups: Sequence[str]) -> Dict[str, float
         if name in named:
             raise errors.ConfigError(f"optim.lr_multipliers names the group '{name}' twice; "
                                      "give each group one multiplier.")
-        if not float(multiplier) >= 0:
-            raise errors.ConfigError(f"optim.lr_multipliers: the multiplier of group '{name}' "
-                                     f"is {multiplier!r}; it must be >= 0.")
         named.add(name)
         multipliers[name] = float(multiplier)
     return multipliers
 
 
 def build_optimizer(optim: OptimConfig, learning_rate, mixed_precision: str = "float32",
-                    param_groups: Mapping[str, Sequence] = None) -> keras.optimizers.Optimizer:
+                    param_groups: Optional[Mapping[str, Sequence]] = None
+                    ) -> keras.optimizers.Optimizer:
     """The optimizer `optim` describes, wrapped for loss scaling under `mixed_float16`.
 
     Args:
