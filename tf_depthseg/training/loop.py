@@ -7,8 +7,9 @@ Every hook gets the experiment config as its first argument; a task keeps no con
 one instance serves any config.
 
     config_sections: ClassVar[{section: dataclass}]
-        The config sections the task owns (e.g. {"suw": SUWConfig}), registered by
-        `tf_depthseg.config` (`--set suw.num_bins=...`).
+        The config sections the task owns (e.g. {"suw": SUWConfig}), registered with
+        `config.register_task_sections` when the task joins `training.tasks.TASKS` (then
+        `--set suw.num_bins=...` works).
     check_config(config) -> None
         Raises `errors.ConfigError` (naming the key and the fix) for settings the task cannot
         train. The Trainer calls it before it builds anything.
@@ -360,6 +361,9 @@ class Trainer:
         # Before the manager reads the state file: the chief clears leftovers of a killed save
         # and sets damaged checkpoints aside.
         self._resume_from = self._find_resume_checkpoint()
+        # Other workers keep their own input position (the checkpoint holds the chief's).
+        self._worker_inputs = None if self.is_chief else distribute.WorkerInputs(
+            workdir, self.worker_index, iterators, train.keep_checkpoints)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, self._write_dir(checkpoints.CHECKPOINT_SUBDIR),
             max_to_keep=train.keep_checkpoints, step_counter=self.step,
@@ -371,6 +375,8 @@ class Trainer:
                 tf.train.Checkpoint(models=self.models, step=self.step), write=self.is_chief)
 
         self.start_step = self._restore_or_initialize()
+        distribute.check_same_start(self.strategy, self.start_step,
+                                    os.path.join(workdir, checkpoints.CHECKPOINT_SUBDIR))
         if self.is_chief:  # only once the run can start: a failed start changes nothing
             try:
                 config_lib.save_json(config, workdir)
@@ -517,6 +523,8 @@ class Trainer:
                     f"a run of a different model, optimizer or input pipeline; use a new "
                     f"--workdir, or delete {os.path.dirname(latest)} to start over.") from error
             step = int(self.step.numpy())
+            if self._worker_inputs:
+                self._worker_inputs.restore(step, latest)
             logging.info("Resumed from %s at step %d", latest, step)
             return step
         model_config = self.config.model
@@ -666,7 +674,13 @@ class Trainer:
 
     def save(self) -> Optional[str]:
         """Saves a resumable checkpoint at the current step; returns its prefix."""
-        path = self.manager.save(checkpoint_number=int(self.step.numpy()))
+        step = int(self.step.numpy())
+        if self.num_workers > 1:
+            if self._worker_inputs:
+                self._worker_inputs.save(step)
+            # Barrier: the chief's checkpoint appears only once every input position is saved.
+            distribute.gather_from_workers(self.strategy, step)
+        path = self.manager.save(checkpoint_number=step)
         if self.is_chief:
             checkpoints.write_sidecar(path)
             checkpoints.remove_stale_sidecars(os.path.dirname(path))
@@ -738,6 +752,13 @@ class Trainer:
                     evaluated_at = step
                 for callback in self.callbacks:
                     callback(self, step, values)
+        except tf.errors.OpError as error:  # another worker died: one line, not a traceback
+            failure = distribute.worker_failure_error(
+                error, self.strategy, step, tf.train.latest_checkpoint(
+                    os.path.join(self.workdir, checkpoints.CHECKPOINT_SUBDIR)))
+            if failure is None:
+                raise
+            raise failure from error
         finally:
             progress.close()
             self._train_writer.flush()
