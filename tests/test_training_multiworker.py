@@ -61,9 +61,11 @@ class Processes:
         self.started.append(process)
         return process
 
-    def start_cluster(self, name: str, args, ports) -> list:
+    def start_cluster(self, name: str, args, ports, own_args=None) -> list:
+        """Worker i gets `args` + `own_args[i]` and a TF_CONFIG naming `ports`."""
         cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
-        return [self.start(f"{name}{index}", args,
+        own_args = own_args or [[] for _ in ports]
+        return [self.start(f"{name}{index}", list(args) + own_args[index],
                            {"cluster": cluster, "task": {"type": "worker", "index": index}})
                 for index in range(len(ports))]
 
@@ -206,3 +208,109 @@ def test_two_workers_equal_two_replicas_and_resume_after_a_kill(tmp_path, learni
                for path in glob.glob(str(workdir / "logs" / "*" / "events.out.tfevents.*"))}
     assert writers == {first[0].pid, second[0].pid}, writers
     assert stopped_after_s < 60, stopped_after_s
+
+
+def test_killing_the_chief_stops_the_other_worker_and_workers_must_share_the_workdir(
+        tmp_path):
+    processes = Processes(tmp_path)
+    workdir = tmp_path / "run"
+    common = ["--steps=40", f"--checkpoint_every={CHECKPOINT_EVERY}"]
+    try:
+        ports = _free_ports(2)
+        first = processes.start_cluster("first", common + [
+            f"--workdir={workdir}", "--step_sleep=0.25"], ports)
+        deadline = time.monotonic() + DEADLINE_S
+        processes.wait_for_file(workdir / "checkpoints" / "ckpt-4.sha256.json", first,
+                                deadline)
+        first[0].kill()
+        assert processes.wait([first[1]], deadline) == [2], processes.stderr(first[1])[-3000:]
+        first[0].wait()
+        last_line = processes.stderr(first[1]).strip().splitlines()[-1]
+        assert re.fullmatch(
+            rf"error: worker 0 \(127\.0\.0\.1:{ports[0]}\) of this 2-worker run failed "
+            r"\(.+\) after step \d+, so worker 1 stopped too\. To resume, start all 2 workers "
+            r"again with the same command, TF_CONFIG and --workdir: training continues from "
+            rf"{re.escape(str(workdir))}/checkpoints/ckpt-\d+\.", last_line), last_line
+
+        # Worker 1 given a folder of its own would train from scratch next to a resumed chief:
+        # both stop before the first step, naming the steps and the fix.
+        own = tmp_path / "not_shared"
+        second = processes.start_cluster("second", common, _free_ports(2), [
+            [f"--workdir={workdir}"], [f"--workdir={own}"]])
+        codes = processes.wait(second, time.monotonic() + DEADLINE_S)
+    finally:
+        processes.kill_all()
+    assert codes == [2, 2], [processes.stderr(p)[-3000:] for p in second]
+    for process, folder in zip(second, (workdir, own)):
+        last_line = processes.stderr(process).strip().splitlines()[-1]
+        assert re.fullmatch(
+            r"error: the workers would start from different checkpoints \(worker 0 at step "
+            r"([1-9]\d*), worker 1 at step 0\): every worker resumes from the checkpoints the "
+            r"chief writes to <--workdir>/checkpoints \(here "
+            rf"{re.escape(str(folder / 'checkpoints'))}\), so give all workers the same "
+            r"--workdir on a shared filesystem \(NFS, a bucket, \.\.\.\)\.", last_line), last_line
+    assert not (own / "checkpoints").exists()
+
+
+# TensorFlow 2.21's errors at the survivor's next collective (abridged from the runs above):
+# worker 1 killed, seen by worker 0 after the heartbeat timeout, and worker 0 killed, seen
+# by worker 1 at once.
+HEARTBEAT_ERROR = (
+    "Collective ops is aborted by: Error reported from /job:worker/task:1: The following tasks "
+    "are unhealthy (stopped sending heartbeats):\n/job:worker/replica:0/task:1\nThe tasks have "
+    "crashed. Check the task logs for an earlier error, or scheduler events (e.g. preemption, "
+    "eviction) to debug further.\nThe error could be from a previous operation. Restart your "
+    "program to reset.\n\t [[{{node CollectiveReduceV2}}]] [Op:__inference_step_36]")
+REFUSED_ERROR = (
+    "Collective ops is aborted by: failed to connect to all addresses; last error: UNKNOWN: "
+    "ipv4:127.0.0.1:23461: Failed to connect to remote host: Connection refused\nAdditional "
+    "GRPC error information from remote target /job:worker/replica:0/task:0 while calling "
+    "/tensorflow.WorkerService/CompleteInstance:\n:UNKNOWN:Error received from peer "
+    "{grpc_status:14, grpc_message:\"failed to connect to all addresses\"}")
+
+
+def _fake_strategy(cluster: dict, task_type: str, task_id: int):
+    """An object with the `cluster_resolver` of a multi-worker strategy (no cluster start)."""
+    import types
+
+    import tensorflow as tf
+    return types.SimpleNamespace(cluster_resolver=tf.distribute.cluster_resolver.
+                                 SimpleClusterResolver(tf.train.ClusterSpec(cluster),
+                                                       task_type=task_type, task_id=task_id))
+
+
+def test_worker_failure_messages_name_the_failed_worker_and_the_checkpoint():
+    import tensorflow as tf
+
+    from tf_depthseg.training import distribute
+    cluster = {"worker": ["127.0.0.1:23461", "127.0.0.1:23462"]}
+    chief = _fake_strategy(cluster, "worker", 0)
+    error = distribute.worker_failure_error(
+        tf.errors.UnavailableError(None, None, HEARTBEAT_ERROR), chief, 7, "/w/checkpoints/ckpt-4")
+    assert str(error) == (
+        "worker 1 (127.0.0.1:23462) of this 2-worker run failed (it stopped sending heartbeats) "
+        "after step 7, so worker 0 stopped too. To resume, start all 2 workers again with the "
+        "same command, TF_CONFIG and --workdir: training continues from /w/checkpoints/ckpt-4.")
+    assert (error.failed, error.step, error.checkpoint) == (
+        ["worker 1 (127.0.0.1:23462)"], 7, "/w/checkpoints/ckpt-4")
+    error = distribute.worker_failure_error(
+        tf.errors.UnavailableError(None, None, REFUSED_ERROR), _fake_strategy(cluster, "worker", 1),
+        2, None)
+    assert error.failed == ["worker 0 (127.0.0.1:23461)"]  # by task name and by address
+    assert "(its address refuses connections) after step 2, so worker 1 stopped" in str(error)
+    assert "no checkpoint was written yet, so training starts again from step 0" in str(error)
+    assert "\n" not in str(error)
+    # With a chief job: the chief is worker 0, worker task i is worker i + 1; an address that
+    # only starts like a worker's ("b:2" in "b:23") names nobody.
+    jobs = {"chief": ["a:1"], "worker": ["b:2", "c:3"]}
+    assert distribute.failed_workers("from /job:worker/replica:0/task:1 and b:23", jobs, 0) == [
+        "worker 2 (c:3)"]
+    assert distribute.failed_workers("peer /job:chief/task:0 is down", jobs, 1) == [
+        "worker 0 (a:1)"]
+    assert distribute.failed_workers("nothing known", jobs, 1) == []
+    # Errors that are not a lost peer, and single-machine runs, keep their own error.
+    assert distribute.worker_failure_error(
+        tf.errors.InvalidArgumentError(None, None, "bad shape"), chief, 7, None) is None
+    assert distribute.worker_failure_error(
+        tf.errors.UnavailableError(None, None, HEARTBEAT_ERROR), tf.distribute.get_strategy(),
+        7, None) is None

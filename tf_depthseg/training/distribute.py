@@ -217,8 +217,9 @@ def check_same_start(strategy: tf.distribute.Strategy, step: int, checkpoint_fol
         found = ", ".join(f"worker {index} at step {value}" for index, value in enumerate(steps))
         raise DistributionError(
             f"the workers would start from different checkpoints ({found}): every worker "
-            f"resumes from the chief's {checkpoint_folder}, so give all workers the same "
-            "--workdir on a shared filesystem (NFS, a bucket, ...).")
+            "resumes from the checkpoints the chief writes to <--workdir>/checkpoints (here "
+            f"{checkpoint_folder}), so give all workers the same --workdir on a shared "
+            "filesystem (NFS, a bucket, ...).")
 
 
 # TensorFlow names tasks "/job:worker/replica:0/task:1" or "/job:worker/task:1" in its errors.
