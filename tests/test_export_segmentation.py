@@ -29,8 +29,8 @@ PALETTE = np.array([(128, 64, 128), (0, 0, 142), (70, 130, 180), (107, 142, 35),
 def build_small_segmentation_model(seed: int = 0, with_depth: bool = False,
                                    num_classes: int = NUM_CLASSES) -> keras.Model:
     """Pad -> conv s2 + BN + ReLU -> logits at 1/2 -> bilinear x2 and crop = `semantic_logits`
-    at the input size; `with_depth` adds the SUW bins head on the same features (depth, uncertainty).
-    Random batch-norm statistics, so inference mode differs from training mode."""
+    at the input size; `with_depth` adds the SUW bins head on the same features (depth,
+    uncertainty). Random batch-norm statistics, so inference mode differs from training mode."""
     keras.utils.set_random_seed(seed)
     image = keras.Input((None, None, 3), name="image")
     x = layers.PadToMultiple(2, name="pad")(image)
