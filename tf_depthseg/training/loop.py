@@ -752,6 +752,8 @@ class Trainer:
                     evaluated_at = step
                 for callback in self.callbacks:
                     callback(self, step, values)
+            if saved_at != step:  # inside the try: the save is a collective op too
+                self.save()
         except tf.errors.OpError as error:  # another worker died: one line, not a traceback
             failure = distribute.worker_failure_error(
                 error, self.strategy, step, tf.train.latest_checkpoint(
@@ -762,8 +764,6 @@ class Trainer:
         finally:
             progress.close()
             self._train_writer.flush()
-        if saved_at != step:
-            self.save()
         if train.eval_every and evaluated_at != step and step > self.start_step:
             eval_metrics = self.evaluate(step)
         return TrainResult(start_step=self.start_step, final_step=step, losses=last_losses,
