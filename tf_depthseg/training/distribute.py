@@ -1,4 +1,5 @@
-"""`tf.distribute` strategy from `train.distribution`, and logical CPU devices for tests.
+"""`tf.distribute` strategy from `train.distribution`, logical CPU devices for tests, and what
+a multi-worker run needs besides the strategy (start-up agreement, failures, input positions).
 
 * `auto`: `MirroredStrategy` over the local GPUs when there are at least two, else the default
   (single-device) strategy.
@@ -12,12 +13,12 @@
 
 Failures of a multi-worker run (TensorFlow 2.21, `MultiWorkerMirroredStrategy` on gRPC): the
 strategy starts TensorFlow's coordination service on worker 0, and every worker sends it
-heartbeats. When a worker dies, the others learn it at their next collective op: about 10 s
-after its last heartbeat (TensorFlow's default heartbeat timeout) when a non-chief worker
-died, at once (connection refused) when worker 0 died. The collective then fails with
-`UnavailableError` naming the task; `worker_failure_error` turns that into one line saying which
-worker failed and how to resume. A worker that never starts is not detected: the others wait
-for it at start-up.
+heartbeats. When a worker dies, the others learn it at their next collective op: at once when
+the dead worker's port refuses the connection, or, for a collective already waiting on it,
+when the service reports its missing heartbeats (~10 s, TensorFlow's default). The collective
+fails with `UnavailableError` naming the task or its address; `worker_failure_error` turns that
+into one line saying which worker failed and how to resume (docs/multi_worker.md has the
+measurements). A worker that never starts is not detected: the others wait for it at start-up.
 
 Resuming needs every worker's input position, not only the chief's: the chief's checkpoint
 holds the chief's input iterators, and another worker restoring those would read the chief's
