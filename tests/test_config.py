@@ -230,6 +230,14 @@ def test_old_config_json_loads_with_its_keys_moved(tmp_path):
         cfg.from_dict(cfg.ExperimentConfig, {"model": {"num_bins": 3}})
 
 
+def test_configs_pickle_and_deepcopy():
+    import copy
+    import pickle
+    config = cfg.apply_overrides(cfg.ExperimentConfig(), ["suw.num_bins=8", "train.steps=3"])
+    assert pickle.loads(pickle.dumps(config)) == config
+    assert copy.deepcopy(config) == config
+
+
 def test_lr_multipliers_parse_as_group_multiplier_pairs():
     out = cfg.apply_overrides(cfg.ExperimentConfig(),
                               ["optim.lr_multipliers=[['backbone', 0.1], ['head', 10]]"])

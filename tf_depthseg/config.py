@@ -416,6 +416,13 @@ class ExperimentConfig(_Section):
 
     __hash__ = None  # mutable-looking mapping inside; configs are compared, not hashed
 
+    def __deepcopy__(self, memo):
+        return self  # immutable all the way down (the sections mapping is read-only)
+
+    def __reduce__(self):
+        # The read-only sections mapping does not pickle: rebuild from the plain dict.
+        return from_dict, (ExperimentConfig, to_dict(self))
+
     def shared_items(self) -> tuple:
         return tuple((f.name, getattr(self, f.name)) for f in dataclasses.fields(self)
                      if f.name != "task_sections")
