@@ -614,6 +614,18 @@ def colorize_depth_tf(depth: tf.Tensor, valid: Optional[tf.Tensor] = None,
     return apply_colormap_tf(disparity, vmin, vmax, cmap, ok)
 
 
+def colorize_disparity_tf(disparity: tf.Tensor, cmap: str = DEPTH_CMAP,
+                          percentile: float = DEPTH_PERCENTILE) -> tf.Tensor:
+    """Disparity (e.g. a sigmoid output, larger = closer) `[B, H, W, 1]` -> uint8
+    `[B, H, W, 3]`: per image from its minimum to its `percentile` (the depth maps' colours,
+    which show disparity too)."""
+    values = tf.cast(disparity, tf.float64)
+    ok = tf.math.is_finite(values)
+    vmin = tf.reduce_min(tf.where(ok, values, np.inf), axis=[1, 2, 3])
+    vmax = _lower_percentile_tf(values, ok, percentile)
+    return apply_colormap_tf(values, vmin, vmax, cmap, ok)
+
+
 def colorize_error_tf(pred: tf.Tensor, gt: tf.Tensor, max_rel: float = MAX_REL_ERROR,
                       cmap: str = ERROR_CMAP) -> tf.Tensor:
     """Absolute relative error `[B, H, W, 1]` maps -> uint8 `[B, H, W, 3]`."""

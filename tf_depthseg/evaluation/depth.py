@@ -5,6 +5,12 @@ are what a task's `eval_outputs` / `update_metrics` hooks call; `evaluate_predic
 predictor over a dataset with them (tools/evaluate.py, the studies);
 `median_training_depth` is the constant baseline's one number. The metrics themselves are
 `tf_depthseg.metrics.depth`.
+
+Networks that predict a sigmoid disparity (self-supervised depth, Monodepth2 / Hoyer et al.)
+are evaluated with Monodepth2's convention (`disparity_eval_outputs`): the disparity is
+resized to the ground truth's size and only then turned into depth, so the interpolation runs
+in disparity space as in the published numbers (resizing depth instead gives other values at
+depth edges).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import tensorflow as tf
 from tf_depthseg import common
 from tf_depthseg import errors
 from tf_depthseg.data import pipeline
+from tf_depthseg.losses import view_synthesis
 from tf_depthseg.metrics import depth as depth_metrics
 
 # Evaluation output: 1.0 for images with valid ground truth in range (counted), else 0.0.
@@ -32,6 +39,31 @@ def depth_eval_outputs(prediction, ground_truth, eval_config) -> Dict[str, tf.Te
     outputs = {name: metrics[:, i] for i, name in enumerate(depth_metrics.DEPTH_METRIC_NAMES)}
     outputs[EVAL_COUNTED] = tf.cast(counted, tf.float64)
     return outputs
+
+
+def depth_from_disparity(disparity, size, min_depth: float, max_depth: float):
+    """Monodepth2's evaluation step: sigmoid disparity `[B, h, w, 1]` resized bilinearly
+    (half-pixel centres) to `size` = (H, W), then `disp_to_depth(., min_depth, max_depth)`.
+
+    Returns depth `[B, H, W, 1]` float32 (metres up to the scale of monocular training).
+    """
+    disparity = tf.cast(disparity, tf.float32)
+    if tuple(disparity.shape[1:3]) != tuple(size) or None in disparity.shape[1:3]:
+        disparity = tf.image.resize(disparity, size, method="bilinear")
+    return view_synthesis.disp_to_depth(disparity, min_depth, max_depth)[1]
+
+
+def disparity_eval_outputs(disparity, ground_truth, eval_config, min_depth: float,
+                           max_depth: float) -> Dict[str, tf.Tensor]:
+    """`depth_eval_outputs` of a disparity network with Monodepth2's convention: the
+    disparity `[B, h, w, 1]` resized to the ground truth's size before inverting
+    (`depth_from_disparity`); `min_depth`/`max_depth` are the training range of
+    `disp_to_depth` (0.1 / 100 m), the evaluation range is `eval_config`'s."""
+    size = tf.shape(ground_truth)[1:3]
+    static = tuple(ground_truth.shape[1:3])
+    depth = depth_from_disparity(disparity, static if None not in static else size,
+                                 min_depth, max_depth)
+    return depth_eval_outputs(depth, ground_truth, eval_config)
 
 
 def update_depth_accumulator(accumulator: depth_metrics.DepthMetricAccumulator,

@@ -257,6 +257,17 @@ def export_model(model: keras.Model, export_dir: str, *,
                 "depth_range": depth_range_of(model),
                 "depth_units": "metres",
                 "depth_png_convention": "uint16 = round(depth * 256), 0 = invalid (KITTI)"})
+            converter = saved_model.disparity_converter(model)
+            if converter is not None:
+                metadata["depth_from_disparity"] = (
+                    "depth = 1 / (1/max + (1/min - 1/max) disparity), min/max = depth_range; "
+                    "computed after resizing the disparity to the input size (Monodepth2)")
+            if converter is not None and not getattr(converter, "metric_depth", True):
+                metadata["depth_units"] = (
+                    "metres only up to an unknown scale: self-supervised monocular training "
+                    "fixes depth up to a global factor; multiply by a known scale (e.g. the "
+                    "median ratio to ground truth, as the evaluation does) for metric depth")
+                metadata["metric_depth"] = False
         if classes is not None:
             metadata["segmentation"] = classes
         metadata.update({

@@ -10,6 +10,10 @@ by `saved_model_cli show --dir export_dir --all`); the outputs are those the mod
       uncertainty             float32 [batch, height, width, 1]   std of the predicted depth-bin
                                                                   distribution in log10 depth
                                                                   (models that output it)
+    outputs (disparity models: model output common.disparity_key(0), e.g. self-supervised
+    depth; they also output depth, converted by their `DisparityToDepth` layer):
+      disparity               float32 [batch, height, width, 1]   sigmoid disparity in [0, 1]
+                                                                  (larger = closer)
     outputs (segmentation models: model output common.OUT_SEMANTIC_LOGITS, C classes):
       semantic_class_ids      int32   [batch, height, width]      argmax class (train id)
       semantic_probabilities  float32 [batch, height, width, C]   softmax of the logits
@@ -24,7 +28,9 @@ to reproduce runs inside the signature:
    antialiasing (the resize of the training and evaluation pipelines, so exported predictions
    match the evaluation), and the outputs resized back to the caller's size the same way --
    for segmentation the LOGITS are resized (bilinear) and then turned into probabilities and
-   class ids, the usual way segmentation networks are upsampled; with `image_size=None` the
+   class ids, the usual way segmentation networks are upsampled; for disparity models the
+   DISPARITY is resized and then turned into depth (Monodepth2's evaluation convention, so
+   served and evaluated depths agree); with `image_size=None` the
    network runs at the caller's size (the SUW encoder-decoder and the hourglass take any size),
 3. the network in inference mode (batch-norm moving statistics).
 
@@ -48,12 +54,16 @@ SIGNATURE_KEY = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY  # "serving_def
 INPUT_IMAGES = "images"
 OUTPUT_DEPTH = common.OUT_DEPTH  # "depth"
 OUTPUT_UNCERTAINTY = common.OUT_UNCERTAINTY  # "uncertainty"
+OUTPUT_DISPARITY = "disparity"  # served from the model output common.disparity_key(0)
 OUTPUT_CLASS_IDS = "semantic_class_ids"
 OUTPUT_PROBABILITIES = "semantic_probabilities"
-SERVING_OUTPUTS = (OUTPUT_DEPTH, OUTPUT_UNCERTAINTY, OUTPUT_CLASS_IDS, OUTPUT_PROBABILITIES)
+SERVING_OUTPUTS = (OUTPUT_DEPTH, OUTPUT_UNCERTAINTY, OUTPUT_DISPARITY, OUTPUT_CLASS_IDS,
+                   OUTPUT_PROBABILITIES)
+MODEL_DISPARITY = common.disparity_key(0)
 # The model outputs the signature is made of (the segmentation outputs both come from the
 # logits).
-SERVED_MODEL_OUTPUTS = (common.OUT_DEPTH, common.OUT_UNCERTAINTY, common.OUT_SEMANTIC_LOGITS)
+SERVED_MODEL_OUTPUTS = (common.OUT_DEPTH, common.OUT_UNCERTAINTY, MODEL_DISPARITY,
+                        common.OUT_SEMANTIC_LOGITS)
 
 Size = Tuple[int, int]
 
@@ -103,6 +113,8 @@ def serving_output_names(model: keras.Model) -> Tuple[str, ...]:
     uncertainty when it predicts them, class ids and probabilities when it has logits."""
     outputs = model.output
     names = [key for key in (OUTPUT_DEPTH, OUTPUT_UNCERTAINTY) if key in outputs]
+    if MODEL_DISPARITY in outputs:
+        names.append(OUTPUT_DISPARITY)
     if common.OUT_SEMANTIC_LOGITS in outputs:
         names += [OUTPUT_CLASS_IDS, OUTPUT_PROBABILITIES]
     return tuple(names)
@@ -123,12 +135,28 @@ def resize_if_needed(images: tf.Tensor, size) -> tf.Tensor:
                    lambda: tf.image.resize(images, target, method="bilinear"))
 
 
+def disparity_converter(model: keras.Model):
+    """The layer of a disparity model that turns its disparity into its depth output (one with
+    a `disparity_to_depth` method, e.g. the SDE task's `DisparityToDepth`), or None."""
+    if not isinstance(model.output, dict) or MODEL_DISPARITY not in model.output:
+        return None
+    stack = list(model.layers)
+    while stack:
+        layer = stack.pop(0)
+        if callable(getattr(layer, "disparity_to_depth", None)):
+            return layer
+        if isinstance(layer, keras.Model):
+            stack.extend(layer.layers)
+    return None
+
+
 def network_outputs(model: keras.Model, inputs: tf.Tensor, image_size: Optional[Size] = None,
                     keys: Optional[Sequence[str]] = None) -> Dict[str, tf.Tensor]:
     """The model's outputs `keys` for float images, at the images' own size.
 
     The computation both the serving signature and `tools/evaluate.py` run: with `image_size`
-    the images are resized to it for the network and each output is resized back.
+    the images are resized to it for the network and each output is resized back, except the
+    depth of a disparity model, which is computed from the resized disparity (Monodepth2).
 
     Args:
       model: a network with a dict output (input RGB in [0, 1]).
@@ -145,8 +173,14 @@ def network_outputs(model: keras.Model, inputs: tf.Tensor, image_size: Optional[
     if image_size is not None:
         inputs = resize_if_needed(inputs, image_size)
     outputs = model(inputs, training=False)
+    converter = disparity_converter(model) if image_size is not None else None
     result = {}
     for key in keys:
+        if key == common.OUT_DEPTH and converter is not None:
+            disparity = resize_if_needed(tf.cast(outputs[MODEL_DISPARITY], tf.float32),
+                                         input_size)
+            result[key] = tf.cast(converter.disparity_to_depth(disparity), tf.float32)
+            continue
         value = tf.cast(outputs[key], tf.float32)
         if image_size is not None:
             value = resize_if_needed(value, input_size)
@@ -174,6 +208,8 @@ def serve(model: keras.Model, images: tf.Tensor,
     if images.dtype != tf.uint8:
         raise ValueError(f"serving images must be uint8, got {images.dtype.name}")
     outputs = network_outputs(model, tf.cast(images, tf.float32) / 255.0, image_size)
+    if MODEL_DISPARITY in outputs:
+        outputs[OUTPUT_DISPARITY] = outputs.pop(MODEL_DISPARITY)
     logits = outputs.pop(common.OUT_SEMANTIC_LOGITS, None)
     if logits is not None:
         outputs.update(semantic_outputs(logits))
@@ -273,6 +309,9 @@ def signature_description(output_names: Sequence[str], image_size: Optional[Size
         OUTPUT_DEPTH: {"dtype": "float32", "shape": [-1, -1, -1, 1], "units": "metres"},
         OUTPUT_UNCERTAINTY: {"dtype": "float32", "shape": [-1, -1, -1, 1],
                              "units": "std of the depth-bin distribution in log10(metres)"},
+        OUTPUT_DISPARITY: {"dtype": "float32", "shape": [-1, -1, -1, 1],
+                           "meaning": "sigmoid disparity in [0, 1], larger = closer; depth = "
+                                      "1 / (1/max + (1/min - 1/max) disparity)"},
         OUTPUT_CLASS_IDS: {"dtype": "int32", "shape": [-1, -1, -1],
                            "meaning": "class id (argmax of the logits)"},
         OUTPUT_PROBABILITIES: {"dtype": "float32", "shape": [-1, -1, -1, num_classes or -1],

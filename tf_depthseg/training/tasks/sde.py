@@ -1,0 +1,368 @@
+"""SDE training task: self-supervised monocular depth from video (Hoyer et al. 2021, section A).
+
+The depth network (ResNet encoder, ASPP U-Net decoder, sigmoid disparity heads at 1/1, 1/2,
+1/4, 1/8) and a pose network (ResNet-18 on a frame pair, Monodepth2's pose decoder) are trained
+with Monodepth2's loss (`losses.view_synthesis.multiscale_view_synthesis_loss`): the target
+frame t reconstructed from t-1 and t+1 with the predicted depth and motion, per-pixel minimum
+reprojection over the two sources, auto-masking, SSIM + L1 (0.85 / 0.15), edge-aware
+smoothness 1e-3 / 2^s, every scale upsampled to full resolution before warping, depth
+`disp_to_depth(d, 0.1, 100)`. Constants from the reference code
+(`lhoyer/improving_segmentation_with_selfsupervised_depth`, `loss/monodepth_loss.py`,
+`configs/cityscapes_monodepth_highres_dec6_crop.yml`), which follows Monodepth2.
+
+Choices and their sources:
+
+* Pose input "pairs" (reference `pose_model_input: pairs`, `models/joint_segmentation_depth.py`
+  `predict_poses`): one pose-net pass per source frame on the pair in temporal order, (t-1, t)
+  and (t, t+1); the transform of the (t, t+1) pass is used as T_target_to_source, the one of
+  (t-1, t) is inverted (Monodepth2's `invert=(frame_id < 0)`). Context frames are [t-1, t+1]
+  (`data.num_context=2`, the records' order). "all" stacks [t, t-1, t+1] in one pass.
+* Feature distance (reference `feat_dist_lambda`, train.py: `torch.dist(encoder_features,
+  imnet_features, p=2)`): the L2 norm of the difference between the depth encoder's deepest
+  feature and that of a frozen ImageNet encoder (same architecture, inference mode). The
+  reference takes one norm over the whole batch; ours is the mean of the per-example norms
+  times sqrt(global batch), which equals the reference's value (and gradient) when the examples
+  are equally far, and, being a sum over examples, splits across replicas. It anchors the
+  encoder to ImageNet features: with random weights it only anchors it to a random network, so
+  a log line says so.
+* One learning rate (the reference's dec6 recipe); parameter groups "encoder" (the depth net's
+  backbone), "depth_decoder" (the rest of the depth net) and "pose" let `optim.lr_multipliers`
+  reproduce the reference's first stage (`..._dec5_crop.yml`: frozen backbone, i.e.
+  [["encoder", 0.0]]) or its commented-out lower pose learning rate.
+* The served network (`serving_model`) is the depth network plus `DisparityToDepth`: outputs
+  the full-resolution disparity (common.disparity_key(0)) and `common.OUT_DEPTH` =
+  disp_to_depth(disparity), metric only up to the unknown scale of monocular training (the
+  export says so; evaluation uses per-image median scaling).
+* Evaluation (`evaluation.depth.disparity_eval_outputs`): Monodepth2's convention, the
+  disparity resized to the ground truth's size, then inverted, then median-scaled.
+* Augmentation: the pipeline's colour jitter and flip apply to the target and its neighbours
+  alike, and the loss compares the jittered frames (Monodepth2 feeds jittered frames to the
+  networks but computes the loss on the original colours; our pipeline keeps one copy).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, Optional
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from tf_depthseg import common
+from tf_depthseg import errors
+from tf_depthseg import visualize
+from tf_depthseg.data import pipeline
+from tf_depthseg.evaluation import depth as depth_eval
+from tf_depthseg.geometry import transforms
+from tf_depthseg.losses import view_synthesis
+from tf_depthseg.metrics import depth as depth_metrics
+from tf_depthseg.models import backbones, pose, resnet
+from tf_depthseg.training import loop
+from tf_depthseg.training.tasks import suw as suw_task
+from tf_depthseg.training.tasks.sde_config import SDEConfig
+
+TRAIN_STREAM = "train"
+MODEL_IMAGENET_ENCODER = "imagenet_encoder"  # the frozen encoder of the feature distance
+LOSS_FEATURE_DISTANCE = "feature_distance"
+# Parameter groups (`param_groups`, `optim.lr_multipliers`).
+GROUP_ENCODER, GROUP_DECODER, GROUP_POSE = "encoder", "depth_decoder", "pose"
+DEPTH_NET_NAME = "sde_depth_net"
+ENCODER_NAME = "sde_encoder"
+
+
+@keras.saving.register_keras_serializable(package="tf_depthseg")
+class DisparityToDepth(keras.layers.Layer):
+    """Sigmoid disparity `[B, H, W, 1]` -> depth `disp_to_depth(d, min_depth, max_depth)`.
+
+    Its attributes tell the export what the depth means: `min_depth` / `max_depth` (the
+    range, `export.exporter.depth_range_of`), `metric_depth` (False: monocular training, the
+    depth is right only up to an unknown scale), and `disparity_to_depth` converts a disparity
+    of any size, so the served depth can follow Monodepth2's convention (resize the disparity,
+    then invert: `export.saved_model.network_outputs`).
+    """
+
+    def __init__(self, min_depth: float, max_depth: float, metric_depth: bool = False,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.min_depth, self.max_depth = float(min_depth), float(max_depth)
+        self.metric_depth = bool(metric_depth)
+
+    def disparity_to_depth(self, disparity):
+        return view_synthesis.disp_to_depth(tf.cast(disparity, tf.float32), self.min_depth,
+                                            self.max_depth)[1]
+
+    def call(self, disparity):
+        return self.disparity_to_depth(disparity)
+
+    def get_config(self):
+        return {**super().get_config(), "min_depth": self.min_depth,
+                "max_depth": self.max_depth, "metric_depth": self.metric_depth}
+
+
+def resnet_depth(backbone: str) -> int:
+    """18 for "resnet18", ..."""
+    return int(backbone[len("resnet"):])
+
+
+def encoder_build_args(config, weights: str) -> dict:
+    """`resnet.build_resnet` arguments for the encoder weights `weights` ("" / "imagenet" /
+    file): ImageNet weights are keras.applications' v1 weights on caffe-normalised input."""
+    if weights == "imagenet":
+        return {"weights": "imagenet", "version": "v1", "input_normalization": "caffe"}
+    return {"weights": weights or None}
+
+
+def check_config(config) -> None:
+    """Settings the SDE task cannot train: ConfigError naming the key and the fix."""
+    sde, data = config.sde, config.data
+    bad = errors.ConfigError
+    if data.num_context != 2:
+        raise bad(f"task=sde needs the neighbour frames t-1 and t+1; data.num_context is "
+                  f"{data.num_context}; set data.num_context=2.")
+    for key, weights, backbone in (("sde.encoder_weights", sde.encoder_weights, sde.backbone),
+                                   ("sde.pose_weights", sde.pose_weights, sde.pose_backbone)):
+        if weights == "imagenet" and backbone not in ("resnet50", "resnet101"):
+            raise bad(f"{key}=imagenet: keras.applications has ImageNet weights for ResNet-50 "
+                      f"and ResNet-101 only, not {backbone}; give a .weights.h5 file or leave "
+                      f"{key} empty (random init).")
+    if sde.pose_weights == "imagenet":
+        raise bad("sde.pose_weights=imagenet: the pose encoder takes stacked frames; give a "
+                  ".weights.h5 file of a pose encoder or leave it empty.")
+    size = data.crop_size or data.image_size
+    coarsest = 2 ** (sde.num_scales - 1)
+    if min(size) < 2 * coarsest:
+        raise bad(f"sde.num_scales={sde.num_scales} needs training images of at least "
+                  f"{2 * coarsest} pixels a side (scale {sde.num_scales - 1} is 1/{coarsest}); "
+                  f"got {list(size)}. Lower sde.num_scales or raise data.image_size.")
+
+
+def build_depth_network(config) -> keras.Model:
+    """The depth network of `config.sde`: image `[B, H, W, 3]` in [0, 1] (sides divisible
+    by 32) -> {disparity_s0..s3 `[B, H/2^s, W/2^s, 1]`, features (the encoder's deepest
+    feature)}. U-Net decoder: per block 3x3 conv + ELU, x2 nearest upsampling (none after a
+    dilated stage), concat the encoder feature of that size, 3x3 conv + ELU."""
+    sde = config.sde
+    encoder = resnet.build_resnet(
+        resnet_depth(sde.backbone), 3,
+        replace_stride_with_dilation=(False, False, sde.dilate_last_stage),
+        name=ENCODER_NAME, **encoder_build_args(config, sde.encoder_weights))
+    image = keras.Input((None, None, 3), name="image")
+    features = backbones.apply_backbone(encoder, image)
+    strides = backbones.feature_strides(encoder)
+    levels = backbones.backbone_levels(encoder)
+    x = features[levels[-1]]
+    stride = strides[levels[-1]]
+    outputs = {common.OUT_FEATURES: x}
+    channels = (256, 256, 128, 128, 64)  # block 1 (deepest) .. block 5 (full resolution)
+    skips = list(reversed(levels[:-1])) + [None]
+    for index, (width, skip) in enumerate(zip(channels, skips)):
+        name = f"dec{index + 1}"
+        x = keras.layers.Conv2D(width, 3, padding="same", activation="elu",
+                                name=f"{name}_conv0")(x)
+        new_stride = strides[skip] if skip else 1
+        if new_stride < stride:
+            x = keras.layers.UpSampling2D(stride // new_stride, interpolation="nearest",
+                                          name=f"{name}_up")(x)
+        stride = new_stride
+        if skip:
+            x = keras.layers.Concatenate(name=f"{name}_concat")([x, features[skip]])
+        x = keras.layers.Conv2D(width, 3, padding="same", activation="elu",
+                                name=f"{name}_conv1")(x)
+        scale = int(math.log2(stride))
+        if index >= len(channels) - 4:
+            outputs[common.disparity_key(scale)] = keras.layers.Conv2D(
+                1, 3, padding="same", activation="sigmoid", name=f"disp_s{scale}")(x)
+    return keras.Model(image, outputs, name=DEPTH_NET_NAME)
+
+
+class SDETask(loop.Task):
+    """Self-supervised depth estimation (see the module docstring)."""
+
+    config_sections = {"sde": SDEConfig}
+
+    def check_config(self, config) -> None:
+        check_config(config)
+
+    # ----------------------------------------------------------------------------------
+    # Models.
+    # ----------------------------------------------------------------------------------
+
+    def build(self, config) -> Dict[str, keras.Model]:
+        sde = config.sde
+        net = build_depth_network(config)
+        image = keras.Input((None, None, 3), name="image")
+        outputs = dict(net(image))
+        outputs[common.OUT_DEPTH] = DisparityToDepth(sde.min_depth, sde.max_depth,
+                                                     name="disparity_to_depth")(
+            outputs[common.disparity_key(0)])
+        models = {common.MODEL_DEPTH: keras.Model(image, outputs, name="sde_depth")}
+        frames = 2 if sde.pose_input == "pairs" else config.data.num_context + 1
+        pose_encoder = resnet.build_resnet(resnet_depth(sde.pose_backbone), 3 * frames,
+                                           weights=sde.pose_weights or None,
+                                           name="pose_encoder")
+        models[common.MODEL_POSE] = pose.build_pose_net(pose_encoder, frames - 1,
+                                                        decoder="monodepth2")
+        if sde.feature_distance_weight > 0:
+            if sde.encoder_weights != "imagenet":
+                logging.warning(
+                    "sde.feature_distance_weight=%g but sde.encoder_weights=%r: the frozen "
+                    "reference encoder has no ImageNet weights, so the regulariser only pulls "
+                    "the encoder towards %s; it is meant for ImageNet weights "
+                    "(sde.encoder_weights=imagenet).", sde.feature_distance_weight,
+                    sde.encoder_weights,
+                    "another copy of the same file's features" if sde.encoder_weights
+                    else "a random network's features")
+            models[MODEL_IMAGENET_ENCODER] = resnet.build_resnet(
+                resnet_depth(sde.backbone), 3,
+                replace_stride_with_dilation=(False, False, sde.dilate_last_stage),
+                name=MODEL_IMAGENET_ENCODER, **encoder_build_args(config, sde.encoder_weights))
+        for model in models.values():
+            suw_task.set_bn_momentum(model, config.model.bn_momentum)
+        return models
+
+    def frozen_models(self, config):
+        return (MODEL_IMAGENET_ENCODER,) if config.sde.feature_distance_weight > 0 else ()
+
+    def param_groups(self, config, models):
+        depth_vars = models[common.MODEL_DEPTH].trainable_variables
+        net = models[common.MODEL_DEPTH].get_layer(DEPTH_NET_NAME)
+        encoder_ids = {id(v) for layer in net.layers if layer.name.startswith(ENCODER_NAME)
+                       for v in layer.trainable_variables}
+        return {GROUP_ENCODER: [v for v in depth_vars if id(v) in encoder_ids],
+                GROUP_DECODER: [v for v in depth_vars if id(v) not in encoder_ids],
+                GROUP_POSE: list(models[common.MODEL_POSE].trainable_variables)}
+
+    def serving_model(self, config, models) -> keras.Model:
+        return models[common.MODEL_DEPTH]
+
+    # ----------------------------------------------------------------------------------
+    # Data.
+    # ----------------------------------------------------------------------------------
+
+    def make_train_dataset(self, config, stream, input_context):
+        data = config.data
+        if not data.train_pattern:
+            raise errors.ConfigError(
+                "data.train_pattern is empty; point it at video records with neighbour frames "
+                "and K, e.g. --set data.train_pattern='workdir/data/kitti_records/train-*"
+                ".tfrecord'.")
+        keys = list(dict.fromkeys([common.IMAGE, common.CONTEXT, common.INTRINSICS]
+                                  + list(data.keys)))
+        return pipeline.make_dataset(
+            data.train_pattern, keys, data.batch_size, training=True,
+            image_size=data.image_size, crop_size=data.crop_size, scale_range=data.scale_range,
+            flip_prob=data.flip_prob,
+            color_jitter=suw_task._color_jitter_args(data.color_jitter),  # pylint: disable=protected-access
+            num_context=data.num_context, shuffle_buffer=data.shuffle_buffer,
+            deterministic=config.train.deterministic, seed=config.train.seed,
+            input_context=input_context, allow_incomplete=data.allow_incomplete)
+
+    def make_eval_dataset(self, config, pattern: Optional[str] = None):
+        """Evaluation batches of IMAGE and DEPTH (`pattern` overrides data.eval_pattern)."""
+        pattern = pattern or config.data.eval_pattern
+        if not pattern:
+            return None
+        size = None if config.eval.native_resolution else config.data.image_size
+        return pipeline.make_dataset(pattern, [common.IMAGE, common.DEPTH],
+                                     config.data.eval_batch_size, training=False,
+                                     image_size=size, num_context=0, deterministic=True,
+                                     allow_incomplete=config.data.allow_incomplete)
+
+    def num_train_examples(self, config) -> Optional[int]:
+        if not config.data.train_pattern:
+            return None
+        return suw_task.count_examples(config.data.train_pattern, config.data.allow_incomplete)
+
+    # ----------------------------------------------------------------------------------
+    # Losses.
+    # ----------------------------------------------------------------------------------
+
+    def target_to_source(self, config, models, image, context, *, training):
+        """T_target_to_source `[B, 2, 4, 4]` for the context frames [t-1, t+1]."""
+        if config.sde.pose_input == "all":
+            vec = models[common.MODEL_POSE](pose.stack_frames(image, context),
+                                            training=training)[common.OUT_POSE]
+            return transforms.pose_vec_to_matrix(tf.cast(vec, tf.float32))
+        matrices = []
+        for index in range(context.shape[1]):
+            source = context[:, index]
+            # Temporal order: t-1 is the first source of the records' context.
+            earlier = index == 0
+            pair = tf.concat([source, image] if earlier else [image, source], axis=-1)
+            vec = models[common.MODEL_POSE](pair, training=training)[common.OUT_POSE][:, 0]
+            matrices.append(transforms.pose_vec_to_matrix(tf.cast(vec, tf.float32),
+                                                          invert=earlier))
+        return tf.stack(matrices, axis=1)
+
+    def compute_losses(self, config, models, batches, *, training, global_batch_sizes, rng):
+        sde = config.sde
+        batch = batches[TRAIN_STREAM]
+        global_batch = global_batch_sizes[TRAIN_STREAM]
+        image = tf.cast(batch[common.IMAGE], tf.float32)
+        context = tf.cast(batch[common.CONTEXT], tf.float32)
+        outputs = models[common.MODEL_DEPTH](image, training=training)
+        disparities = [tf.cast(outputs[common.disparity_key(s)], tf.float32)
+                       for s in range(sde.num_scales)]
+        terms = view_synthesis.multiscale_view_synthesis_loss(
+            image, context, disparities, tf.cast(batch[common.INTRINSICS], tf.float32),
+            self.target_to_source(config, models, image, context, training=training),
+            min_depth=sde.min_depth, max_depth=sde.max_depth, ssim_weight=sde.ssim_weight,
+            smoothness_weight=sde.smoothness_weight, automask=sde.automask,
+            noise_seed=rng.make_seeds(1)[:, 0], global_batch_size=global_batch)
+        losses = {common.LOSS_PHOTOMETRIC: terms[common.LOSS_PHOTOMETRIC],
+                  common.LOSS_SMOOTHNESS: terms[common.LOSS_SMOOTHNESS]}
+        total = terms[common.LOSS_TOTAL]
+        if sde.feature_distance_weight > 0:
+            reference = models[MODEL_IMAGENET_ENCODER](image, training=False)
+            reference = tf.stop_gradient(tf.cast(
+                reference[backbones.deepest_level(models[MODEL_IMAGENET_ENCODER])],
+                tf.float32))
+            features = tf.cast(outputs[common.OUT_FEATURES], tf.float32)
+            per_example = tf.sqrt(tf.reduce_sum(tf.square(features - reference), axis=[1, 2, 3])
+                                  + 1e-12)
+            value = (sde.feature_distance_weight * math.sqrt(global_batch)
+                     * loop.global_mean(per_example, global_batch))
+            losses[LOSS_FEATURE_DISTANCE] = value
+            total += value
+        losses[common.LOSS_TOTAL] = total
+        return losses
+
+    # ----------------------------------------------------------------------------------
+    # Evaluation and pictures.
+    # ----------------------------------------------------------------------------------
+
+    def predict_disparity(self, config, models, images):
+        """Sigmoid disparity `[B, h', w', 1]` at data.image_size for images of any size."""
+        images = tf.cast(images, tf.float32)
+        size = tuple(config.data.image_size)
+        if tuple(images.shape[1:3]) != size:
+            images = tf.image.resize(images, size, method="bilinear")
+        outputs = models[common.MODEL_DEPTH](images, training=False)
+        return tf.cast(outputs[common.disparity_key(0)], tf.float32)
+
+    def eval_outputs(self, config, models, batch):
+        disparity = self.predict_disparity(config, models, batch[common.IMAGE])
+        return depth_eval.disparity_eval_outputs(disparity, batch[common.DEPTH], config.eval,
+                                                 config.sde.min_depth, config.sde.max_depth)
+
+    def init_metrics(self, config):
+        return depth_metrics.DepthMetricAccumulator()
+
+    def update_metrics(self, config, state, outputs):
+        return depth_eval.update_depth_accumulator(state, outputs)
+
+    def result_metrics(self, config, state):
+        return state.result()
+
+    def image_summaries(self, config, models, batch):
+        image = tf.cast(batch[common.IMAGE], tf.float32)
+        outputs = models[common.MODEL_DEPTH](image, training=False)
+        pictures = {"input": visualize.to_rgb_uint8_tf(image)}
+        for scale in range(config.sde.num_scales):
+            pictures[f"disparity_s{scale}"] = visualize.colorize_disparity_tf(
+                outputs[common.disparity_key(scale)])
+        if common.DEPTH in batch:
+            pictures["ground_truth"] = visualize.colorize_depth_tf(
+                tf.cast(batch[common.DEPTH], tf.float32))
+        return pictures
