@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -26,6 +27,7 @@ from tf_depthseg.data import records, schema
 from tf_depthseg.evaluation import depth as depth_eval
 from tf_depthseg.labels import object_alignment, weak_labels
 from tf_depthseg.metrics import depth as depth_metrics
+from tf_depthseg.models import suw as suw_models
 from tf_depthseg.training import loop
 from tf_depthseg.training.tasks import TASKS, make_task
 from tf_depthseg.training.tasks import suw as suw_task
@@ -225,6 +227,49 @@ def test_depth_to_disparity_inverts_disp_to_depth():
     np.testing.assert_allclose(back.numpy(), depth.numpy(), rtol=1e-5)
     np.testing.assert_allclose(disparity.numpy()[0, 1], 1.0, atol=1e-6)  # min depth -> 1
     np.testing.assert_allclose(disparity.numpy()[1, 1], 0.0, atol=1e-6)  # max depth -> 0
+
+
+def _bn_moving_statistics(model):
+    """{variable path: value} of every BN moving mean / variance in `model` (nested too)."""
+    return {v.path: v.numpy().copy() for v in model.non_trainable_variables
+            if "moving_" in v.path}
+
+
+@pytest.mark.parametrize("unsupervised", ["ego", "ego_object"])
+def test_motion_nets_leave_the_shared_bn_statistics_to_the_depth_net(tiny_records,
+                                                                     unsupervised):
+    """A U training step moves the moving statistics of the encoder body it shares with the pose
+    (and object-motion) net exactly as the depth net's own forward pass does: only the depth
+    net runs at inference. (Before the fix the pose frames' statistics were averaged in after
+    the depth net's, and the evaluated depth of a U run drifted from the trained one.)"""
+    config = cfg.apply_overrides(tiny_config(tiny_records, "none", unsupervised),
+                                 ["suw.num_scales=1", "suw.max_objects=2",
+                                  "model.bn_momentum=0.5"])
+    task = make_task(config)
+    models = task.build(config)
+    depth_model = models["depth"]
+    batch = _every_key_batch(config)
+    start = _bn_moving_statistics(depth_model)
+    depth_model(batch[common.IMAGE], training=True)
+    depth_only = _bn_moving_statistics(depth_model)
+    for variable in depth_model.non_trainable_variables:  # back to the start
+        if variable.path in start:
+            variable.assign(start[variable.path])
+    batches, sizes = one_stream(batch, 1)
+    task.compute_losses(config, models, batches, training=True, global_batch_sizes=sizes,
+                        rng=tf.random.Generator.from_seed(1))
+    after_step = _bn_moving_statistics(depth_model)
+    shared = [p for p in start if "encoder_body" in p]
+    assert shared and set(after_step) == set(depth_only)
+    # The step moved them (momentum 0.5), and to where the depth pass alone puts them.
+    assert max(np.abs(depth_only[p] - start[p]).max() for p in shared) > 1e-3
+    for path in depth_only:
+        np.testing.assert_allclose(after_step[path], depth_only[path], rtol=1e-5, atol=1e-6,
+                                   err_msg=path)
+    # The block restores the momentum the config set.
+    bn = [layer for layer in suw_models.find_encoder_body(depth_model).layers
+          if isinstance(layer, keras.layers.BatchNormalization)]
+    assert bn and all(layer.momentum == 0.5 for layer in bn)
 
 
 def test_draw_pairs_picks_valid_rows_uniformly_and_skips_images_without_pairs(tiny_records):

@@ -56,6 +56,7 @@ Choices where the text is silent (documented here, one place):
 
 from __future__ import annotations
 
+import contextlib
 from typing import Dict, Optional
 
 import keras
@@ -93,6 +94,19 @@ def depth_to_disparity(depth, min_depth: float, max_depth: float):
     depth = tf.convert_to_tensor(depth, tf.float32)
     min_disp, max_disp = 1.0 / max_depth, 1.0 / min_depth
     return (1.0 / tf.maximum(depth, 1e-6) - min_disp) / (max_disp - min_disp)
+
+
+def scale_translation(motion, scale: float):
+    """Motion vectors `[..., 6]` (axis-angle, translation) with the translation times `scale`.
+
+    The warp is invariant to scaling depth and translation together, so this sets the unit of
+    the motion nets' translation relative to the depth head's metres (`suw.pose_translation_scale`,
+    see the module docstring); rotations are untouched (they have no scale).
+    """
+    motion = tf.convert_to_tensor(motion)
+    if scale == 1.0:
+        return motion
+    return tf.concat([motion[..., :3], motion[..., 3:] * scale], axis=-1)
 
 
 def required_keys(config) -> list:
@@ -194,6 +208,37 @@ def set_bn_momentum(model: keras.Model, momentum: float) -> int:
             changed += 1
         stack.extend(getattr(layer, "layers", []) or [])
     return changed
+
+
+@contextlib.contextmanager
+def frozen_bn_statistics(model: keras.Model):
+    """Inside the block, calls of `model` in training mode normalise with batch statistics but
+    leave every BatchNormalization moving average (nested models included) unchanged.
+
+    For the motion nets that share the depth net's encoder body: only the depth net runs at
+    inference, so the shared layers' moving statistics must be those of its inputs. Without
+    this each training step pulled them towards the statistics of the stacked pose frames
+    (called after the depth net), and the evaluated depth drifted from the trained one
+    (docs/u_term.md). Works by a momentum of exactly 1 while the calls are traced
+    (`moving * 1 + batch * 0`), so nothing changes in the graph outside the block.
+    """
+    layers = []
+    stack, seen = [model], set()
+    while stack:
+        layer = stack.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layers.append((layer, layer.momentum))
+        stack.extend(getattr(layer, "layers", []) or [])
+    try:
+        for layer, _ in layers:
+            layer.momentum = 1.0
+        yield
+    finally:
+        for layer, momentum in layers:
+            layer.momentum = momentum
 
 
 def _largest_object_ids(target_instances, max_objects: int):
@@ -464,16 +509,21 @@ class SUWTask(loop.Task):
                 object_frames = pose.mask_frames(
                     tf.repeat(frames, suw_config.max_objects, axis=0),
                     tf.reshape(per_object, [-1, height, width, num_sources + 1]))
-                motion = models[common.MODEL_OBJECT_MOTION](object_frames, training=training)
+                with frozen_bn_statistics(models[common.MODEL_OBJECT_MOTION]):
+                    motion = models[common.MODEL_OBJECT_MOTION](object_frames,
+                                                                training=training)
                 motion = tf.cast(motion[common.OUT_OBJECT_MOTION], tf.float32)
                 motion = tf.reshape(motion, [batch_size, suw_config.max_objects, num_sources, 6])
+                motion = scale_translation(motion, suw_config.pose_translation_scale)
                 object_transforms = tf.transpose(transforms.pose_vec_to_matrix(motion),
                                                  [0, 2, 1, 3, 4])  # [B, N, M, 4, 4]
             else:
                 ego_input = frames
-            pose_vec = models[common.MODEL_POSE](ego_input, training=training)
-            target_to_source = transforms.pose_vec_to_matrix(
-                tf.cast(pose_vec[common.OUT_POSE], tf.float32))  # [B, N, 4, 4]
+            with frozen_bn_statistics(models[common.MODEL_POSE]):
+                pose_vec = models[common.MODEL_POSE](ego_input, training=training)
+            target_to_source = transforms.pose_vec_to_matrix(scale_translation(
+                tf.cast(pose_vec[common.OUT_POSE], tf.float32),
+                suw_config.pose_translation_scale))  # [B, N, 4, 4]
         noise_seed = rng.make_seeds(1)[:, 0]
         return view_synthesis.multiscale_view_synthesis_loss(
             image, context, self._disparity_scales(config, outputs), intrinsics,

@@ -46,6 +46,9 @@ class SUWConfig(cfg._Section):  # pylint: disable=protected-access
     smoothness_weight: float = cfg._ranged(1e-3, 0)
     automask: bool = True
     num_scales: int = cfg._ranged(4, 1)
+    # Multiplies the pose / object-motion nets' translation before the warp (their outputs
+    # carry Monodepth2's 0.01 factor). See tasks/suw.py, "Translation unit".
+    pose_translation_scale: float = cfg._ranged(1.0, 0, low_open=True)
 
     # ---- W: weak ordinal pairs.
     weak: str = cfg._choices("none", "none", "pixel", "patch")
