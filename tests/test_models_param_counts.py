@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from tf_depthseg.models import hourglass, pose, resnet, suw
+from tf_depthseg.models import hourglass, hoyer, pose, resnet, suw
 
 
 def conv(k, c_in, c_out, bias=False):
@@ -194,3 +194,88 @@ def test_pose_net_on_resnet18_adds_only_the_monodepth2_decoder(num_sources):
     # Monodepth2's own decoder (6 numbers for 2 frames, of which a pair uses the first):
     assert monodepth2_pose_decoder(512, 2) == 1_314_572
     assert net.count_params() == trainable + 2 * bn_channels + decoder
+
+
+# ----------------------------------------------------------------------------------------------
+# Hoyer et al. networks (models/hoyer.py), counted from the reference code's modules:
+# torchvision ASPP (1x1, three 3x3 atrous, image pooling 1x1: each conv without bias + BN, then
+# a 1x1 projection of the concatenation + BN), Monodepth2 ConvBlock / Conv3x3 (3x3 with bias),
+# U-Net blocks i = 4..0 with skips P4..P1, disparity heads 3x3 -> 1 with bias on blocks 3..0.
+# Trainable counts (PyTorch's parameters(): BN gamma/beta); BN moving stats are 2 per channel.
+# ----------------------------------------------------------------------------------------------
+RESNET_LEVEL_CHANNELS = {18: (64, 64, 128, 256, 512), 50: (64, 256, 512, 1024, 2048),
+                         101: (64, 256, 512, 1024, 2048)}
+# Reference depth_args of the paper's network: num_ch_dec [64, 128, 128, 256, 256] (finest first).
+PAPER_NUM_CH_DEC = (64, 128, 128, 256, 256)
+STUDENT_NUM_CH_DEC = (64, 64, 128, 128, 256)  # reference decoder_variant dec 9
+
+
+def aspp(c_in, c):
+    """(trainable, BN channels) of torchvision's ASPP with 3 rates and image pooling."""
+    convs = conv(1, c_in, c) + 3 * conv(3, c_in, c) + conv(1, c_in, c) + conv(1, 5 * c, c)
+    bn_channels = 6 * c
+    return convs + 2 * bn_channels, bn_channels
+
+
+def unet_decoder(enc, num_ch_dec, batch_norm=False, aspp_block=True):
+    """(trainable, BN channels) of the reference DepthDecoder without disparity heads.
+
+    enc: channels of P1..P5; num_ch_dec: finest first, as the reference lists them."""
+    trainable, bn_channels = 0, 0
+    c_in = enc[4]
+    for i in range(4, -1, -1):
+        c = num_ch_dec[i]
+        if i == 4 and aspp_block:
+            p, b = aspp(c_in, c)
+            trainable, bn_channels = trainable + p, bn_channels + b
+        else:
+            trainable += conv(3, c_in, c, bias=True) + (2 * c if batch_norm else 0)
+            bn_channels += c if batch_norm else 0
+        skip = enc[i - 1] if i > 0 else 0
+        trainable += conv(3, c + skip, c, bias=True) + (2 * c if batch_norm else 0)
+        bn_channels += c if batch_norm else 0
+        c_in = c
+    return trainable, bn_channels
+
+
+def disparity_heads(num_ch_dec):
+    return sum(conv(3, num_ch_dec[s], 1, bias=True) for s in range(4))
+
+
+def _non_trainable(model):
+    return sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
+
+
+def test_paper_network_matches_the_reference_64_6_million():
+    """Reference: R101-dilated + ASPP U-Net decoder with four disparity heads + the segmentation
+    head Conv2d(64, 64, 1, bias=False), Conv2d(64, 19, 1) = 64.6 M parameters (PyTorch).
+
+    Ours: the depth net is that without the head; the segmentation net is that without the
+    four disparity heads (the reference's segmentation decoder carries them but never uses
+    them: 5,188 parameters). Both sums are derived here by hand and together reproduce the
+    reference figure exactly; no v1/v1.5 difference arises (same kernel shapes)."""
+    enc = RESNET_LEVEL_CHANNELS[101]
+    decoder, decoder_bn = unet_decoder(enc, PAPER_NUM_CH_DEC)
+    heads = disparity_heads(PAPER_NUM_CH_DEC)
+    seg_head = conv(1, 64, 64) + conv(1, 64, 19, bias=True)
+    encoder, encoder_bn = resnet_body(101)
+    reference = encoder + decoder + heads + seg_head
+    assert (heads, seg_head) == (5_188, 5_331)
+    assert reference == 64_572_119 and round(reference / 1e5) == 646  # "64.6 M"
+
+    depth_net = hoyer.build_depth_net("resnet101", dilate_last=True)
+    assert _trainable(depth_net) == encoder + decoder + heads == 64_566_788
+    assert _non_trainable(depth_net) == 2 * (encoder_bn + decoder_bn)
+    # The segmentation net's count, encoder + decoder + seg_head, is checked on ResNet-18 in
+    # test_models_hoyer.py (building a second ResNet-101 would double this test's time).
+
+
+def test_selection_student_resnet50_bn_decoder():
+    """Reference dec 9: ASPP, num_ch_dec [64, 64, 128, 128, 256], batch_norm=True (conv bias
+    kept, BN after every decoder conv), four disparity heads; ResNet-50 dilated."""
+    encoder, encoder_bn = resnet_body(50)
+    decoder, decoder_bn = unet_decoder(RESNET_LEVEL_CHANNELS[50], STUDENT_NUM_CH_DEC,
+                                       batch_norm=True)
+    student = hoyer.build_selection_student()
+    assert _trainable(student) == encoder + decoder + disparity_heads(STUDENT_NUM_CH_DEC)
+    assert _non_trainable(student) == 2 * (encoder_bn + decoder_bn)

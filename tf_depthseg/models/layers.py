@@ -1,12 +1,21 @@
-"""Building blocks shared by the SUW networks: conv-BN, depthwise separable, SAM, inception,
-and the few layers that need a class (dynamic-size padding/cropping, the depth-bins head).
+"""Building blocks of the networks: conv-BN, depthwise separable, SAM, inception (SUW); the
+Monodepth2 / Hoyer et al. blocks (PyTorch-initialised and reflection-padded convs, ASPP, the
+PAD-Net distillation message); and the few layers that need a class (dynamic-size padding,
+cropping and resizing, the depth-bins head).
 
 Blocks are plain functions `apply_<block>(x, ..., name)` that create uniquely named Keras layers
 (`f"{name}_conv"`, `f"{name}_bn"`, ...). Tensors are `[batch, height, width, channels]`.
 
-Activation choice (the SUW tables list "convbn" only): every conv-BN is followed by ReLU,
-except where a block feeds a softmax or a regression output. ReLU (not ReLU6) keeps the nets
-plain and TFLite-friendly. Convolutions followed by BN have no bias (BN's beta replaces it).
+Activation choice of the SUW blocks (the SUW tables list "convbn" only): every conv-BN is
+followed by ReLU, except where a block feeds a softmax or a regression output. ReLU (not ReLU6)
+keeps the nets plain and TFLite-friendly. Convolutions followed by BN have no bias (BN's beta
+replaces it).
+
+The Hoyer et al. blocks reproduce the reference code's PyTorch modules (facts from
+`lhoyer/improving_segmentation_with_selfsupervised_depth` models/model_parts.py and
+models/monodepth_layers.py, torchvision's DeepLabV3 ASPP): PyTorch's default Conv2d
+initialisation (`torch_default_conv`), BN epsilon 1e-5; BN momentum is Keras' default, as in
+`models.resnet`, until a task sets it.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import tensorflow as tf
 from tf_depthseg import depth_bins
 
 _PACKAGE = "tf_depthseg"
+TORCH_BN_EPSILON = 1e-5  # PyTorch's BatchNorm2d default
 
 
 # ----------------------------------------------------------------------------------------------
@@ -40,6 +50,104 @@ def apply_conv_bn(x, filters: int, kernel_size: int, *, strides: int = 1,
     if activation is not None:
         x = keras.layers.Activation(activation, name=f"{name}_{activation}")(x)
     return x
+
+
+def torch_default_conv(filters: int, kernel_size: int, in_channels: int, *, name: str,
+                       activation=None, use_bias: bool = True, padding: str = "same",
+                       dilation_rate: int = 1, dtype=None) -> keras.layers.Conv2D:
+    """Conv2D initialised as PyTorch's nn.Conv2d: kernel and bias uniform in +-1/sqrt(fan_in).
+
+    (kaiming_uniform_ with a = sqrt(5): bound = sqrt(6 / (1 + 5)) * sqrt(3 / fan_in).) The
+    networks Monodepth2 and Hoyer et al. train from start there; their learning rates assume it.
+    """
+    limit = (in_channels * kernel_size * kernel_size) ** -0.5
+    return keras.layers.Conv2D(
+        filters, kernel_size, padding=padding, dilation_rate=dilation_rate,
+        activation=activation, use_bias=use_bias,
+        kernel_initializer=keras.initializers.RandomUniform(-limit, limit),
+        bias_initializer=keras.initializers.RandomUniform(-limit, limit), name=name, dtype=dtype)
+
+
+def apply_reflect_conv3x3(x, filters: int, *, name: str, dtype=None):
+    """Monodepth2's Conv3x3: reflection padding by 1, then a 3x3 'valid' conv with bias.
+
+    Reflection (not zero) padding avoids dark borders in the predicted disparity. Needs
+    height and width >= 2. `[batch, h, w, c] -> [batch, h, w, filters]`.
+    """
+    in_channels = int(x.shape[-1])
+    x = ReflectionPadding2D(1, name=f"{name}_pad")(x)
+    return torch_default_conv(filters, 3, in_channels, padding="valid", name=f"{name}_conv",
+                              dtype=dtype)(x)
+
+
+def apply_elu_block(x, filters: int, *, batch_norm: bool = False, name: str):
+    """Monodepth2's ConvBlock: reflect-padded 3x3 conv (bias) -> optional BN -> ELU.
+
+    `[batch, h, w, c] -> [batch, h, w, filters]`.
+    """
+    x = apply_reflect_conv3x3(x, filters, name=name)
+    if batch_norm:
+        x = keras.layers.BatchNormalization(epsilon=TORCH_BN_EPSILON, name=f"{name}_bn")(x)
+    return keras.layers.Activation("elu", name=f"{name}_elu")(x)
+
+
+def _apply_torch_conv_bn_relu(x, filters: int, kernel_size: int, *, dilation_rate: int = 1,
+                              name: str):
+    """Conv (no bias, zero 'same' padding, PyTorch init) -> BN (eps 1e-5) -> ReLU."""
+    x = torch_default_conv(filters, kernel_size, int(x.shape[-1]), use_bias=False,
+                           dilation_rate=dilation_rate, name=f"{name}_conv")(x)
+    x = keras.layers.BatchNormalization(epsilon=TORCH_BN_EPSILON, name=f"{name}_bn")(x)
+    return keras.layers.Activation("relu", name=f"{name}_relu")(x)
+
+
+def apply_aspp(x, filters: int = 256, rates: Sequence[int] = (6, 12, 18), *,
+               image_pooling: bool = True, dropout: float = 0.5, name: str):
+    """Atrous spatial pyramid pooling (DeepLabv3; torchvision's module, as Hoyer et al. use it).
+
+    Branches, each conv (no bias) -> BN -> ReLU with `filters` channels: a 1x1 conv; one 3x3
+    conv per rate with that dilation (zero 'same' padding); with `image_pooling`, global
+    average pooling -> 1x1 conv, broadcast back to the input size. Concatenated, then 1x1 conv
+    (no bias) -> BN -> ReLU -> dropout (0.5 in torchvision's ASPP; active in training only).
+
+    Args:
+      x: `[batch, h, w, c]`.
+    Returns:
+      `[batch, h, w, filters]`.
+    """
+    rates = [int(rate) for rate in rates]
+    if min(rates, default=1) < 1:
+        raise ValueError(f"ASPP rates must be >= 1, got {rates}.")
+    branches = [_apply_torch_conv_bn_relu(x, filters, 1, name=f"{name}_1x1")]
+    for rate in rates:
+        branches.append(_apply_torch_conv_bn_relu(x, filters, 3, dilation_rate=rate,
+                                                  name=f"{name}_rate{rate}"))
+    if image_pooling:
+        pooled = keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_pool")(x)
+        pooled = _apply_torch_conv_bn_relu(pooled, filters, 1, name=f"{name}_pool")
+        branches.append(ResizeToReference(name=f"{name}_pool_broadcast")([pooled, x]))
+    y = keras.layers.Concatenate(name=f"{name}_concat")(branches)
+    y = _apply_torch_conv_bn_relu(y, filters, 1, name=f"{name}_project")
+    if dropout > 0:
+        y = keras.layers.Dropout(dropout, name=f"{name}_dropout")(y)
+    return y
+
+
+def apply_pad_message(x, *, name: str):
+    """PAD-Net's attention-guided message from one task's features to the other's.
+
+    `conv3x3(x) * sigmoid(conv3x3_att(x))`, both convs without bias, zero padded, as many
+    channels as x (Hoyer et al.'s SelfAttention). The attention kernel starts at zero (as in
+    the reference), so the gate starts at 0.5 everywhere; the feature conv has PyTorch's
+    default init. The receiving decoder adds the message to its own features.
+    `[batch, h, w, c] -> [batch, h, w, c]`.
+    """
+    channels = int(x.shape[-1])
+    features = torch_default_conv(channels, 3, channels, use_bias=False,
+                                  name=f"{name}_conv")(x)
+    gate = keras.layers.Conv2D(channels, 3, padding="same", use_bias=False,
+                               kernel_initializer="zeros", activation="sigmoid",
+                               name=f"{name}_attention")(x)
+    return keras.layers.Multiply(name=f"{name}_gated")([features, gate])
 
 
 def apply_separable_conv_bn(x, filters: int, kernel_size: int = 3, *, strides: int = 1,
@@ -149,7 +257,8 @@ def _upsample_crop(x, reference, factor: int, interpolation: str):
     """Resizes `x` by `factor` (half-pixel centres) and crops to `reference`'s height/width."""
     if factor != 1:
         size = tf.shape(x)[1:3] * factor
-        x = tf.image.resize(x, size, method=interpolation)
+        # tf.image.resize returns float32 for every method but nearest: keep bf16/fp16.
+        x = tf.cast(tf.image.resize(x, size, method=interpolation), x.dtype)
     return x[:, :tf.shape(reference)[1], :tf.shape(reference)[2], :]
 
 
@@ -183,6 +292,65 @@ class UpsampleCropToReference(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "factor": self.factor,
                 "interpolation": self.interpolation}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ReflectionPadding2D(keras.layers.Layer):
+    """Pads height and width by `padding` on every side by reflection (the edge row is not
+    repeated: PyTorch's ReflectionPad2d). Each side must be larger than `padding`.
+
+    `[batch, h, w, c] -> [batch, h + 2 p, w + 2 p, c]`.
+    """
+
+    def __init__(self, padding: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        if int(padding) < 0:
+            raise ValueError(f"padding must be >= 0, got {padding}.")
+        self.padding = int(padding)
+
+    def call(self, inputs):
+        p = self.padding
+        return tf.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]], mode="REFLECT")
+
+    def compute_output_shape(self, input_shape):
+        def padded(size):
+            return None if size is None else size + 2 * self.padding
+        return (input_shape[0], padded(input_shape[1]), padded(input_shape[2]), input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ResizeToReference(keras.layers.Layer):
+    """Resizes `x` to the height and width of a reference tensor.
+
+    A 1 x 1 map is broadcast (what any interpolation of a single pixel gives, without the
+    resize op: the ASPP image-pooling branch); otherwise `tf.image.resize` with
+    `interpolation` and half-pixel centres (PyTorch's `align_corners=False`).
+
+    Call with `[x, reference]`: x `[batch, h, w, c]`, reference `[batch, H, W, any]`.
+    Returns `[batch, H, W, c]`.
+    """
+
+    def __init__(self, interpolation: str = "bilinear", **kwargs):
+        super().__init__(**kwargs)
+        self.interpolation = interpolation
+
+    def call(self, inputs):
+        x, reference = inputs
+        size = tf.shape(reference)[1:3]
+        if x.shape[1] == 1 and x.shape[2] == 1:
+            target = tf.concat([tf.shape(x)[:1], size, tf.shape(x)[3:]], axis=0)
+            return tf.broadcast_to(x, target)
+        return tf.cast(tf.image.resize(x, size, method=self.interpolation), x.dtype)
+
+    def compute_output_shape(self, input_shapes):
+        x_shape, reference_shape = input_shapes
+        return (x_shape[0], reference_shape[1], reference_shape[2], x_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "interpolation": self.interpolation}
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

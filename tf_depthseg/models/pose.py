@@ -46,7 +46,7 @@ import keras
 import tensorflow as tf
 
 from tf_depthseg import common
-from tf_depthseg.models import backbones, suw
+from tf_depthseg.models import backbones, layers, suw
 
 POSE_DECODERS = ("suw", "monodepth2")
 POSE_DECODER_CHANNELS = 32  # "suw"
@@ -107,16 +107,6 @@ def as_motion_backbone(encoder: keras.Model, input_channels: int,
                                   name=f"{name}_backbone")
 
 
-def _torch_default_conv(filters: int, kernel_size: int, in_channels: int, *, name: str,
-                        activation=None):
-    """Conv2D (bias, 'same') initialised as PyTorch's nn.Conv2d: U(+-1/sqrt(fan_in))."""
-    limit = (in_channels * kernel_size * kernel_size) ** -0.5
-    return keras.layers.Conv2D(
-        filters, kernel_size, padding="same", activation=activation,
-        kernel_initializer=keras.initializers.RandomUniform(-limit, limit),
-        bias_initializer=keras.initializers.RandomUniform(-limit, limit), name=name)
-
-
 def _apply_motion_decoder(x, num_sources: int, decoder: str, *, name: str):
     """`[batch, h, w, c]` deepest feature -> `[batch, h, w, 6 * num_sources]` (before pooling)."""
     if decoder == "suw":
@@ -125,12 +115,12 @@ def _apply_motion_decoder(x, num_sources: int, decoder: str, *, name: str):
                                     name=f"{name}_dec_conv{index}")(x)
         return keras.layers.Conv2D(6 * num_sources, 1, name=f"{name}_dec_out")(x)
     width = MONODEPTH2_DECODER_CHANNELS
-    x = _torch_default_conv(width, 1, x.shape[-1], activation="relu",
-                            name=f"{name}_dec_squeeze")(x)
+    x = layers.torch_default_conv(width, 1, x.shape[-1], activation="relu",
+                                  name=f"{name}_dec_squeeze")(x)
     for index in (1, 2):
-        x = _torch_default_conv(width, 3, width, activation="relu",
-                                name=f"{name}_dec_conv{index}")(x)
-    return _torch_default_conv(6 * num_sources, 1, width, name=f"{name}_dec_out")(x)
+        x = layers.torch_default_conv(width, 3, width, activation="relu",
+                                      name=f"{name}_dec_conv{index}")(x)
+    return layers.torch_default_conv(6 * num_sources, 1, width, name=f"{name}_dec_out")(x)
 
 
 def _build_motion_net(encoder, num_sources: int, output_key: str, decoder: str,

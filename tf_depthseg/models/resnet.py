@@ -37,14 +37,21 @@ Choices (where the papers are silent, or implementations differ):
 * Layer names are keras.applications' (`conv2_block1_1_conv`, `conv4_block23_3_bn`, ...)
   prefixed with the model name, so weights copy by name (`copy_keras_applications_weights`).
 
-ImageNet weights (never loaded by tests): `weights="imagenet"` builds
-`keras.applications.ResNet50/101(weights="imagenet", include_top=False)` (read from Keras'
-cache `~/.keras/models/`, downloaded there on first use) and copies it in; that needs
-`version="v1"` and `input_normalization="caffe"` (the graph those weights were trained in).
-Dilation does not change kernel shapes, so the dilated network takes them too. Stacked-frame
-inputs get conv1's kernel tiled per frame and divided by the number of frames (Monodepth2).
-`weights="<file>.weights.h5"` loads weights saved from a model built with the same arguments
-(`model.save_weights`). ResNet-18/34 have no keras.applications weights; give a file.
+ImageNet weights (issue 14's policy; never downloaded, never loaded by tests):
+* `weights="imagenet"`: keras.applications' ResNet50/101 `..._notop.h5` file **when it is
+  already in Keras' cache** (`$KERAS_HOME/models/`, else `~/.keras/models/` or
+  `/tmp/.keras/models/`: `cached_imagenet_weights`) is copied in; when it is not there the
+  network keeps its random init and ONE warning line says so and how to fix it (nothing is
+  downloaded: the machines this runs on are often offline, and a silent download in a test
+  or a training job is worse than a clear line).
+* `weights="<file>.h5"` (any name not ending in `.weights.h5`): such a keras.applications
+  file given by path, copied the same way.
+Both need `version="v1"` and `input_normalization="caffe"` (the graph those weights were
+trained in). Dilation does not change kernel shapes, so the dilated network takes them too.
+Stacked-frame inputs get conv1's kernel tiled per frame and divided by the number of frames
+(Monodepth2). `weights="<file>.weights.h5"` loads weights saved from a model built with the
+same arguments (`model.save_weights`). ResNet-18/34 have no keras.applications weights; give
+a `.weights.h5` file.
 
 Parameters without the classifier, trainable (convolutions + BN gamma/beta, the figures
 torchvision's `parameters()` reports): ResNet-18 11,176,512; ResNet-34 21,284,672;
@@ -54,11 +61,14 @@ ResNet-50 23,508,032; ResNet-101 42,500,160 (tests/test_models_param_counts.py d
 
 from __future__ import annotations
 
+import os
 from typing import Optional, Sequence
 
 import keras
 import numpy as np
+from absl import logging
 
+from tf_depthseg import errors
 from tf_depthseg.models import backbones
 
 # depth -> (block type, blocks per stage conv2..conv5)
@@ -77,6 +87,9 @@ INPUT_NORMALIZATIONS = ("monodepth2", "caffe", None)
 MONODEPTH2_MEAN, MONODEPTH2_STD = 0.45, 0.225
 CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)  # keras.applications.imagenet_utils, in RGB order
 _KERAS_APPLICATIONS = {50: "ResNet50", 101: "ResNet101"}
+# keras.applications.resnet: f"{weights_name}_weights_tf_dim_ordering_tf_kernels_notop.h5"
+# in the cache subfolder "models" of Keras' home.
+_NOTOP_FILE = "resnet{depth}_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
 
 def _kernel_initializer():
@@ -172,8 +185,10 @@ def build_resnet(depth: int, input_channels: int = 3,
       replace_stride_with_dilation: three flags for stages conv3, conv4, conv5.
       version: "v1.5" (stride on the bottleneck's 3x3, torchvision) or "v1" (on its 1x1).
       input_normalization: "monodepth2", "caffe" or None.
-      weights: None (random init), "imagenet" (keras.applications, 50/101), or a path to a
-        `.weights.h5` file saved from a model built with the same arguments.
+      weights: None or "" (random init); "imagenet" (keras.applications' ResNet50/101 file
+        from Keras' cache, else random init and one warning line); a keras.applications
+        `..._notop.h5` file; or a `.weights.h5` file saved from a model built with the same
+        arguments (module docstring).
       name: model name and layer-name prefix; default f"resnet{depth}".
     Returns:
       Model with input "image" `[batch, H, W, input_channels]` (any H, W) and output
@@ -192,10 +207,14 @@ def build_resnet(depth: int, input_channels: int = 3,
                          f"conv5; got {replace_stride_with_dilation!r}.")
     if int(input_channels) < 1:
         raise ValueError(f"input_channels must be >= 1, got {input_channels}.")
-    if weights == "imagenet" and (version, input_normalization) != ("v1", "caffe"):
-        raise ValueError("weights='imagenet' are keras.applications' ResNet v1 weights, trained "
-                         "on caffe-preprocessed input: build with version='v1' and "
-                         "input_normalization='caffe'.")
+    keras_file = weights == "imagenet" or (bool(weights) and not _is_own_weights_file(weights))
+    if keras_file and (version, input_normalization) != ("v1", "caffe"):
+        raise ValueError("weights='imagenet' (or a keras.applications .h5 file) are ResNet v1 "
+                         "weights trained on caffe-preprocessed input: build with version='v1' "
+                         "and input_normalization='caffe'.")
+    if keras_file and depth not in _KERAS_APPLICATIONS:
+        raise ValueError(f"keras.applications has no ImageNet weights for ResNet{depth}; "
+                         "pass weights=<file>.weights.h5 or weights=None.")
     name = name or f"resnet{depth}"
     block_type, blocks_per_stage = RESNET_DEPTHS[depth]
 
@@ -231,15 +250,52 @@ def build_resnet(depth: int, input_channels: int = 3,
     model = keras.Model(image, features, name=name)
 
     if weights == "imagenet":
-        if depth not in _KERAS_APPLICATIONS:
-            raise ValueError(f"keras.applications has no ImageNet weights for ResNet{depth}; "
-                             "pass weights=<file>.weights.h5 or weights=None.")
-        reference = getattr(keras.applications, _KERAS_APPLICATIONS[depth])(
-            weights="imagenet", include_top=False)
-        copy_keras_applications_weights(model, reference)
-    elif weights is not None:
-        model.load_weights(weights)
+        weights = cached_imagenet_weights(depth)
+        if weights is None:
+            logging.warning(
+                "%s: keras.applications' ImageNet weights are not in Keras' cache (%s): random "
+                "init. To start from ImageNet, put %s there or pass its path as the weights.",
+                name, " or ".join(_keras_cache_folders()), _NOTOP_FILE.format(depth=depth))
+            return model
+    if weights:
+        if not os.path.isfile(weights):
+            raise errors.BadInputError(f"{name}: weights file {weights!r} does not exist; give "
+                                       "a .weights.h5 file of this backbone, a keras.applications"
+                                       " ResNet50/101 ..._notop.h5 file, or 'imagenet'.")
+        if _is_own_weights_file(weights):
+            model.load_weights(weights)
+        else:
+            reference = getattr(keras.applications, _KERAS_APPLICATIONS[depth])(
+                weights=weights, include_top=False)
+            copy_keras_applications_weights(model, reference)
     return model
+
+
+def _is_own_weights_file(path: str) -> bool:
+    """Keras 3 `save_weights` files end in .weights.h5; other .h5 files are keras.applications'."""
+    return path.endswith(".weights.h5")
+
+
+def _keras_cache_folders():
+    """Where keras.applications caches its files (keras.src.backend.config: KERAS_HOME, else
+    ~/.keras, or /tmp/.keras when the home folder is not writable)."""
+    if "KERAS_HOME" in os.environ:
+        homes = [os.environ["KERAS_HOME"]]
+    else:
+        homes = [os.path.join(os.path.expanduser("~"), ".keras"), os.path.join("/tmp", ".keras")]
+    return [os.path.join(home, "models") for home in homes]
+
+
+def cached_imagenet_weights(depth: int) -> Optional[str]:
+    """Path of keras.applications' ResNet{depth} ImageNet file (no top) if it is already in
+    Keras' cache, else None. Never downloads."""
+    if depth not in _KERAS_APPLICATIONS:
+        return None
+    for folder in _keras_cache_folders():
+        path = os.path.join(folder, _NOTOP_FILE.format(depth=depth))
+        if os.path.isfile(path):
+            return path
+    return None
 
 
 def copy_keras_applications_weights(model: keras.Model, reference: keras.Model) -> None:
@@ -275,3 +331,60 @@ def copy_keras_applications_weights(model: keras.Model, reference: keras.Model) 
         layer.kernel.assign(kernel)
         gamma, beta, mean, variance = bn_ref.get_weights()
         model.get_layer(f"{prefix}{base}_bn").set_weights([gamma, beta, mean - bias, variance])
+
+
+# Backbone names: f"resnet{depth}{suffix}", suffix -> replace_stride_with_dilation.
+OUTPUT_STRIDE_SUFFIXES = {
+    "": (False, False, False),  # output stride 32
+    "_dilated": (False, False, True),  # 16: Hoyer et al.'s "dilated ... last block"
+    "_os8": (False, True, True),  # 8 (DeepLab's denser setting)
+}
+
+
+def _named_backbones():
+    return {f"resnet{depth}{suffix}": (depth, flags) for depth in RESNET_DEPTHS
+            for suffix, flags in OUTPUT_STRIDE_SUFFIXES.items()}
+
+
+def backbone_names() -> Sequence[str]:
+    """Every name `build_backbone` accepts ("resnet18", "resnet101_dilated", ...)."""
+    return tuple(_named_backbones())
+
+
+def build_backbone(backbone: str, input_channels: int = 3, weights: Optional[str] = None,
+                   name: Optional[str] = None) -> keras.Model:
+    """A backbone by name, with the ImageNet policy of the module docstring.
+
+    Args:
+      backbone: f"resnet{18|34|50|101}" (output stride 32), + "_dilated" (last stage dilated,
+        output stride 16, Hoyer et al.) or + "_os8" (last two stages dilated).
+      input_channels: 3 for one RGB frame in [0, 1], 3 * n for n stacked frames.
+      weights: None or "" = random init (the encoder of Monodepth2/Hoyer et al.: v1.5 graph,
+        `(x - 0.45) / 0.225` input); "imagenet" = the v1 graph with caffe input normalisation,
+        keras.applications' weights copied in when Keras' cache has them (ResNet-50/101), else
+        random init and one warning line (ResNet-18/34 have none: also one warning line); a
+        keras.applications `..._notop.h5` path (v1/caffe graph, copied); a `.weights.h5` path
+        saved from the same backbone (v1.5 graph, loaded).
+      name: model name and layer prefix; default f"resnet{depth}".
+    Returns:
+      `build_resnet`'s model: "image" `[batch, H, W, input_channels]` -> {"P1".."P5"}.
+    Raises:
+      errors.ConfigError: an unknown backbone name.
+    """
+    if backbone not in _named_backbones():
+        raise errors.ConfigError(f"Unknown backbone {backbone!r}; valid: "
+                                 f"{', '.join(backbone_names())}.")
+    depth, dilation = _named_backbones()[backbone]
+    weights = weights or None
+    keras_weights = weights == "imagenet" or (weights is not None
+                                              and not _is_own_weights_file(weights))
+    if weights == "imagenet" and depth not in _KERAS_APPLICATIONS:
+        logging.warning("%s: keras.applications has no ImageNet weights for ResNet-%d: random "
+                        "init. Pass a .weights.h5 file of this backbone to start from weights.",
+                        name or backbone, depth)
+        weights, keras_weights = None, False
+    return build_resnet(depth, input_channels=input_channels,
+                        replace_stride_with_dilation=dilation,
+                        version="v1" if keras_weights else "v1.5",
+                        input_normalization="caffe" if keras_weights else "monodepth2",
+                        weights=weights, name=name)
