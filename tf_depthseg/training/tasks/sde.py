@@ -57,7 +57,7 @@ from tf_depthseg.evaluation import depth as depth_eval
 from tf_depthseg.geometry import transforms
 from tf_depthseg.losses import view_synthesis
 from tf_depthseg.metrics import depth as depth_metrics
-from tf_depthseg.models import backbones, pose, resnet
+from tf_depthseg.models import backbones, hoyer, pose, resnet
 from tf_depthseg.training import loop
 from tf_depthseg.training.tasks import suw as suw_task
 from tf_depthseg.training.tasks.sde_config import SDEConfig
@@ -67,8 +67,11 @@ MODEL_IMAGENET_ENCODER = "imagenet_encoder"  # the frozen encoder of the feature
 LOSS_FEATURE_DISTANCE = "feature_distance"
 # Parameter groups (`param_groups`, `optim.lr_multipliers`).
 GROUP_ENCODER, GROUP_DECODER, GROUP_POSE = "encoder", "depth_decoder", "pose"
-DEPTH_NET_NAME = "sde_depth_net"
-ENCODER_NAME = "sde_encoder"
+DEPTH_NET_NAME = "depth_net"
+ENCODER_NAME = "encoder"
+MIN_INPUT_SIDE = 32  # models/hoyer.py: "any H, W >= 32"
+# Output of the SDE depth model: the encoder's deepest feature (the feature distance's input).
+ENCODER_FEATURES = "encoder_features"
 
 
 @keras.saving.register_keras_serializable(package="tf_depthseg")
@@ -100,17 +103,9 @@ class DisparityToDepth(keras.layers.Layer):
                 "max_depth": self.max_depth, "metric_depth": self.metric_depth}
 
 
-def resnet_depth(backbone: str) -> int:
-    """18 for "resnet18", ..."""
-    return int(backbone[len("resnet"):])
-
-
-def encoder_build_args(config, weights: str) -> dict:
-    """`resnet.build_resnet` arguments for the encoder weights `weights` ("" / "imagenet" /
-    file): ImageNet weights are keras.applications' v1 weights on caffe-normalised input."""
-    if weights == "imagenet":
-        return {"weights": "imagenet", "version": "v1", "input_normalization": "caffe"}
-    return {"weights": weights or None}
+def backbone_name(backbone: str, dilate: bool) -> str:
+    """`resnet.build_backbone` name: "resnet101" + "_dilated" for a dilated last stage."""
+    return f"{backbone}_dilated" if dilate else backbone
 
 
 def check_config(config) -> None:
@@ -120,60 +115,44 @@ def check_config(config) -> None:
     if data.num_context != 2:
         raise bad(f"task=sde needs the neighbour frames t-1 and t+1; data.num_context is "
                   f"{data.num_context}; set data.num_context=2.")
-    for key, weights, backbone in (("sde.encoder_weights", sde.encoder_weights, sde.backbone),
-                                   ("sde.pose_weights", sde.pose_weights, sde.pose_backbone)):
-        if weights == "imagenet" and backbone not in ("resnet50", "resnet101"):
-            raise bad(f"{key}=imagenet: keras.applications has ImageNet weights for ResNet-50 "
-                      f"and ResNet-101 only, not {backbone}; give a .weights.h5 file or leave "
-                      f"{key} empty (random init).")
-    if sde.pose_weights == "imagenet":
-        raise bad("sde.pose_weights=imagenet: the pose encoder takes stacked frames; give a "
-                  ".weights.h5 file of a pose encoder or leave it empty.")
     size = data.crop_size or data.image_size
-    coarsest = 2 ** (sde.num_scales - 1)
-    if min(size) < 2 * coarsest:
-        raise bad(f"sde.num_scales={sde.num_scales} needs training images of at least "
-                  f"{2 * coarsest} pixels a side (scale {sde.num_scales - 1} is 1/{coarsest}); "
-                  f"got {list(size)}. Lower sde.num_scales or raise data.image_size.")
+    # The decoder's reflection padding needs >= 2 pixels at stride 16 (models/hoyer.py), and
+    # the smoothness of the coarsest scale needs neighbours.
+    smallest = max(MIN_INPUT_SIDE, 2 ** sde.num_scales)
+    if min(size) < smallest:
+        raise bad(f"task=sde needs training images of at least {smallest} pixels a side; got "
+                  f"{list(size)} (data.crop_size or data.image_size). Raise data.image_size.")
 
 
-def build_depth_network(config) -> keras.Model:
-    """The depth network of `config.sde`: image `[B, H, W, 3]` in [0, 1] (sides divisible
-    by 32) -> {disparity_s0..s3 `[B, H/2^s, W/2^s, 1]`, features (the encoder's deepest
-    feature)}. U-Net decoder: per block 3x3 conv + ELU, x2 nearest upsampling (none after a
-    dilated stage), concat the encoder feature of that size, 3x3 conv + ELU."""
+def encoder_output_tensor(encoder: keras.Model, network: keras.Model):
+    """The symbolic deepest feature of `encoder` inside `network`, which inlined the encoder's
+    layers (`backbones.apply_backbone`): the last call of the encoder's output layer, i.e. the
+    node `network`'s graph added (the first is the encoder's own graph)."""
+    layer = encoder.output[backbones.deepest_level(encoder)]._keras_history[0]
+    tensor = layer._inbound_nodes[-1].output_tensors[0]  # pylint: disable=protected-access
+    keras.Model(network.inputs, tensor)  # raises if the tensor is not in network's graph
+    return tensor
+
+
+def build_depth_model(config) -> keras.Model:
+    """The SDE depth model: `hoyer.build_depth_net` on `config.sde`'s backbone, plus
+    OUT_DEPTH (`DisparityToDepth` of disparity_s0) and ENCODER_FEATURES (the encoder's deepest
+    feature, for the feature distance), all in one graph (the same layers and variables).
+
+    Returns:
+      "image" `[B, H, W, 3]` in [0, 1] -> {disparity_s0..s3, features, depth,
+      encoder_features}.
+    """
     sde = config.sde
-    encoder = resnet.build_resnet(
-        resnet_depth(sde.backbone), 3,
-        replace_stride_with_dilation=(False, False, sde.dilate_last_stage),
-        name=ENCODER_NAME, **encoder_build_args(config, sde.encoder_weights))
-    image = keras.Input((None, None, 3), name="image")
-    features = backbones.apply_backbone(encoder, image)
-    strides = backbones.feature_strides(encoder)
-    levels = backbones.backbone_levels(encoder)
-    x = features[levels[-1]]
-    stride = strides[levels[-1]]
-    outputs = {common.OUT_FEATURES: x}
-    channels = (256, 256, 128, 128, 64)  # block 1 (deepest) .. block 5 (full resolution)
-    skips = list(reversed(levels[:-1])) + [None]
-    for index, (width, skip) in enumerate(zip(channels, skips)):
-        name = f"dec{index + 1}"
-        x = keras.layers.Conv2D(width, 3, padding="same", activation="elu",
-                                name=f"{name}_conv0")(x)
-        new_stride = strides[skip] if skip else 1
-        if new_stride < stride:
-            x = keras.layers.UpSampling2D(stride // new_stride, interpolation="nearest",
-                                          name=f"{name}_up")(x)
-        stride = new_stride
-        if skip:
-            x = keras.layers.Concatenate(name=f"{name}_concat")([x, features[skip]])
-        x = keras.layers.Conv2D(width, 3, padding="same", activation="elu",
-                                name=f"{name}_conv1")(x)
-        scale = int(math.log2(stride))
-        if index >= len(channels) - 4:
-            outputs[common.disparity_key(scale)] = keras.layers.Conv2D(
-                1, 3, padding="same", activation="sigmoid", name=f"disp_s{scale}")(x)
-    return keras.Model(image, outputs, name=DEPTH_NET_NAME)
+    encoder = resnet.build_backbone(backbone_name(sde.backbone, sde.dilate_last_stage),
+                                    weights=sde.encoder_weights or None, name=ENCODER_NAME)
+    net = hoyer.build_depth_net(encoder, name=DEPTH_NET_NAME)
+    outputs = dict(net.output)
+    outputs[common.OUT_DEPTH] = DisparityToDepth(sde.min_depth, sde.max_depth,
+                                                 name="disparity_to_depth")(
+        outputs[common.disparity_key(0)])
+    outputs[ENCODER_FEATURES] = encoder_output_tensor(encoder, net)
+    return keras.Model(net.inputs, outputs, name="sde_depth")
 
 
 class SDETask(loop.Task):
@@ -190,33 +169,26 @@ class SDETask(loop.Task):
 
     def build(self, config) -> Dict[str, keras.Model]:
         sde = config.sde
-        net = build_depth_network(config)
-        image = keras.Input((None, None, 3), name="image")
-        outputs = dict(net(image))
-        outputs[common.OUT_DEPTH] = DisparityToDepth(sde.min_depth, sde.max_depth,
-                                                     name="disparity_to_depth")(
-            outputs[common.disparity_key(0)])
-        models = {common.MODEL_DEPTH: keras.Model(image, outputs, name="sde_depth")}
+        models = {common.MODEL_DEPTH: build_depth_model(config)}
         frames = 2 if sde.pose_input == "pairs" else config.data.num_context + 1
-        pose_encoder = resnet.build_resnet(resnet_depth(sde.pose_backbone), 3 * frames,
-                                           weights=sde.pose_weights or None,
-                                           name="pose_encoder")
+        pose_encoder = resnet.build_backbone(sde.pose_backbone, input_channels=3 * frames,
+                                             weights=sde.pose_weights or None,
+                                             name="pose_encoder")
         models[common.MODEL_POSE] = pose.build_pose_net(pose_encoder, frames - 1,
                                                         decoder="monodepth2")
         if sde.feature_distance_weight > 0:
             if sde.encoder_weights != "imagenet":
                 logging.warning(
-                    "sde.feature_distance_weight=%g but sde.encoder_weights=%r: the frozen "
-                    "reference encoder has no ImageNet weights, so the regulariser only pulls "
-                    "the encoder towards %s; it is meant for ImageNet weights "
+                    "sde.feature_distance_weight=%g without ImageNet weights "
+                    "(sde.encoder_weights=%r): the regulariser pulls the encoder towards %s, "
+                    "which is only meaningful for ImageNet features "
                     "(sde.encoder_weights=imagenet).", sde.feature_distance_weight,
-                    sde.encoder_weights,
-                    "another copy of the same file's features" if sde.encoder_weights
+                    sde.encoder_weights, "the file's initial features" if sde.encoder_weights
                     else "a random network's features")
-            models[MODEL_IMAGENET_ENCODER] = resnet.build_resnet(
-                resnet_depth(sde.backbone), 3,
-                replace_stride_with_dilation=(False, False, sde.dilate_last_stage),
-                name=MODEL_IMAGENET_ENCODER, **encoder_build_args(config, sde.encoder_weights))
+            # Reference `enable_imnet_encoder`: the same (dilated) architecture, frozen.
+            models[MODEL_IMAGENET_ENCODER] = resnet.build_backbone(
+                backbone_name(sde.backbone, sde.dilate_last_stage),
+                weights=sde.encoder_weights or None, name=MODEL_IMAGENET_ENCODER)
         for model in models.values():
             suw_task.set_bn_momentum(model, config.model.bn_momentum)
         return models
@@ -225,12 +197,8 @@ class SDETask(loop.Task):
         return (MODEL_IMAGENET_ENCODER,) if config.sde.feature_distance_weight > 0 else ()
 
     def param_groups(self, config, models):
-        depth_vars = models[common.MODEL_DEPTH].trainable_variables
-        net = models[common.MODEL_DEPTH].get_layer(DEPTH_NET_NAME)
-        encoder_ids = {id(v) for layer in net.layers if layer.name.startswith(ENCODER_NAME)
-                       for v in layer.trainable_variables}
-        return {GROUP_ENCODER: [v for v in depth_vars if id(v) in encoder_ids],
-                GROUP_DECODER: [v for v in depth_vars if id(v) not in encoder_ids],
+        groups = hoyer.parameter_groups(models[common.MODEL_DEPTH])
+        return {GROUP_ENCODER: groups["backbone"], GROUP_DECODER: groups["decoder"],
                 GROUP_POSE: list(models[common.MODEL_POSE].trainable_variables)}
 
     def serving_model(self, config, models) -> keras.Model:
@@ -318,7 +286,7 @@ class SDETask(loop.Task):
             reference = tf.stop_gradient(tf.cast(
                 reference[backbones.deepest_level(models[MODEL_IMAGENET_ENCODER])],
                 tf.float32))
-            features = tf.cast(outputs[common.OUT_FEATURES], tf.float32)
+            features = tf.cast(outputs[ENCODER_FEATURES], tf.float32)
             per_example = tf.sqrt(tf.reduce_sum(tf.square(features - reference), axis=[1, 2, 3])
                                   + 1e-12)
             value = (sde.feature_distance_weight * math.sqrt(global_batch)

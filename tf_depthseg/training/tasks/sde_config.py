@@ -24,8 +24,9 @@ class SDEConfig(cfg._Section):  # pylint: disable=protected-access
     backbone: str = cfg._choices("resnet101", *BACKBONES)
     # Hoyer et al.: "dilated (instead of strided) convolutions in the last block" (OS 16).
     dilate_last_stage: bool = True
-    # Encoder initialisation: "" = random (offline default), "imagenet" = keras.applications'
-    # weights from Keras' cache (ResNet-50/101 only), or a `.weights.h5` file of this backbone.
+    # Encoder initialisation (`resnet.build_backbone`): "" = random (offline default),
+    # "imagenet" = keras.applications' weights when Keras' cache has them (ResNet-50/101; else
+    # random with a warning line), or a weights file.
     encoder_weights: str = ""
     # Depth range of `disp_to_depth` (reference monodepth_loss: min_depth 0.1, max_depth 100).
     min_depth: float = cfg._ranged(0.1, 0, low_open=True, below="max_depth")
@@ -34,7 +35,8 @@ class SDEConfig(cfg._Section):  # pylint: disable=protected-access
 
     # ---- Pose network (Monodepth2: ResNet-18 on a frame pair + 4 convolutions).
     pose_backbone: str = cfg._choices("resnet18", *BACKBONES)
-    pose_weights: str = ""  # as encoder_weights, for the pose encoder (6-channel input)
+    # As encoder_weights, for the pose encoder (ImageNet conv1 tiled over the stacked frames).
+    pose_weights: str = ""
     # "pairs" (reference `pose_model_input: pairs`): one pass per source frame on the pair in
     # temporal order, the transform inverted for t-1; "all": one pass on all frames stacked.
     pose_input: str = cfg._choices("pairs", "pairs", "all")
