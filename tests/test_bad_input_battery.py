@@ -705,6 +705,12 @@ def _predict_unreadable_metadata(root: str, res: Resources) -> List[str]:
     return [f"--input={_image_folder(root)}", f"--model={export}", f"--output_dir={root}/out"]
 
 
+def _sde_train_set(*overrides: str):
+    """tools/train on the synthetic SDE smoke config with `--set` overrides (refused)."""
+    return lambda root, res: (["--config=hoyer/synthetic_kitti_sde", "--smoke",
+                               f"--workdir={root}/w"] + [f"--set={item}" for item in overrides])
+
+
 TRAINING_CASES: List[Case] = [
     Case("train_unknown_config_key", "tools.train",
          lambda root, res: ["--config=suw/synthetic_s", f"--workdir={root}/w",
@@ -728,10 +734,18 @@ TRAINING_CASES: List[Case] = [
     Case("train_moved_config_key", "tools.train", _train_set("model.num_bins=8"),
          ("model.num_bins", "moved to 'suw.num_bins'")),
     Case("train_unknown_task", "tools.train", _train_set("task=segmentation"),
-         ("task='segmentation'", "['suw']")),
+         ("task='segmentation'", "'sde'", "'suw'")),
     Case("train_u_loss_without_pose_net", "tools.train",
          _train_set("suw.unsupervised=ego", "suw.pose_net=false"),
          ("suw.unsupervised=ego needs the pose net", "suw.pose_net=true")),
+    # SDE (configs/hoyer): settings the task cannot train stop before anything is built.
+    Case("train_sde_without_neighbour_frames", "tools.train",
+         _sde_train_set("data.num_context=1"),
+         ("task=sde", "data.num_context is 1", "data.num_context=2")),
+    Case("train_sde_images_too_small", "tools.train", _sde_train_set("data.image_size=[16,48]"),
+         ("at least 32 pixels", "[16, 48]", "data.image_size")),
+    Case("train_sde_unknown_backbone", "tools.train", _sde_train_set("sde.backbone=resnet152"),
+         ("sde.backbone='resnet152'", "resnet101")),
     # Checked against the task's parameter groups once its models are built.
     Case("train_unknown_lr_multiplier_group", "tools.train",
          lambda root, res: _train_args(res.get("kitti_records"), f"{root}/w") + [
