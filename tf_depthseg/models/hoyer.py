@@ -29,7 +29,10 @@ and a dict output:
     semantic_side_logits  [B, ceil(H / 4), ceil(W / 4), num_classes] float32 (the reference
                           leaves it at the decoder's 1/4 resolution; a loss resizes it)
     features              [B, H, W, 64]: the last decoder block's output (the input of the
-                          segmentation head; pooled for data selection)
+                          segmentation head); `feature_block=k` gives block k's instead, e.g.
+                          k = 3 (256 channels, 1/8) for data selection, whose diversity the
+                          reference measures on the SDE teacher's ("upconv", 3) output
+                          average-pooled to 4 x 8 (label_selection.py, ifp_args m="u3")
 
 `backbone` is a name (`resnet.build_backbone`: "resnet18/34/50/101"; `dilate_last=True` adds
 "_dilated", output stride 16, the paper's setting; "..._os8" names work too) or a built
@@ -194,7 +197,8 @@ def apply_decoder(x, features: Mapping[str, keras.KerasTensor], strides: Mapping
 def _disparity_head(x, scale: int, *, name: str = DEPTH_DECODER):
     """Reflect-padded 3x3 conv to 1 channel + sigmoid, in float32 (mixed precision safe)."""
     x = layers.apply_reflect_conv3x3(x, 1, name=f"{name}_disp{scale}", dtype="float32")
-    return keras.layers.Activation("sigmoid", dtype="float32", name=f"{name}_disp{scale}_sigmoid")(x)
+    return keras.layers.Activation("sigmoid", dtype="float32",
+                                   name=f"{name}_disp{scale}_sigmoid")(x)
 
 
 def _logits_conv(x, num_classes: int, *, name: str):
