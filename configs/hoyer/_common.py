@@ -79,7 +79,7 @@ def sde_config(name: str, *, dataset: str, smoke: bool = False, extra=()) -> cfg
         data = cfg.DataConfig(
             train_pattern=SYNTHETIC_KITTI_TRAIN if kitti else SYNTHETIC_CITYSCAPES_TRAIN,
             eval_pattern=SYNTHETIC_KITTI_EVAL, keys=("image",),
-            image_size=(64, 224) if kitti else (64, 128), batch_size=4, eval_batch_size=4,
+            image_size=(64, 208) if kitti else (64, 128), batch_size=4, eval_batch_size=4,
             color_jitter=0.0)
         sde = SDEConfig(backbone="resnet18", dilate_last_stage=False)
         optim = cfg.OptimConfig(optimizer="adam", learning_rate=1e-3, schedule="constant")
@@ -99,7 +99,7 @@ def sde_config(name: str, *, dataset: str, smoke: bool = False, extra=()) -> cfg
     if smoke:
         overrides = list(SMOKE_OVERRIDES)
         if dataset.startswith("synthetic"):
-            overrides.append("data.image_size=[64,224]" if dataset == "synthetic_kitti"
+            overrides.append("data.image_size=[64,208]" if dataset == "synthetic_kitti"
                              else "data.image_size=[64,128]")
         config = cfg.apply_overrides(config, overrides)
     return config
