@@ -17,7 +17,8 @@ does not evaluate; evaluate the exported network on KITTI or synthetic depth.
 Command:
 
     bazel run //tools:train -- --config=hoyer/cityscapes_sde --workdir=runs/cityscapes_sde
-    bazel run //tools:export -- --workdir=runs/cityscapes_sde --output_dir=runs/cityscapes_sde/export
+    bazel run //tools:export -- --workdir=runs/cityscapes_sde \
+        --output_dir=runs/cityscapes_sde/export
 
 Expected (GPU, full schedule): a depth network whose disparity maps are sharp at object
 boundaries (the paper's Fig. 1); the smoke variant (--smoke) runs a few steps on the CPU and

@@ -221,7 +221,9 @@ class SDETask(loop.Task):
             data.train_pattern, keys, data.batch_size, training=True,
             image_size=data.image_size, crop_size=data.crop_size, scale_range=data.scale_range,
             flip_prob=data.flip_prob,
-            color_jitter=suw_task._color_jitter_args(data.color_jitter),  # pylint: disable=protected-access
+            # Monodepth2's jitter strengths, shared with the SUW task.
+            color_jitter=suw_task._color_jitter_args(  # pylint: disable=protected-access
+                data.color_jitter),
             num_context=data.num_context, shuffle_buffer=data.shuffle_buffer,
             deterministic=config.train.deterministic, seed=config.train.seed,
             input_context=input_context, allow_incomplete=data.allow_incomplete)
