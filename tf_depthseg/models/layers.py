@@ -255,7 +255,11 @@ class PadToMultiple(keras.layers.Layer):
 
 def _upsample_crop(x, reference, factor: int, interpolation: str):
     """Resizes `x` by `factor` (half-pixel centres) and crops to `reference`'s height/width."""
-    if factor != 1:
+    if factor != 1 and interpolation == "nearest":
+        # Equal to tf.image.resize's nearest at an integer factor (row i -> i // factor), and
+        # XLA-compilable with its gradient (XLA has no ResizeNearestNeighborGrad).
+        x = tf.repeat(tf.repeat(x, factor, axis=1), factor, axis=2)
+    elif factor != 1:
         size = tf.shape(x)[1:3] * factor
         # tf.image.resize returns float32 for every method but nearest: keep bf16/fp16.
         x = tf.cast(tf.image.resize(x, size, method=interpolation), x.dtype)
