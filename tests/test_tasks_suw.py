@@ -272,6 +272,42 @@ def test_motion_nets_leave_the_shared_bn_statistics_to_the_depth_net(tiny_record
     assert bn and all(layer.momentum == 0.5 for layer in bn)
 
 
+def test_untrained_pose_net_moves_the_scene_at_the_drives_scale(tiny_records, learning_seed,
+                                                                record_measure):
+    """The warp is invariant to scaling depth and translation together, so what matters is
+    translation / depth. With the U config's `suw.pose_translation_scale` (100), the untrained
+    pose net's ratio is of the drives' true order (metric depth head ~9 m at init, ~1 m per
+    frame): measured 0.47-1.2. With Monodepth2's bare 0.01 unit (scale 1, the default) it is
+    0.005-0.012, ~100x too small: the warp hardly depends on depth and U left the depth net at
+    its initial constant for hundreds of steps (docs/u_term.md). The bound 0.02 fails scale 1."""
+    motion = tf.constant(np.arange(12, dtype=np.float32).reshape(2, 1, 6))
+    np.testing.assert_array_equal(suw_task.scale_translation(motion, 10.0).numpy(),
+                                  np.concatenate([motion[..., :3], motion[..., 3:] * 10], -1))
+    config = cfg.apply_overrides(tiny_config(tiny_records, "none", "ego"), [
+        "data.batch_size=4", "data.flip_prob=0", f"train.seed={learning_seed}",
+        "suw.pose_translation_scale=100"])  # configs/suw/synthetic_u.py's value
+    config = dataclasses.replace(config, data=dataclasses.replace(
+        config.data, keys=("image", "poses", "depth")))
+    keras.utils.set_random_seed(learning_seed)
+    task = make_task(config)
+    models = task.build(config)
+    batch = next(iter(task.make_train_dataset(config, suw_task.TRAIN_STREAM,
+                                              tf.distribute.InputContext())))
+    frames = tf.concat([batch[common.IMAGE]] + tf.unstack(batch[common.CONTEXT], axis=1), -1)
+    raw = models["pose"](frames, training=True)[common.OUT_POSE]
+    scaled = suw_task.scale_translation(raw, config.suw.pose_translation_scale)
+    depth = models["depth"](batch[common.IMAGE], training=True)[common.OUT_DEPTH]
+    predicted = float(tf.reduce_mean(tf.norm(scaled[..., 3:], axis=-1))) / float(
+        np.median(depth.numpy()))
+    # The drives' truth, from the records' poses and dense depth (0 = sky).
+    true_t = np.mean([np.linalg.norm(np.linalg.solve(p[i], p[0])[:3, 3])
+                      for p in batch[common.POSES].numpy() for i in (1, 2)])
+    gt = batch[common.DEPTH].numpy()
+    ratio = predicted / (true_t / float(np.median(gt[gt > 0])))
+    record_measure("untrained (translation / depth) over the drives'", ratio, above=0.02)
+    assert ratio > 0.02, (predicted, true_t)
+
+
 def test_draw_pairs_picks_valid_rows_uniformly_and_skips_images_without_pairs(tiny_records):
     config = cfg.apply_overrides(tiny_config(tiny_records, "none", "none", "patch"),
                                  ["suw.weak_pairs_per_image=2000"])

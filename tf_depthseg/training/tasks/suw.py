@@ -43,8 +43,17 @@ Choices where the text is silent (documented here, one place):
   encoder, the pose nets get their own SUW encoder body (`build_suw_encoder_body`).
 * Objects: up to `suw.max_objects` aligned objects per clip, the largest in the target
   frame first; padding slots have empty masks and do not change the reconstruction.
+* Translation unit. The motion nets end in Monodepth2's 0.01 factor, chosen there for a depth
+  that starts near 0.2 m; the SUW head is metric and starts near 9 m (the geometric middle of
+  its bins), so the untrained translation / depth ratio was ~100x below a drive's (~1 m per
+  frame) and the warp hardly depended on depth. `suw.pose_translation_scale` multiplies the
+  translation before the warp (default 1 = unchanged; the U-only synthetic config uses 100,
+  measured in docs/u_term.md; rotations are not scaled).
 * The shared encoder's batch-norm layers see the depth, pose and object inputs in training
-  mode (the paper shares the weights; it does not say how it handles their statistics).
+  mode (the paper shares the weights; it does not say how it handles their statistics), but
+  only the depth net's pass updates their moving statistics (`frozen_bn_statistics`): only it
+  runs at inference. Before, the pose frames' statistics were averaged in and the evaluated
+  depth of a U run drifted away from the trained one (docs/u_term.md).
 * Mixed datasets (M&M, SUW text 2.2): with `suw.weak_train_pattern`, the task has two input
   streams (`train_streams`): "train", `data.batch_size - suw.weak_batch_size` examples of the
   main set (S and U losses only), and "weak", `suw.weak_batch_size` examples of the weak set

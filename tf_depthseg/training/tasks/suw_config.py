@@ -47,7 +47,7 @@ class SUWConfig(cfg._Section):  # pylint: disable=protected-access
     automask: bool = True
     num_scales: int = cfg._ranged(4, 1)
     # Multiplies the pose / object-motion nets' translation before the warp (their outputs
-    # carry Monodepth2's 0.01 factor). See tasks/suw.py, "Translation unit".
+    # carry Monodepth2's 0.01 factor). See tasks/suw.py, "Translation unit"; docs/u_term.md.
     pose_translation_scale: float = cfg._ranged(1.0, 0, low_open=True)
 
     # ---- W: weak ordinal pairs.
