@@ -33,6 +33,8 @@ Example:
     python bench/bench_networks.py --networks suw,pose,pose_resnet18 --sizes 128x416
     python bench/bench_networks.py --networks hoyer_seg --sizes 256x512 --batch 2 \
         --repeats 2 --conv_peak --out bench/results/bench_networks_hoyer.json
+    python bench/bench_networks.py --networks hoyer_seg --sizes 256x512 --batch 2 \
+        --policy mixed_bfloat16      # bf16 convolutions (AVX512_BF16 / AMX CPUs)
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import os
 import sys
 import time
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -218,6 +221,9 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=os.path.join("bench", "results", "bench_networks.json"))
     parser.add_argument("--jit", action="store_true", help="compile with XLA (jit_compile)")
+    parser.add_argument("--policy", default="float32",
+                        help="Keras dtype policy, e.g. mixed_bfloat16 (bf16 convs on CPUs with "
+                             "AVX512_BF16/AMX)")
     parser.add_argument("--conv_peak", action="store_true",
                         help="measure the 3x3 conv peak first and print each row's fraction")
     args = parser.parse_args(argv)
@@ -231,6 +237,7 @@ def main(argv=None) -> None:
     except ValueError:
         parser.error(f"--sizes must look like 128x416,240x320; got {args.sizes!r}")
 
+    keras.mixed_precision.set_global_policy(args.policy)
     peak = conv_peak_gflops(args.repeats) if args.conv_peak else None
     if peak:
         print(f"3x3 conv peak on this machine: {peak:.0f} GFLOP/s")
@@ -255,7 +262,8 @@ def main(argv=None) -> None:
                   f"{'' if ratio is None else f'{ratio:.2f}':>7}", flush=True)
 
     report = {"batch": args.batch, "repeats": args.repeats, "tensorflow": tf.__version__,
-              "cpu_count": os.cpu_count(), "jit": args.jit, "conv_peak_gflops_per_s": peak,
+              "cpu_count": os.cpu_count(), "jit": args.jit, "policy": args.policy,
+              "conv_peak_gflops_per_s": peak,
               "results": results}
     out_dir = os.path.dirname(os.path.abspath(args.out))
     os.makedirs(out_dir, exist_ok=True)

@@ -250,5 +250,9 @@ def test_backbone_names_and_weights_errors(tmp_path, caplog):
     again = resnet.build_backbone("resnet18", weights=path)
     for a, b in zip(r18.weights, again.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+    broken = tmp_path / "broken.weights.h5"
+    broken.write_bytes(b"not an HDF5 file")
+    with pytest.raises(errors.BadInputError, match="cannot load weights"):
+        resnet.build_backbone("resnet18", weights=str(broken))
     with pytest.raises(ValueError, match="levels"):  # the SUW backbone stops at P2
         hoyer.build_depth_net(suw.build_suw_backbone(3))

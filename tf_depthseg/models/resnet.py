@@ -209,12 +209,13 @@ def build_resnet(depth: int, input_channels: int = 3,
         raise ValueError(f"input_channels must be >= 1, got {input_channels}.")
     keras_file = weights == "imagenet" or (bool(weights) and not _is_own_weights_file(weights))
     if keras_file and (version, input_normalization) != ("v1", "caffe"):
-        raise ValueError("weights='imagenet' (or a keras.applications .h5 file) are ResNet v1 "
-                         "weights trained on caffe-preprocessed input: build with version='v1' "
-                         "and input_normalization='caffe'.")
+        raise errors.ConfigError(
+            "weights='imagenet' (or a keras.applications .h5 file) are ResNet v1 weights trained "
+            "on caffe-preprocessed input: build with version='v1' and "
+            "input_normalization='caffe' (resnet.build_backbone does).")
     if keras_file and depth not in _KERAS_APPLICATIONS:
-        raise ValueError(f"keras.applications has no ImageNet weights for ResNet{depth}; "
-                         "pass weights=<file>.weights.h5 or weights=None.")
+        raise errors.ConfigError(f"keras.applications has no ImageNet weights for ResNet{depth}; "
+                                 "pass weights=<file>.weights.h5 or weights=None.")
     name = name or f"resnet{depth}"
     block_type, blocks_per_stage = RESNET_DEPTHS[depth]
 
@@ -262,12 +263,19 @@ def build_resnet(depth: int, input_channels: int = 3,
             raise errors.BadInputError(f"{name}: weights file {weights!r} does not exist; give "
                                        "a .weights.h5 file of this backbone, a keras.applications"
                                        " ResNet50/101 ..._notop.h5 file, or 'imagenet'.")
-        if _is_own_weights_file(weights):
-            model.load_weights(weights)
-        else:
-            reference = getattr(keras.applications, _KERAS_APPLICATIONS[depth])(
-                weights=weights, include_top=False)
-            copy_keras_applications_weights(model, reference)
+        try:
+            if _is_own_weights_file(weights):
+                model.load_weights(weights)
+            else:
+                reference = getattr(keras.applications, _KERAS_APPLICATIONS[depth])(
+                    weights=weights, include_top=False)
+                copy_keras_applications_weights(model, reference)
+        except (ValueError, OSError, KeyError) as error:  # wrong network, not HDF5, truncated
+            raise errors.BadInputError(
+                f"{name}: cannot load weights {weights!r} ({error}). A .weights.h5 file must "
+                f"come from this backbone (ResNet-{depth}, same input channels and version); "
+                "other .h5 files must be keras.applications' ResNet50/101 ..._notop.h5."
+            ) from error
     return model
 
 
