@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_depthseg.models import hourglass, pose, resnet, suw
+from tf_depthseg.models import hourglass, hoyer, pose, resnet, suw
 
 
 def _suw():
@@ -34,6 +34,12 @@ def _pose_resnet():
     return pose.build_pose_net(backbone, num_sources=1, decoder="monodepth2"), 6
 
 
+def _hoyer_depth():
+    """Hoyer et al.'s depth net (dilated ResNet-18 here): reflection padding, the ASPP's
+    broadcast pooling branch, nearest upsampling with crops to odd skip sizes."""
+    return hoyer.build_depth_net("resnet18"), 3
+
+
 def _save_saved_model(model, channels, path):
     """A SavedModel with one dynamic-size serving signature.
 
@@ -47,8 +53,10 @@ def _save_saved_model(model, channels, path):
     tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
 
 
-@pytest.mark.parametrize("build", [_suw, _hourglass, _pose, _object_motion, _pose_resnet],
-                         ids=["suw", "hourglass", "pose", "object_motion", "pose_resnet18"])
+@pytest.mark.parametrize("build", [_suw, _hourglass, _pose, _object_motion, _pose_resnet,
+                                   _hoyer_depth],
+                         ids=["suw", "hourglass", "pose", "object_motion", "pose_resnet18",
+                              "hoyer_depth"])
 def test_keras_and_saved_model_round_trips(build, tmp_path):
     model, channels = build()
     # Non-trivial BN statistics, so a reload that dropped them would show.
