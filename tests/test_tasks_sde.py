@@ -22,7 +22,6 @@ from tf_depthseg import config as cfg
 from tf_depthseg.evaluation import depth as depth_eval
 from tf_depthseg.export import exporter, saved_model
 from tf_depthseg.geometry import transforms
-from tf_depthseg.training import loop
 from tf_depthseg.training.tasks import TASKS, make_task
 from tf_depthseg.training.tasks import sde as sde_task
 from tf_depthseg.training.tasks.sde_config import SDEConfig
@@ -189,25 +188,3 @@ def test_tools_train_trains_and_resumes_the_synthetic_sde_config(tiny_records, t
     assert all(np.isfinite(row["photometric"]) for row in history["train"])
     evaluated = history["eval"][0]
     assert evaluated["step"] == 2 and 0.0 < evaluated["abs_rel"] < 5.0
-
-
-@pytest.mark.measured
-def test_sde_learns_on_tiny_drives(tiny_records, tmp_path, learning_seed, record_measure):
-    """The photometric loss falls within 80 steps (Adam 1e-3, batch 4). The median-scaled
-    AbsRel is recorded, not asserted: in the one run so far it did not move (0.6103 ->
-    0.6104, docs/sde.md), the depth net's share of the photometric gain is still open."""
-    patterns = dict(tiny_records, val=tiny_records["train"])
-    config = tiny_config(patterns, steps=80)
-    config = cfg.apply_overrides(config, ["data.batch_size=4", "data.eval_batch_size=4",
-                                          f"train.seed={learning_seed}", "train.log_every=1",
-                                          "train.eval_every=80"])
-    trainer = loop.Trainer(config, make_task(config), str(tmp_path))
-    before = trainer.evaluate(0)
-    result = trainer.train()
-    after = result.eval_metrics
-    photometric = [row["photometric"] for row in trainer.history["train"]]
-    early, late = np.mean(photometric[:10]), np.mean(photometric[-10:])
-    record_measure("photometric last10/first10", late / early, below=0.9)
-    record_measure("abs_rel after/before", after["abs_rel"] / before["abs_rel"])
-    # One run (seed 0, oneDNN on): the ratio was below 0.9; spread not yet measured.
-    assert late < 0.9 * early, photometric
