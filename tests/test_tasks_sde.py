@@ -139,7 +139,7 @@ def test_feature_distance_frozen_encoder_and_groups(tiny_records, caplog):
     losses = task.compute_losses(config, models, {"train": batch}, training=False,
                                  global_batch_sizes={"train": 2}, rng=rng)
     image = tf.cast(batch[common.IMAGE], tf.float32)
-    ours = models[common.MODEL_DEPTH](image, training=False)[sde_task.ENCODER_FEATURES].numpy()
+    ours = models[common.MODEL_DEPTH](image, training=False)[common.OUT_ENCODER_FEATURES].numpy()
     reference = models[sde_task.MODEL_IMAGENET_ENCODER](image, training=False)["P5"].numpy()
     norms = np.sqrt(((ours - reference) ** 2).sum(axis=(1, 2, 3)))
     # The reference's batch norm ||F - G|| equals sqrt(B) x mean per-example norm for equal

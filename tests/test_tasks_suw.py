@@ -23,7 +23,7 @@ import tensorflow as tf
 from tf_depthseg import common
 from tf_depthseg import config as cfg
 from tf_depthseg import synthetic
-from tf_depthseg.data import records, schema
+from tf_depthseg.data import pipeline, records, schema
 from tf_depthseg.evaluation import depth as depth_eval
 from tf_depthseg.labels import object_alignment, weak_labels
 from tf_depthseg.metrics import depth as depth_metrics
@@ -361,7 +361,7 @@ def test_median_depth_and_example_count_match_the_records(tiny_records):
     expected = float(np.median(np.concatenate(depths)))
     median = depth_eval.median_training_depth(tiny_records["train"], config.eval)
     assert abs(median - expected) <= 0.011, (median, expected)
-    assert suw_task.count_examples(tiny_records["train"]) == len(depths) == 8
+    assert pipeline.count_examples(tiny_records["train"]) == len(depths) == 8
     assert make_task(config).num_train_examples(config) == 8
 
 

@@ -69,6 +69,7 @@ OUT_OBJECT_MOTION = "object_motion"  # [B, num_sources, 6] one object's motion p
 OUT_SEMANTIC_LOGITS = "semantic_logits"  # [B, H, W, num_classes]
 OUT_SEMANTIC_SIDE_LOGITS = "semantic_side_logits"  # [B, H/4, W/4, num_classes]
 OUT_FEATURES = "features"  # [B, h, w, C] pooled-able features (data selection diversity)
+OUT_ENCODER_FEATURES = "encoder_features"  # [B, h, w, C] the backbone's deepest feature map
 
 
 def disparity_key(scale: int) -> str:

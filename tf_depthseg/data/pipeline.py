@@ -215,6 +215,50 @@ def make_dataset(file_pattern: FilePattern,
     return dataset.with_options(options)
 
 
+def color_jitter_args(strength: float) -> Optional[dict]:
+    """`augment.color_jitter` kwargs for `data.color_jitter` (0 = off): Monodepth2's
+    brightness/contrast/saturation strength, hue at half of it (its 0.2 / 0.1), p = 0.5."""
+    if strength <= 0:
+        return None
+    return {"brightness": strength, "contrast": strength, "saturation": strength,
+            "hue": min(strength / 2.0, 0.5), "prob": 0.5}
+
+
+def make_training_dataset(config, pattern: FilePattern, keys: Sequence[str], batch_size: int,
+                          input_context: Optional[tf.distribute.InputContext],
+                          seed_offset: int = 0) -> tf.data.Dataset:
+    """`make_dataset` for training with the experiment's `data` and `train` settings (size,
+    crop, scale, flip, colour jitter, context, shuffling, determinism, seed + `seed_offset`
+    for a second stream), `batch_size` global (per replica via `input_context`)."""
+    data = config.data
+    return make_dataset(
+        pattern, keys, batch_size, training=True, image_size=data.image_size,
+        crop_size=data.crop_size, scale_range=data.scale_range, flip_prob=data.flip_prob,
+        color_jitter=color_jitter_args(data.color_jitter), num_context=data.num_context,
+        shuffle_buffer=data.shuffle_buffer, deterministic=config.train.deterministic,
+        seed=config.train.seed + seed_offset, input_context=input_context,
+        allow_incomplete=data.allow_incomplete)
+
+
+def count_examples(pattern: str, allow_incomplete: bool = False) -> int:
+    """Examples in the shards matching `pattern`, from their folders' manifest.json (checked
+    by `records.check_shards`: complete, not empty, sizes as recorded), else by reading the
+    records.
+
+    Raises:
+      errors.BadInputError: the manifest check fails, or the shards hold no example.
+    """
+    files = records.list_shards(pattern)
+    total = records.check_shards(files, allow_incomplete, ALLOW_INCOMPLETE_OVERRIDE)
+    if total is None:  # some folder has no manifest: count by reading
+        total = sum(records.count_records(path) for path in files)
+        if total == 0:
+            raise errors.BadInputError(f"{pattern}: the matching TFRecord files hold 0 "
+                                       "examples; point data.train_pattern at converted "
+                                       "records.")
+    return total
+
+
 def _check_first_record(files: Sequence[str], keys: Sequence[str], num_context: int) -> None:
     """Reads the first record of the first non-empty file: the wrong kind of records (e.g.
     without depth for a depth loss) or a corrupt start is an error now, naming the record or

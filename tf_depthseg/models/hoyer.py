@@ -228,6 +228,7 @@ def build_depth_net(backbone: Union[str, keras.Model] = "resnet101", dilate_last
                     decoder_channels: Sequence[int] = DECODER_CHANNELS,
                     aspp_rates: Sequence[int] = ASPP_RATES, batch_norm: bool = False,
                     upsampling: str = "nearest", feature_block: int = 0,
+                    encoder_features: bool = False,
                     name: str = "depth_net") -> keras.Model:
     """The SDE network: backbone + ASPP U-Net decoder + four disparity heads.
 
@@ -238,8 +239,11 @@ def build_depth_net(backbone: Union[str, keras.Model] = "resnet101", dilate_last
       batch_norm: BN after every decoder conv (the selection student).
       upsampling: "nearest" (reference code) or "bilinear" (paper text).
       feature_block: the decoder block whose output is "features" (0: the last).
+      encoder_features: also output the backbone's deepest feature map as
+        "encoder_features" (e.g. for a feature distance to a frozen encoder).
     Returns:
-      "image" `[B, H, W, 3]` -> {"disparity_s0".."disparity_s3", "features"} (module docstring).
+      "image" `[B, H, W, 3]` -> {"disparity_s0".."disparity_s3", "features"
+      [, "encoder_features"]} (module docstring).
     """
     feature_block = _check_block(feature_block, "feature_block")
     image, features, strides = _encoder(backbone, dilate_last, weights)
@@ -250,6 +254,8 @@ def build_depth_net(backbone: Union[str, keras.Model] = "resnet101", dilate_last
                               batch_norm=batch_norm, upsampling=upsampling, name=DEPTH_DECODER)
     outputs = {common.disparity_key(s): _disparity_head(blocks[s], s) for s in DISPARITY_SCALES}
     outputs[common.OUT_FEATURES] = blocks[feature_block]
+    if encoder_features:
+        outputs[common.OUT_ENCODER_FEATURES] = features[top]
     return keras.Model(image, outputs, name=name)
 
 

@@ -57,9 +57,8 @@ from tf_depthseg.evaluation import depth as depth_eval
 from tf_depthseg.geometry import transforms
 from tf_depthseg.losses import view_synthesis
 from tf_depthseg.metrics import depth as depth_metrics
-from tf_depthseg.models import backbones, hoyer, pose, resnet
+from tf_depthseg.models import backbones, batch_norm, hoyer, pose, resnet
 from tf_depthseg.training import loop
-from tf_depthseg.training.tasks import suw as suw_task
 from tf_depthseg.training.tasks.sde_config import SDEConfig
 
 TRAIN_STREAM = "train"
@@ -70,8 +69,6 @@ GROUP_ENCODER, GROUP_DECODER, GROUP_POSE = "encoder", "depth_decoder", "pose"
 DEPTH_NET_NAME = "depth_net"
 ENCODER_NAME = "encoder"
 MIN_INPUT_SIDE = 32  # models/hoyer.py: "any H, W >= 32"
-# Output of the SDE depth model: the encoder's deepest feature (the feature distance's input).
-ENCODER_FEATURES = "encoder_features"
 
 
 @keras.saving.register_keras_serializable(package="tf_depthseg")
@@ -124,19 +121,9 @@ def check_config(config) -> None:
                   f"{list(size)} (data.crop_size or data.image_size). Raise data.image_size.")
 
 
-def encoder_output_tensor(encoder: keras.Model, network: keras.Model):
-    """The symbolic deepest feature of `encoder` inside `network`, which inlined the encoder's
-    layers (`backbones.apply_backbone`): the last call of the encoder's output layer, i.e. the
-    node `network`'s graph added (the first is the encoder's own graph)."""
-    layer = encoder.output[backbones.deepest_level(encoder)]._keras_history[0]
-    tensor = layer._inbound_nodes[-1].output_tensors[0]  # pylint: disable=protected-access
-    keras.Model(network.inputs, tensor)  # raises if the tensor is not in network's graph
-    return tensor
-
-
 def build_depth_model(config) -> keras.Model:
     """The SDE depth model: `hoyer.build_depth_net` on `config.sde`'s backbone, plus
-    OUT_DEPTH (`DisparityToDepth` of disparity_s0) and ENCODER_FEATURES (the encoder's deepest
+    OUT_DEPTH (`DisparityToDepth` of disparity_s0) and OUT_ENCODER_FEATURES (the encoder's deepest
     feature, for the feature distance), all in one graph (the same layers and variables).
 
     Returns:
@@ -146,12 +133,11 @@ def build_depth_model(config) -> keras.Model:
     sde = config.sde
     encoder = resnet.build_backbone(backbone_name(sde.backbone, sde.dilate_last_stage),
                                     weights=sde.encoder_weights or None, name=ENCODER_NAME)
-    net = hoyer.build_depth_net(encoder, name=DEPTH_NET_NAME)
+    net = hoyer.build_depth_net(encoder, encoder_features=True, name=DEPTH_NET_NAME)
     outputs = dict(net.output)
     outputs[common.OUT_DEPTH] = DisparityToDepth(sde.min_depth, sde.max_depth,
                                                  name="disparity_to_depth")(
         outputs[common.disparity_key(0)])
-    outputs[ENCODER_FEATURES] = encoder_output_tensor(encoder, net)
     return keras.Model(net.inputs, outputs, name="sde_depth")
 
 
@@ -190,7 +176,7 @@ class SDETask(loop.Task):
                 backbone_name(sde.backbone, sde.dilate_last_stage),
                 weights=sde.encoder_weights or None, name=MODEL_IMAGENET_ENCODER)
         for model in models.values():
-            suw_task.set_bn_momentum(model, config.model.bn_momentum)
+            batch_norm.set_bn_momentum(model, config.model.bn_momentum)
         return models
 
     def frozen_models(self, config):
@@ -217,16 +203,8 @@ class SDETask(loop.Task):
                 ".tfrecord'.")
         keys = list(dict.fromkeys([common.IMAGE, common.CONTEXT, common.INTRINSICS]
                                   + list(data.keys)))
-        return pipeline.make_dataset(
-            data.train_pattern, keys, data.batch_size, training=True,
-            image_size=data.image_size, crop_size=data.crop_size, scale_range=data.scale_range,
-            flip_prob=data.flip_prob,
-            # Monodepth2's jitter strengths, shared with the SUW task.
-            color_jitter=suw_task._color_jitter_args(  # pylint: disable=protected-access
-                data.color_jitter),
-            num_context=data.num_context, shuffle_buffer=data.shuffle_buffer,
-            deterministic=config.train.deterministic, seed=config.train.seed,
-            input_context=input_context, allow_incomplete=data.allow_incomplete)
+        return pipeline.make_training_dataset(config, data.train_pattern, keys,
+                                              data.batch_size, input_context)
 
     def make_eval_dataset(self, config, pattern: Optional[str] = None):
         """Evaluation batches of IMAGE and DEPTH (`pattern` overrides data.eval_pattern)."""
@@ -242,7 +220,8 @@ class SDETask(loop.Task):
     def num_train_examples(self, config) -> Optional[int]:
         if not config.data.train_pattern:
             return None
-        return suw_task.count_examples(config.data.train_pattern, config.data.allow_incomplete)
+        return pipeline.count_examples(config.data.train_pattern,
+                                       config.data.allow_incomplete)
 
     # ----------------------------------------------------------------------------------
     # Losses.
@@ -288,7 +267,7 @@ class SDETask(loop.Task):
             reference = tf.stop_gradient(tf.cast(
                 reference[backbones.deepest_level(models[MODEL_IMAGENET_ENCODER])],
                 tf.float32))
-            features = tf.cast(outputs[ENCODER_FEATURES], tf.float32)
+            features = tf.cast(outputs[common.OUT_ENCODER_FEATURES], tf.float32)
             per_example = tf.sqrt(tf.reduce_sum(tf.square(features - reference), axis=[1, 2, 3])
                                   + 1e-12)
             value = (sde.feature_distance_weight * math.sqrt(global_batch)

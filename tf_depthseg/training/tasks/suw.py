@@ -65,7 +65,6 @@ Choices where the text is silent (documented here, one place):
 
 from __future__ import annotations
 
-import contextlib
 from typing import Dict, Optional
 
 import keras
@@ -74,7 +73,7 @@ import tensorflow as tf
 from tf_depthseg import common
 from tf_depthseg import errors
 from tf_depthseg import visualize
-from tf_depthseg.data import pipeline, records
+from tf_depthseg.data import pipeline
 from tf_depthseg.evaluation.depth import depth_eval_outputs, update_depth_accumulator
 from tf_depthseg.geometry import transforms
 from tf_depthseg.geometry import warp as warp_lib
@@ -83,6 +82,7 @@ from tf_depthseg.losses import ranking
 from tf_depthseg.losses import view_synthesis
 from tf_depthseg.metrics import depth as depth_metrics
 from tf_depthseg.models import hourglass, pose, suw
+from tf_depthseg.models.batch_norm import frozen_bn_statistics, set_bn_momentum
 from tf_depthseg.training import loop
 from tf_depthseg.training.tasks.suw_config import SUWConfig
 
@@ -169,85 +169,6 @@ def check_config(config) -> None:
     elif suw_config.weak_batch_size:
         raise bad(f"suw.weak_batch_size={suw_config.weak_batch_size} without "
                   "suw.weak_train_pattern; set both, or suw.weak_batch_size=0.")
-
-
-def _color_jitter_args(strength: float) -> Optional[dict]:
-    """`augment.color_jitter` kwargs for `data.color_jitter` (0 = off): Monodepth2's
-    brightness/contrast/saturation strength, hue at half of it (its 0.2 / 0.1), p = 0.5."""
-    if strength <= 0:
-        return None
-    return {"brightness": strength, "contrast": strength, "saturation": strength,
-            "hue": min(strength / 2.0, 0.5), "prob": 0.5}
-
-
-def count_examples(pattern: str, allow_incomplete: bool = False) -> int:
-    """Examples in the shards matching `pattern`, from their folders' manifest.json (checked
-    by `records.check_shards`: complete, not empty, sizes as recorded), else by reading the
-    records.
-
-    Raises:
-      errors.BadInputError: the manifest check fails, or the shards hold no example.
-    """
-    files = records.list_shards(pattern)
-    total = records.check_shards(files, allow_incomplete, pipeline.ALLOW_INCOMPLETE_OVERRIDE)
-    if total is None:  # some folder has no manifest: count by reading
-        total = sum(records.count_records(path) for path in files)
-        if total == 0:
-            raise errors.BadInputError(f"{pattern}: the matching TFRecord files hold 0 "
-                                       "examples; point data.train_pattern at converted "
-                                       "records.")
-    return total
-
-
-def set_bn_momentum(model: keras.Model, momentum: float) -> int:
-    """Sets the moving-average momentum of every BatchNormalization layer (nested models
-    included) before the first call; returns how many layers were changed."""
-    if not 0.0 <= momentum < 1.0:
-        raise ValueError(f"model.bn_momentum must be in [0, 1), got {momentum}")
-    changed = 0
-    stack = [model]
-    seen = set()
-    while stack:
-        layer = stack.pop()
-        if id(layer) in seen:
-            continue
-        seen.add(id(layer))
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = float(momentum)  # read by call(): takes effect when traced
-            changed += 1
-        stack.extend(getattr(layer, "layers", []) or [])
-    return changed
-
-
-@contextlib.contextmanager
-def frozen_bn_statistics(model: keras.Model):
-    """Inside the block, calls of `model` in training mode normalise with batch statistics but
-    leave every BatchNormalization moving average (nested models included) unchanged.
-
-    For the motion nets that share the depth net's encoder body: only the depth net runs at
-    inference, so the shared layers' moving statistics must be those of its inputs. Without
-    this each training step pulled them towards the statistics of the stacked pose frames
-    (called after the depth net), and the evaluated depth drifted from the trained one
-    (docs/u_term.md). Works by a momentum of exactly 1 while the calls are traced
-    (`moving * 1 + batch * 0`), so nothing changes in the graph outside the block.
-    """
-    layers = []
-    stack, seen = [model], set()
-    while stack:
-        layer = stack.pop()
-        if id(layer) in seen:
-            continue
-        seen.add(id(layer))
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layers.append((layer, layer.momentum))
-        stack.extend(getattr(layer, "layers", []) or [])
-    try:
-        for layer, _ in layers:
-            layer.momentum = 1.0
-        yield
-    finally:
-        for layer, momentum in layers:
-            layer.momentum = momentum
 
 
 def _largest_object_ids(target_instances, max_objects: int):
@@ -345,14 +266,8 @@ class SUWTask(loop.Task):
         return list(dict.fromkeys(required_keys(config) + list(config.data.keys)))
 
     def _train_pipeline(self, config, pattern, keys, batch_size, input_context, seed_offset):
-        data = config.data
-        return pipeline.make_dataset(
-            pattern, keys, batch_size, training=True, image_size=data.image_size,
-            crop_size=data.crop_size, scale_range=data.scale_range, flip_prob=data.flip_prob,
-            color_jitter=_color_jitter_args(data.color_jitter), num_context=data.num_context,
-            shuffle_buffer=data.shuffle_buffer, deterministic=config.train.deterministic,
-            seed=config.train.seed + seed_offset, input_context=input_context,
-            allow_incomplete=data.allow_incomplete)
+        return pipeline.make_training_dataset(config, pattern, keys, batch_size, input_context,
+                                              seed_offset)
 
     def train_streams(self, config) -> Dict[str, int]:
         weak_batch = config.suw.weak_batch_size if config.suw.weak_train_pattern else 0
@@ -391,7 +306,8 @@ class SUWTask(loop.Task):
     def num_train_examples(self, config) -> Optional[int]:
         if not config.data.train_pattern:
             return None
-        return count_examples(config.data.train_pattern, config.data.allow_incomplete)
+        return pipeline.count_examples(config.data.train_pattern,
+                                       config.data.allow_incomplete)
 
     # ----------------------------------------------------------------------------------
     # Losses.
