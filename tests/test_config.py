@@ -6,7 +6,9 @@ import json
 import pytest
 
 from tf_depthseg import config as cfg
-# Registers the "suw" task's section (also what makes the Bazel test's runfiles hold it).
+# The task registry: every task's config section (the config files build them; importing it
+# also puts them in the Bazel test's runfiles).
+from tf_depthseg.training import tasks  # noqa: F401
 from tf_depthseg.training.tasks.suw_config import SUWConfig
 
 

@@ -171,9 +171,11 @@ def test_depth_and_segmentation_export(exports, learning_seed, record_measure):
     np.testing.assert_allclose(served["semantic_probabilities"].numpy(), expected, atol=1e-5)
     check_class_ids(served["semantic_class_ids"].numpy(), expected_ids, margin, record_measure,
                     "depth+seg class ids")
-    # TFLite carries all four outputs.
+    # TFLite carries all four outputs (the model has no disparity output).
+    four = ("depth", "uncertainty", "semantic_class_ids", "semantic_probabilities")
+    assert saved_model.serving_output_names(model) == four
     runner = tflite.TFLiteModel(os.path.join(export_dir, exporter.TFLITE_FILENAME))
-    assert runner.output_names == saved_model.SERVING_OUTPUTS
+    assert runner.output_names == four
     at_size = random_images(1, SIZE, 15 + learning_seed)
     outputs = runner(at_size)
     keras_outputs = model(at_size.astype(np.float32) / 255.0, training=False)
@@ -182,7 +184,7 @@ def test_depth_and_segmentation_export(exports, learning_seed, record_measure):
                                numpy_softmax(keras_outputs["semantic_logits"].numpy()),
                                atol=1e-5)
     metadata = exporter.read_metadata(export_dir)
-    assert metadata["outputs"] == list(saved_model.SERVING_OUTPUTS)
+    assert metadata["outputs"] == list(four)
     assert metadata["depth_range"] == [1.0, 80.0]
     assert metadata["segmentation"] == {"num_classes": NUM_CLASSES, "class_names": None,
                                         "palette": None}
