@@ -166,6 +166,23 @@ def define_common_flags(config_required: bool = False) -> None:
         flags.mark_flag_as_required("config")
 
 
+def define_relabel_flags(preview_what: str) -> None:
+    """Defines the flags every tool that rewrites converted records with offline labels
+    (tools/generate_weak_labels.py, tools/align_object_masks.py) shares: --split
+    --preview_dir --num_previews --skip_bad --allow_incomplete. `preview_what` ends the
+    --preview_dir help: what the pictures show."""
+    flags.DEFINE_string("split", "train", "Split name for input files whose names are not "
+                        "{split}-{i}-of-{n}.tfrecord.")
+    flags.DEFINE_string("preview_dir", None, "Folder for pictures of the first --num_previews "
+                        f"records: {preview_what}")
+    flags.DEFINE_integer("num_previews", 8, "How many records --preview_dir shows.")
+    flags.DEFINE_bool("skip_bad", False, "Quarantine records with unusable masks, and the "
+                      "rest of a corrupt input file (listed in the output manifest), instead "
+                      "of stopping.")
+    flags.DEFINE_bool("allow_incomplete", False, "Read input splits whose conversion has not "
+                      "finished (their finished shards only).")
+
+
 def define_converter_flags(default_splits: Sequence[str], default_height: int,
                            default_width: int) -> None:
     """Defines the flags of every tools/convert_*.py: --input_dir --output_dir --splits

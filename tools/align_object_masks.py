@@ -42,17 +42,8 @@ flags.DEFINE_enum("match", "compensated", list(oa.MATCH_MODES), "'paper': the pa
                   "rule alone; 'compensated': also align fast-moving objects by IoU after "
                   "motion compensation with a constant-velocity check.")
 flags.DEFINE_integer("min_area", 1, "Objects smaller than this many pixels are dropped.")
-flags.DEFINE_string("split", "train", "Split name for input files whose names are not "
-                    "{split}-{i}-of-{n}.tfrecord.")
-flags.DEFINE_string("preview_dir", None, "Folder for pictures of the first --num_previews "
-                    "records: t-1, t, t+1 with every aligned object in one colour in all "
-                    "frames, unaligned ones grey.")
-flags.DEFINE_integer("num_previews", 8, "How many records --preview_dir shows.")
-flags.DEFINE_bool("skip_bad", False, "Quarantine records with unusable masks, and the rest "
-                  "of a corrupt input file (listed in the output manifest), instead of "
-                  "stopping.")
-flags.DEFINE_bool("allow_incomplete", False, "Read input splits whose conversion has not "
-                  "finished (their finished shards only).")
+cli.define_relabel_flags("t-1, t, t+1 with every aligned object in one colour in all "
+                         "frames, unaligned ones grey.")
 FLAGS = flags.FLAGS
 
 

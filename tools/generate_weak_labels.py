@@ -43,17 +43,8 @@ flags.DEFINE_list("half_sizes", ["1", "2", "3", "4"], "Patch half sizes (0 = pix
                   "1..4 = 3x3..9x9 patches).")
 flags.DEFINE_integer("seed", 0, "Random seed; pairs of an image depend only on it and the "
                      "image's source id.")
-flags.DEFINE_string("split", "train", "Split name for input files whose names are not "
-                    "{split}-{i}-of-{n}.tfrecord.")
-flags.DEFINE_string("preview_dir", None, "Folder for pictures of the first --num_previews "
-                    "records' pairs (blue = farther end, red = closer, yellow = equal) next "
-                    "to their masks.")
-flags.DEFINE_integer("num_previews", 8, "How many records --preview_dir shows.")
-flags.DEFINE_bool("skip_bad", False, "Quarantine records with unusable masks, and the rest "
-                  "of a corrupt input file (listed in the output manifest), instead of "
-                  "stopping.")
-flags.DEFINE_bool("allow_incomplete", False, "Read input splits whose conversion has not "
-                  "finished (their finished shards only).")
+cli.define_relabel_flags("their pairs (blue = farther end, red = closer, yellow = equal) "
+                         "next to their masks.")
 FLAGS = flags.FLAGS
 
 

@@ -259,6 +259,27 @@ def count_examples(pattern: str, allow_incomplete: bool = False) -> int:
     return total
 
 
+def count_train_examples(config) -> Optional[int]:
+    """`count_examples` of `data.train_pattern` (None when it is empty)."""
+    if not config.data.train_pattern:
+        return None
+    return count_examples(config.data.train_pattern, config.data.allow_incomplete)
+
+
+def make_depth_eval_dataset(config, pattern: Optional[FilePattern] = None
+                            ) -> Optional[tf.data.Dataset]:
+    """Finite IMAGE + DEPTH batches of `pattern` (default `data.eval_pattern`; None when both
+    are empty): at the stored size with `eval.native_resolution` (the Eigen protocol), else
+    resized to `data.image_size`; deterministic order."""
+    pattern = pattern or config.data.eval_pattern
+    if not pattern:
+        return None
+    size = None if config.eval.native_resolution else config.data.image_size
+    return make_dataset(pattern, [common.IMAGE, common.DEPTH], config.data.eval_batch_size,
+                        training=False, image_size=size, num_context=0, deterministic=True,
+                        allow_incomplete=config.data.allow_incomplete)
+
+
 def _check_first_record(files: Sequence[str], keys: Sequence[str], num_context: int) -> None:
     """Reads the first record of the first non-empty file: the wrong kind of records (e.g.
     without depth for a depth loss) or a corrupt start is an error now, naming the record or

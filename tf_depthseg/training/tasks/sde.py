@@ -206,22 +206,13 @@ class SDETask(loop.Task):
         return pipeline.make_training_dataset(config, data.train_pattern, keys,
                                               data.batch_size, input_context)
 
-    def make_eval_dataset(self, config, pattern: Optional[str] = None):
+    def make_eval_dataset(self, config, pattern: Optional[str] = None
+                          ) -> Optional[tf.data.Dataset]:
         """Evaluation batches of IMAGE and DEPTH (`pattern` overrides data.eval_pattern)."""
-        pattern = pattern or config.data.eval_pattern
-        if not pattern:
-            return None
-        size = None if config.eval.native_resolution else config.data.image_size
-        return pipeline.make_dataset(pattern, [common.IMAGE, common.DEPTH],
-                                     config.data.eval_batch_size, training=False,
-                                     image_size=size, num_context=0, deterministic=True,
-                                     allow_incomplete=config.data.allow_incomplete)
+        return pipeline.make_depth_eval_dataset(config, pattern)
 
     def num_train_examples(self, config) -> Optional[int]:
-        if not config.data.train_pattern:
-            return None
-        return pipeline.count_examples(config.data.train_pattern,
-                                       config.data.allow_incomplete)
+        return pipeline.count_train_examples(config)
 
     # ----------------------------------------------------------------------------------
     # Losses.
