@@ -40,7 +40,7 @@ def test_nested_overrides_set_values_of_every_type():
     ("suw.num_binz=3", "Did you mean suw.num_bins"),
     ("loss.weak=patch", "moved to 'suw.weak'"),
     ("model.num_bins=8", "moved to 'suw.num_bins'"),
-    ("export.image_size=[8,8]", "moved to 'data.image_size'"),
+    ("export.image_size=[8,8]", "removed: exports serve at data.image_size"),
     ("data.dataset=kitti", "was removed"),
     ("suw=1", "is a section"),
     ("data=1", "is a section"),
@@ -230,6 +230,26 @@ def test_old_config_json_loads_with_its_keys_moved(tmp_path):
     # Without the migration (from_dict directly) an old key names its new place.
     with pytest.raises(cfg.ConfigError, match="moved to 'suw.num_bins'"):
         cfg.from_dict(cfg.ExperimentConfig, {"model": {"num_bins": 3}})
+
+
+def test_setting_another_task_brings_its_sections_at_their_defaults():
+    out = cfg.apply_overrides(cfg.ExperimentConfig(), ["suw.num_bins=8", "task=sde",
+                                                       "sde.num_scales=2"])
+    assert out.task == "sde" and set(out.task_sections) == {"sde"}
+    assert out.sde.num_scales == 2
+    back = cfg.apply_overrides(out, ["task=suw"])
+    assert back.suw == SUWConfig()  # the SUW section starts again from its defaults
+
+
+def test_paths_of_any_section_resolve_but_keywords_stay():
+    config = cfg.apply_overrides(cfg.ExperimentConfig(task="sde"), [
+        "data.train_pattern=d/train-*.tfrecord", "sde.encoder_weights=imagenet",
+        "sde.pose_weights=w/pose.weights.h5"])
+    out = cfg.resolve_paths(config, lambda path: "/abs/" + path)
+    assert out.data.train_pattern == "/abs/d/train-*.tfrecord"
+    assert out.sde.encoder_weights == "imagenet"
+    assert out.sde.pose_weights == "/abs/w/pose.weights.h5"
+    assert out.data.eval_pattern == ""  # empty paths stay empty
 
 
 def test_configs_pickle_and_deepcopy():

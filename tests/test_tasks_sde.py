@@ -101,6 +101,24 @@ class _FakePose:
         return {common.OUT_POSE: vec[:, None, :]}
 
 
+def test_disparity_evaluation_traces_with_unknown_sizes():
+    """Native-resolution splits of several sizes evaluate through a relaxed-shape trace."""
+    from tf_depthseg.evaluation import depth as depth_eval
+    eval_config = cfg.EvalConfig(median_scaling=True, crop="none")
+    spec = tf.TensorSpec([None, None, None, 1], tf.float32)
+
+    @tf.function(input_signature=[spec, spec])
+    def evaluate(disparity, ground_truth):
+        return depth_eval.disparity_eval_outputs(disparity, ground_truth, eval_config, 0.1, 100.0)
+
+    disparity = tf.fill([1, 4, 6, 1], 0.5)
+    ground_truth = tf.fill([1, 8, 12, 1], 5.0)
+    outputs = evaluate(disparity, ground_truth)
+    # A constant disparity, median-scaled onto a constant ground truth: no error at all.
+    np.testing.assert_allclose(outputs["abs_rel"].numpy(), [0.0], atol=1e-6)
+    assert float(outputs[depth_eval.EVAL_COUNTED][0]) == 1.0
+
+
 def test_pairs_are_fed_in_temporal_order_and_t_minus_1_is_inverted():
     config = cfg.ExperimentConfig(task="sde")
     image = tf.fill([1, 4, 4, 3], 0.5)

@@ -105,7 +105,7 @@ class _Section:
             value = getattr(self, field.name)
             choices = field.metadata.get("choices")
             if value is None and choices and "none" in choices:
-                value = "none"  # `--set loss.weak=none` parses as None; the choice is "none"
+                value = "none"  # `--set suw.weak=none` parses as None; the choice is "none"
             coerced = _coerce(value, hints[field.name], key)
             if coerced is not getattr(self, field.name):
                 object.__setattr__(self, field.name, coerced)
@@ -118,7 +118,7 @@ class _Section:
         """`below=` constraints between fields, of this section and the ones inside it.
 
         Not run in `__post_init__`: overrides are applied one at a time, and e.g. lowering
-        model.max_depth and then model.min_depth must not fail in between. `apply_overrides`
+        suw.max_depth and then suw.min_depth must not fail in between. `apply_overrides`
         and `load_config` run it on the result.
         """
         prefix = _section_key(type(self))
@@ -328,7 +328,8 @@ class ExportConfig(_Section):
 
 # --------------------------------------------------------------------------------------------
 # Task-owned sections. A task declares its own sections (`Task.config_sections`, e.g.
-# {"suw": SUWConfig}), defined next to the task and registered here by their module. `ExperimentConfig` holds exactly the sections of its `task` and reads
+# {"suw": SUWConfig}), defined next to the task and registered here by their module.
+# `ExperimentConfig` holds exactly the sections of its `task` and reads
 # them as attributes (`config.suw.num_bins`); JSON and --set keys are "suw.num_bins".
 # --------------------------------------------------------------------------------------------
 
@@ -414,8 +415,6 @@ class ExperimentConfig(_Section):
                 and self.shared_items() == other.shared_items()
                 and dict(self.task_sections) == dict(other.task_sections))
 
-    __hash__ = None  # mutable-looking mapping inside; configs are compared, not hashed
-
     def __deepcopy__(self, memo):
         return self  # immutable all the way down (the sections mapping is read-only)
 
@@ -447,9 +446,14 @@ MOVED_KEYS = {
         "hourglass_head")},
     **{f"data.{k}": f"suw.{k}" for k in (
         "weak_pairs_per_image", "weak_train_pattern", "weak_batch_size")},
-    "export.image_size": "data.image_size",
 }
-DROPPED_KEYS = ("model.object_motion_net", "data.dataset", "export.image_size")
+# Removed keys -> what to do instead.
+DROPPED_KEYS = {
+    "model.object_motion_net": "nothing read it; leave it out (suw.unsupervised=ego_object "
+                               "builds the object-motion net)",
+    "data.dataset": "nothing read it; leave it out",
+    "export.image_size": "exports serve at data.image_size; set that",
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -481,7 +485,7 @@ def _old_key_error(key: str) -> Optional[ConfigError]:
         new = MOVED_KEYS[key]
         return ConfigError(f"config key '{key}' moved to '{new}'; write {new}=... instead.")
     if key in DROPPED_KEYS:
-        return ConfigError(f"config key '{key}' was removed (nothing read it); leave it out.")
+        return ConfigError(f"config key '{key}' was removed: {DROPPED_KEYS[key]}.")
     return None
 
 
@@ -500,7 +504,9 @@ def _unknown_key_error(key: str, config, where: str = "") -> ConfigError:
 
 # String fields that hold file paths or globs, by name suffix, in any section (a task's own
 # too): the tools resolve them against the user's directory (`resolve_paths`).
-PATH_SUFFIXES = ("_pattern", "_checkpoint")
+PATH_SUFFIXES = ("_pattern", "_checkpoint", "_weights")
+# Values of path fields that name something else than a file (e.g. sde.encoder_weights).
+PATH_KEYWORDS = ("imagenet",)
 
 
 def path_keys(config) -> list:
@@ -516,10 +522,11 @@ def get_key(config, key: str):
 
 
 def resolve_paths(config, resolve):
-    """A copy of `config` with `resolve(value)` applied to every non-empty path field."""
+    """A copy of `config` with `resolve(value)` applied to every non-empty path field (not to
+    `PATH_KEYWORDS`)."""
     for key in path_keys(config):
         value = get_key(config, key)
-        if value:
+        if value and value not in PATH_KEYWORDS:
             config = replace_key(config, key, resolve(value))
     return config
 
@@ -538,9 +545,14 @@ def parse_value(text: str) -> Any:
 
 
 def _replace_field(config, name: str, value):
-    """`dataclasses.replace` of one field, or of one task section of an ExperimentConfig."""
+    """`dataclasses.replace` of one field, or of one task section of an ExperimentConfig.
+
+    Another `task` comes with that task's sections at their defaults (the old task's
+    sections belong to it)."""
     if name in getattr(config, "task_sections", {}):
         return dataclasses.replace(config, task_sections={**config.task_sections, name: value})
+    if name == "task" and isinstance(config, ExperimentConfig) and value != config.task:
+        return dataclasses.replace(config, task=value, task_sections={})
     return dataclasses.replace(config, **{name: value})
 
 
@@ -606,7 +618,7 @@ def migrate_old_keys(data: dict, source: str) -> dict:
             continue
         value = data[section].pop(field)
         new = MOVED_KEYS.get(old)
-        if new and new not in DROPPED_KEYS and old not in DROPPED_KEYS:
+        if new:
             new_section, _, new_field = new.partition(".")
             data.setdefault(new_section, {}).setdefault(new_field, value)
             moved.append(f"{old} -> {new}")

@@ -11,6 +11,9 @@ the keep-best one, or a checkpoint prefix) with the run's config.json, and write
                depth                   float32 [batch, height, width, 1]  metres
                uncertainty             float32 [batch, height, width, 1]  std of the depth-bin
                                                                           distribution, log10 m
+               disparity               float32 [batch, height, width, 1]  sigmoid disparity of
+                                                                          SDE networks (their
+                                                                          depth: relative scale)
                semantic_class_ids      int32   [batch, height, width]     argmax class id
                semantic_probabilities  float32 [batch, height, width, C]  softmax of the logits
       Inside the signature: uint8 / 255 -> RGB in [0, 1]; images of another size than

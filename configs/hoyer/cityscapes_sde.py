@@ -8,7 +8,9 @@ cache; offline the encoders start random and a log line says the regulariser is 
 meaningless). The reference starts this stage from its own SDE checkpoint trained with a frozen
 backbone at 1e-4 (`..._dec5_crop.yml`): reproduce that stage with
 `--set optim.learning_rate=1e-4 --set "optim.lr_multipliers=[['encoder',0.0]]"
---set sde.feature_distance_weight=0`, then this one with `--set model.init_checkpoint=...`.
+--set sde.feature_distance_weight=0`, then this one with `--set model.init_checkpoint=...
+--set "model.init_modules=['depth/','pose/']"` (the whole depth and pose nets, not only the
+encoder, which is model.init_modules' default).
 
 Data (once): tools/convert_cityscapes.py --mode=sequence (leftImg8bit_sequence, camera files)
 into data/cityscapes_sequence. Cityscapes has no depth ground truth in our records, so the run

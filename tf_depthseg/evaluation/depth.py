@@ -48,7 +48,11 @@ def depth_from_disparity(disparity, size, min_depth: float, max_depth: float):
     Returns depth `[B, H, W, 1]` float32 (metres up to the scale of monocular training).
     """
     disparity = tf.cast(disparity, tf.float32)
-    if tuple(disparity.shape[1:3]) != tuple(size) or None in disparity.shape[1:3]:
+    static = isinstance(size, (tuple, list)) and None not in size
+    # A dynamic size (a symbolic tf.shape, e.g. native-resolution splits of several sizes)
+    # cannot be compared in Python: always resize then (to the same size it is the identity:
+    # half-pixel centres sample the pixels themselves).
+    if not static or tuple(disparity.shape[1:3]) != tuple(size):
         disparity = tf.image.resize(disparity, size, method="bilinear")
     return view_synthesis.disp_to_depth(disparity, min_depth, max_depth)[1]
 

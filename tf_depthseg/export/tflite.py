@@ -7,6 +7,7 @@ static shapes:
     inputs:   images                  uint8   [1, h, w, 3]   (h, w) = the run's data.image_size
     outputs:  depth                   float32 [1, h, w, 1]   metres (depth models)
               uncertainty             float32 [1, h, w, 1]   (models that output it)
+              disparity               float32 [1, h, w, 1]   (SDE models)
               semantic_class_ids      int32   [1, h, w]      (segmentation models)
               semantic_probabilities  float32 [1, h, w, C]   (segmentation models)
 

@@ -57,6 +57,10 @@ def make_transform(config: weak_labels.WeakLabelConfig, seed: int, masks_dir, ma
         pairs = weak_labels.concat_pairs(weak_labels.generate_weak_pairs(
             semantic, config, weak_labels.image_rng(seed, sample.source_id),
             depth=sample.depth, name=f"record {sample.source_id}"))
+        if sample.source_id in collected:  # the side file is keyed by it: pairs would be lost
+            raise errors.BadInputError(
+                f"record {sample.source_id}: this image/source_id occurs twice in the input; "
+                "source ids must be unique (reconvert the split, or drop the duplicate shard).")
         collected[sample.source_id] = pairs
         if previews is not None and previews.wants_more():
             pictures = [visualize.draw_weak_pairs(sample.image, pairs)]

@@ -656,8 +656,8 @@ def summarize(pairs_by_rule: Dict[str, np.ndarray]) -> Dict[str, int]:
 
 
 # --------------------------------------------------------------------------------------------
-# Rewriting record shards with offline labels (shared by tools/generate_weak_labels.py and
-# tools/align_object_masks.py).
+# The side file of pairs keyed by source id (the record rewriting itself is in
+# labels/weak_label_records.py).
 # --------------------------------------------------------------------------------------------
 def write_side_file(path: str, pairs_by_source_id: Dict[str, np.ndarray],
                     config: WeakLabelConfig) -> None:

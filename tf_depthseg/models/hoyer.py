@@ -8,8 +8,9 @@ models/joint_segmentation_depth_decoder.py, models/model_parts.py, experiments.p
 builds on Monodepth2's decoder (`nianticlabs/monodepth2`, networks/depth_decoder.py).
 
 API. Every builder returns a functional Keras model with one input "image" `[B, H, W, 3]`, RGB
-in [0, 1], any H, W >= 32 (the decoder's reflection padding needs >= 2 pixels at stride 16),
-and a dict output:
+in [0, 1], any H, W >= 32 with ASPP (the decoder's reflection padding needs >= 2 pixels at its
+coarsest level: stride 16 when the last stage is dilated; without ASPP and dilation, as in
+the Monodepth2 setup, P5 at stride 32 needs H, W >= 64), and a dict output:
 
     build_depth_net(backbone="resnet101", dilate_last=True, weights=None, ...)
         -> {"disparity_s0" .. "disparity_s3", "features"}

@@ -236,7 +236,8 @@ class Task(abc.ABC):
 
 
 def unique_variables(variable_lists: Iterable[Sequence]) -> list:
-    """The variables of all lists, each once, in order (models may share layers)."""
+    """The variables (or other objects, e.g. loss tensors) of all lists, each once, in order
+    (models may share layers)."""
     variables, seen = [], set()
     for variable_list in variable_lists:
         for variable in variable_list:
@@ -567,8 +568,9 @@ class Trainer:
                 raise KeyError(f"{type(self.task).__name__}.compute_losses must return a "
                                f"'{common.LOSS_TOTAL}' entry, got {sorted(losses)}")
             losses = {name: tf.cast(value, tf.float32) for name, value in losses.items()}
-            regularization = [tf.cast(l, tf.float32) for role, m in self.models.items()
-                              if role not in self.frozen for l in m.losses]
+            # Each layer's losses once, also of layers several models share (SUW's encoder).
+            regularization = [tf.cast(l, tf.float32) for l in unique_variables(
+                m.losses for role, m in self.models.items() if role not in self.frozen)]
             if regularization:
                 # Layer regularisers are per model, not per example: each replica adds its
                 # 1/num_replicas share so that the sum over replicas counts them once.

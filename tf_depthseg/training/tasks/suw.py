@@ -265,10 +265,6 @@ class SUWTask(loop.Task):
         """Keys parsed from the main training records: what the losses need plus data.keys."""
         return list(dict.fromkeys(required_keys(config) + list(config.data.keys)))
 
-    def _train_pipeline(self, config, pattern, keys, batch_size, input_context, seed_offset):
-        return pipeline.make_training_dataset(config, pattern, keys, batch_size, input_context,
-                                              seed_offset)
-
     def train_streams(self, config) -> Dict[str, int]:
         weak_batch = config.suw.weak_batch_size if config.suw.weak_train_pattern else 0
         streams = {TRAIN_STREAM: config.data.batch_size - weak_batch}
@@ -280,15 +276,16 @@ class SUWTask(loop.Task):
         data = config.data
         batch_size = self.train_streams(config)[stream]
         if stream == WEAK_STREAM:  # images and pairs only: it feeds the W loss alone
-            return self._train_pipeline(config, config.suw.weak_train_pattern,
-                                        [common.IMAGE, common.WEAK_PAIRS], batch_size,
-                                        input_context, 1)
+            return pipeline.make_training_dataset(config, config.suw.weak_train_pattern,
+                                                  [common.IMAGE, common.WEAK_PAIRS],
+                                                  batch_size, input_context, 1)
         if not data.train_pattern:
             raise errors.ConfigError(
                 "data.train_pattern is empty; point it at the training shards, e.g. "
                 "--set data.train_pattern='data/kitti/train-*.tfrecord'.")
-        return self._train_pipeline(config, data.train_pattern, self.train_keys(config),
-                                    batch_size, input_context, 0)
+        return pipeline.make_training_dataset(config, data.train_pattern,
+                                              self.train_keys(config), batch_size,
+                                              input_context, 0)
 
     def make_eval_dataset(self, config, pattern: Optional[str] = None
                           ) -> Optional[tf.data.Dataset]:
