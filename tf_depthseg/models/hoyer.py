@@ -224,6 +224,20 @@ def _check_block(value: int, what: str, low: int = 0, high: int = ASPP_BLOCK) ->
 # ----------------------------------------------------------------------------------------------
 # Networks
 # ----------------------------------------------------------------------------------------------
+def _encoder_and_decoder(backbone, dilate_last, weights, name, **decoder):
+    """The backbone on a new image input and all five decoder blocks on it.
+
+    Returns (image input, the backbone's features by level, the decoder blocks' outputs by
+    block index); `decoder`: `apply_decoder`'s channels, aspp_rates, batch_norm, upsampling.
+    """
+    image, features, strides = _encoder(backbone, dilate_last, weights)
+    top = backbones.LEVELS[-1]
+    blocks, _ = apply_decoder(features[top], features, strides, image,
+                              blocks=range(ASPP_BLOCK, -1, -1), stride=strides[top], name=name,
+                              **decoder)
+    return image, features, blocks
+
+
 def build_depth_net(backbone: Union[str, keras.Model] = "resnet101", dilate_last: bool = True,
                     weights: Optional[str] = None, *,
                     decoder_channels: Sequence[int] = DECODER_CHANNELS,
@@ -247,16 +261,13 @@ def build_depth_net(backbone: Union[str, keras.Model] = "resnet101", dilate_last
       [, "encoder_features"]} (module docstring).
     """
     feature_block = _check_block(feature_block, "feature_block")
-    image, features, strides = _encoder(backbone, dilate_last, weights)
-    top = backbones.LEVELS[-1]
-    blocks, _ = apply_decoder(features[top], features, strides, image,
-                              blocks=range(ASPP_BLOCK, -1, -1), stride=strides[top],
-                              channels=decoder_channels, aspp_rates=aspp_rates,
-                              batch_norm=batch_norm, upsampling=upsampling, name=DEPTH_DECODER)
+    image, features, blocks = _encoder_and_decoder(
+        backbone, dilate_last, weights, DEPTH_DECODER, channels=decoder_channels,
+        aspp_rates=aspp_rates, batch_norm=batch_norm, upsampling=upsampling)
     outputs = {common.disparity_key(s): _disparity_head(blocks[s], s) for s in DISPARITY_SCALES}
     outputs[common.OUT_FEATURES] = blocks[feature_block]
     if encoder_features:
-        outputs[common.OUT_ENCODER_FEATURES] = features[top]
+        outputs[common.OUT_ENCODER_FEATURES] = features[backbones.LEVELS[-1]]
     return keras.Model(image, outputs, name=name)
 
 
@@ -317,12 +328,9 @@ def build_segmentation_net(num_classes: int, backbone: Union[str, keras.Model] =
     """
     num_classes = _check_classes(num_classes)
     head_block = _check_block(head_block, "head_block")
-    image, features, strides = _encoder(backbone, dilate_last, weights)
-    top = backbones.LEVELS[-1]
-    blocks, _ = apply_decoder(features[top], features, strides, image,
-                              blocks=range(ASPP_BLOCK, -1, -1), stride=strides[top],
-                              channels=decoder_channels, aspp_rates=aspp_rates,
-                              batch_norm=batch_norm, upsampling=upsampling, name=SEG_DECODER)
+    image, features, blocks = _encoder_and_decoder(
+        backbone, dilate_last, weights, SEG_DECODER, channels=decoder_channels,
+        aspp_rates=aspp_rates, batch_norm=batch_norm, upsampling=upsampling)
     logits = _apply_segmentation_head(blocks[head_block], num_classes, image,
                                       head_inter=head_inter, head_dropout=head_dropout,
                                       resize=head_block > 0)
