@@ -10,6 +10,10 @@ A converter is a module with three functions:
 * `input_files(spec, options) -> list of paths`: every file `load_sample` may read for the
   spec, optional ones included (whether they exist or not).
 
+These are the one reader of each layout: the TensorFlow Datasets builders (`tf_depthseg.tfds`)
+call the same `list_samples` and `load_sample`, so a TFDS dataset and the converted records
+hold the same samples, checked the same way.
+
 `convert_split` runs `load_sample` + `schema.encode_example` in worker processes and writes the
 records with `records.ShardedWriter`. Sample `i` of the split goes to shard `i % num_shards`
 (neighbouring frames of a drive land in different shards, so interleaved reading mixes drives).
@@ -97,6 +101,22 @@ def _load_and_encode(job):
         return spec.source_id, None, str(error)
 
 
+def check_specs(specs: Sequence[Any], split: str, source: str) -> None:
+    """BadInputError when a split lists no samples or a sample twice (the converters and the
+    TFDS builders, `tf_depthseg.tfds`, check their `list_samples` output with it)."""
+    if not specs:
+        raise BadInputError(f"split '{split}' has no samples ({source}); check the split name, "
+                            "the split file and the dataset root.")
+    ids = [spec.source_id for spec in specs]
+    if len(set(ids)) != len(ids):
+        counts: Dict[str, int] = {}
+        for source_id in ids:
+            counts[source_id] = counts.get(source_id, 0) + 1
+        duplicates = sorted(i for i, n in counts.items() if n > 1)[:5]
+        raise BadInputError(f"split '{split}' lists samples more than once: {duplicates}; "
+                            "fix the split file.")
+
+
 def convert_split(load_fn: Callable[[Any, Any], schema.Sample], specs: Sequence[Any],
                   options: Any, output_dir: str, split: str, num_shards: int = 1,
                   num_workers: int = 1, skip_bad: bool = False, source: str = "",
@@ -125,14 +145,7 @@ def convert_split(load_fn: Callable[[Any, Any], schema.Sample], specs: Sequence[
       BadInputError: no samples, (without skip_bad) the first bad sample's error, or every
         sample bad (with skip_bad).
     """
-    if not specs:
-        raise BadInputError(f"split '{split}' has no samples ({source}); check the split name, "
-                            "the split file and the dataset root.")
-    ids = [spec.source_id for spec in specs]
-    if len(set(ids)) != len(ids):
-        duplicates = sorted({i for i in ids if ids.count(i) > 1})[:5]
-        raise BadInputError(f"split '{split}' lists samples more than once: {duplicates}; "
-                            "fix the split file.")
+    check_specs(specs, split, source)
     shard_specs = [list(specs[shard::num_shards]) for shard in range(num_shards)]
     fingerprints = shard_fingerprints(shard_specs, options, source, files_fn)
     skipped: List[Tuple[str, str]] = []
