@@ -27,6 +27,8 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
+from tf_depthseg import common
+
 DEPTH_CMAP = "magma"
 ERROR_CMAP = "inferno"
 UNCERTAINTY_CMAP = "viridis"
@@ -451,6 +453,95 @@ def class_legend(width: int, class_ids: np.ndarray, palette: np.ndarray,
                   font=font)
     used = (row + 1) * line + 2
     return np.asarray(canvas)[:used]
+
+
+# --------------------------------------------------------------------------------------------
+# DepthMix figure (Hoyer et al. 2021, Fig. S2).
+# --------------------------------------------------------------------------------------------
+MIX_BORDER_I_COLOR = (255, 140, 0)  # orange: mask border on the side of image i (pasted)
+MIX_BORDER_J_COLOR = (0, 110, 255)  # blue: mask border on the side of partner j
+MIX_DISPARITY_CMAP = DEPTH_CMAP
+
+
+def mask_border(mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """The two sides of a binary mask's border: (pixels of the mask with a 4-neighbour outside
+    it, pixels outside it with a 4-neighbour inside), bool `[H, W]` each."""
+    mask = _squeeze_channel(mask).astype(bool)
+    padded = np.pad(mask, 1, mode="edge")  # the image edge is no border
+    neighbours = [padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]]
+    any_in = np.logical_or.reduce(neighbours)
+    all_in = np.logical_and.reduce(neighbours)
+    return mask & ~all_in, ~mask & any_in
+
+
+def depthmix_figure(images: np.ndarray, disparities: np.ndarray, mask: np.ndarray,
+                    labels: Optional[np.ndarray] = None, palette: Optional[np.ndarray] = None,
+                    titles: bool = True, min_width: int = PANEL_MIN_WIDTH) -> np.ndarray:
+    """DepthMix of one pair, left to right as in the paper's Fig. S2: image i, its SDE
+    disparity, image j, its disparity, the mixed image with the mask border (orange on i's
+    side, blue on j's), the mixed image, the mixed disparity and (with `labels`) the mixed
+    segmentation.
+
+    Mixed = i where `mask`, else j (`semisup.mix.mix`). Disparities (normalised, larger =
+    closer, `semisup.depthmix.normalize_disparity`) are drawn on the fixed range [0, 1] in
+    `MIX_DISPARITY_CMAP`, so the sources and the mix share one scale; classes in `palette`
+    (a dataset's, e.g. `datasets.CAMVID_PALETTE`), the ignore label black.
+
+    Args:
+      images: `[2, H, W, 3]` float in [0, 1] or uint8: image i and its partner j.
+      disparities: `[2, H, W]` or `[2, H, W, 1]` normalised disparity.
+      mask: bool `[H, W]` or `[H, W, 1]`: True = the pixel comes from image i.
+      labels: optional int `[2, H, W(, 1)]` class ids of the two images.
+      palette: class colours for `labels` (default `class_palette`).
+      titles: titled panels (`labelled_panels`), or bare panels side by side.
+      min_width: panels narrower than this are enlarged by an integer factor (nearest).
+    Returns:
+      uint8 `[height, width, 3]`: a PNG as is, a TensorBoard image as `figure[None]`. Without
+      titles and enlargement: height H, width n W + (n - 1) `PANEL_GAP` for n panels (7, or 8
+      with labels).
+    """
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[0] != 2:
+        raise ValueError(f"depthmix_figure needs images [2, H, W, 3], got {images.shape}")
+    size = images.shape[1:3]
+    disparities = np.asarray(disparities, np.float64)
+    if disparities.ndim == 4:
+        disparities = disparities[..., 0]
+    mask = _squeeze_channel(mask).astype(bool)
+    if disparities.shape != (2,) + size or mask.shape != size:
+        raise ValueError(f"depthmix_figure: disparities {disparities.shape} and mask "
+                         f"{mask.shape} must match the images' [2, {size[0]}, {size[1]}]")
+    rgb = [to_rgb_uint8(image) for image in images]
+    mixed = np.where(mask[..., None], rgb[0], rgb[1])
+    with_border = mixed.copy()
+    side_i, side_j = mask_border(mask)
+    with_border[side_i] = MIX_BORDER_I_COLOR
+    with_border[side_j] = MIX_BORDER_J_COLOR
+
+    def disparity_picture(values):
+        return apply_colormap(values, 0.0, 1.0, MIX_DISPARITY_CMAP)
+
+    panels = [("image i", rgb[0]), ("SDE i", disparity_picture(disparities[0])),
+              ("image j", rgb[1]), ("SDE j", disparity_picture(disparities[1])),
+              ("mixed, mask border", with_border), ("mixed image", mixed),
+              ("mixed SDE", disparity_picture(np.where(mask, disparities[0], disparities[1])))]
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.ndim == 4:
+            labels = labels[..., 0]
+        if labels.shape != (2,) + size:
+            raise ValueError(f"depthmix_figure: labels {labels.shape} must be [2, {size[0]}, "
+                             f"{size[1]}]")
+        mixed_labels = np.where(mask, labels[0], labels[1])
+        valid = labels[(labels >= 0) & (labels != common.IGNORE_LABEL)]
+        palette = class_palette(int(valid.max()) + 1 if valid.size else 1, palette)
+        panels.append(("mixed labels", colorize_classes(mixed_labels, palette)))
+    factor = max(1, -(-int(min_width) // size[1]))
+    panels = [(title, np.repeat(np.repeat(picture, factor, axis=0), factor, axis=1))
+              for title, picture in panels]
+    if not titles:
+        return side_by_side([picture for _, picture in panels], PANEL_GAP)
+    return labelled_panels([(title, picture, None) for title, picture in panels])
 
 
 # --------------------------------------------------------------------------------------------
