@@ -124,6 +124,21 @@ def test_pseudo_labels_and_confidence_weight_against_numpy():
     np.testing.assert_allclose(per_image.numpy(), confident.mean(axis=(1, 2)), rtol=1e-6)
 
 
+def test_soft_targets_one_hot_ground_truth_for_labelled_images():
+    probs = _probabilities(3, (2, 2, 3, 4))
+    labels = np.array([[[0, 1, IGNORE], [3, 2, 1]], [[9, 9, 9], [9, 9, 9]]], np.int32)
+    targets = mean_teacher.soft_targets(probs, labels, [True, False]).numpy()
+    expected = np.zeros((2, 3, 4), np.float32)
+    for y in range(2):
+        for x in range(3):
+            if labels[0, y, x] != IGNORE:
+                expected[y, x, labels[0, y, x]] = 1.0
+    np.testing.assert_array_equal(targets[0], expected)
+    np.testing.assert_array_equal(targets[1], probs[1])
+    recovered, _ = mean_teacher.pseudo_labels(targets[:1])
+    np.testing.assert_array_equal(recovered.numpy()[0], labels[0])
+
+
 def test_pseudo_label_cross_entropy_against_numpy():
     rng = np.random.default_rng(1)
     logits = rng.normal(size=(2, 3, 4, 5)).astype(np.float32)

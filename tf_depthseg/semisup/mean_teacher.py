@@ -39,6 +39,7 @@ from typing import List, Sequence, Tuple
 import tensorflow as tf
 
 from tf_depthseg import common
+from tf_depthseg.semisup import mix as mix_lib
 
 MAX_ALPHA = 0.99  # train.py: alpha_teacher=0.99
 CONFIDENCE_THRESHOLD = 0.968  # train.py: calc_pseudo_label_loss
@@ -106,6 +107,26 @@ def update_teacher(pairs: Sequence[Tuple[tf.Variable, tf.Variable]], step,
         a = tf.cast(alpha, teacher.dtype)
         teacher.assign(a * teacher + (1 - a) * tf.cast(student, teacher.dtype))
     return alpha
+
+
+def soft_targets(teacher_probs: tf.Tensor, labels: tf.Tensor,
+                 is_labelled: tf.Tensor) -> tf.Tensor:
+    """What gets mixed as the label of each image: one-hot ground truth for labelled images,
+    the teacher's probabilities for the others (the reference's `mix_use_gt`, used by its
+    DepthMix runs, whose mixing batch holds labelled and unlabelled images).
+
+    Args:
+      teacher_probs: float `[B, H, W, C]`.
+      labels: integer `[B, H, W]` or `[B, H, W, 1]` ground truth (any value where unlabelled;
+        the ignore label becomes an all-zero vector, see `mix.one_hot_labels`).
+      is_labelled: bool `[B]`.
+    Returns:
+      float32 `[B, H, W, C]`.
+    """
+    teacher_probs = tf.cast(teacher_probs, tf.float32)
+    one_hot = mix_lib.one_hot_labels(labels, teacher_probs.shape[-1])
+    is_labelled = tf.reshape(tf.cast(is_labelled, tf.bool), [-1, 1, 1, 1])
+    return tf.where(is_labelled, one_hot, teacher_probs)
 
 
 def pseudo_labels(teacher_probs: tf.Tensor,
