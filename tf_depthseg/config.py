@@ -235,6 +235,9 @@ class DataConfig(_Section):
     # Read splits whose conversion has not finished (manifest.json says complete: false):
     # only their finished shards. Off, such a split is an error naming it (see records.py).
     allow_incomplete: bool = False
+    # TensorFlow Datasets data_dir of `tfds:` patterns ("" = TFDS's default: $TFDS_DATA_DIR,
+    # else ~/tensorflow_datasets); see tf_depthseg/tfds/source.py.
+    tfds_data_dir: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -507,11 +510,17 @@ def _unknown_key_error(key: str, config, where: str = "") -> ConfigError:
 PATH_SUFFIXES = ("_pattern", "_checkpoint", "_weights")
 # Values of path fields that name something else than a file (e.g. sde.encoder_weights).
 PATH_KEYWORDS = ("imagenet",)
+# Path fields whose names end in none of the suffixes.
+PATH_FIELDS = ("data.tfds_data_dir",)
+# Pattern values starting with this name a TensorFlow Datasets split, not files
+# ("tfds:<name>[/<config>]:<split>", tf_depthseg/tfds/source.py); they are not resolved.
+TFDS_PREFIX = "tfds:"
 
 
 def path_keys(config) -> list:
-    """Dotted keys of every path field (`PATH_SUFFIXES`), e.g. ['data.train_pattern', ...]."""
-    return [k for k in all_keys(config) if k.endswith(PATH_SUFFIXES)]
+    """Dotted keys of every path field (`PATH_SUFFIXES`, `PATH_FIELDS`), e.g.
+    ['data.train_pattern', ...]."""
+    return [k for k in all_keys(config) if k.endswith(PATH_SUFFIXES) or k in PATH_FIELDS]
 
 
 def get_key(config, key: str):
@@ -523,10 +532,10 @@ def get_key(config, key: str):
 
 def resolve_paths(config, resolve):
     """A copy of `config` with `resolve(value)` applied to every non-empty path field (not to
-    `PATH_KEYWORDS`)."""
+    `PATH_KEYWORDS` nor to `TFDS_PREFIX` sources)."""
     for key in path_keys(config):
         value = get_key(config, key)
-        if value and value not in PATH_KEYWORDS:
+        if value and value not in PATH_KEYWORDS and not value.startswith(TFDS_PREFIX):
             config = replace_key(config, key, resolve(value))
     return config
 

@@ -27,6 +27,7 @@ from typing import Iterator, Mapping, Optional, Sequence, Tuple, Union
 import tensorflow as tf
 
 from tf_depthseg import common
+from tf_depthseg import config as config_lib
 from tf_depthseg.data import augment, records, schema
 from tf_depthseg import errors
 
@@ -80,13 +81,17 @@ def make_dataset(file_pattern: FilePattern,
                  repeat: Optional[bool] = None,
                  max_weak_pairs: int = DEFAULT_MAX_WEAK_PAIRS,
                  drop_remainder: Optional[bool] = None,
+                 tfds_data_dir: Optional[str] = None,
                  num_parallel_calls: int = tf.data.AUTOTUNE,
                  allow_incomplete: bool = False) -> tf.data.Dataset:
     """Builds a batched input pipeline over sharded TFRecords of the `schema` format.
 
     Args:
       file_pattern: glob or list of globs of TFRecord files, e.g.
-        `records.split_pattern(out_dir, "train")`.
+        `records.split_pattern(out_dir, "train")`, or a TensorFlow Datasets split
+        `tfds:<name>[/<config>]:<split>` (`tf_depthseg/tfds/source.py`), e.g.
+        `tfds:camvid_depthseg/native:train[:50]`: the same batches as from the converted
+        records of the same samples.
       keys: batch keys from `common` to produce (IMAGE and SOURCE_ID always come).
       batch_size: global batch size; per-replica with `input_context` (see module doc).
       training: shuffle, repeat (if `repeat`) and augment; otherwise only resize.
@@ -108,6 +113,8 @@ def make_dataset(file_pattern: FilePattern,
         the batch then also has `common.NUM_WEAK_PAIRS` (int32 `[batch]`).
       drop_remainder: drop a last partial batch; None = `training` (static batch size for
         training, every example for evaluation).
+      tfds_data_dir: TFDS data_dir of a `tfds:` pattern (None: TFDS's default,
+        `$TFDS_DATA_DIR` else `~/tensorflow_datasets`).
       num_parallel_calls: parallelism of the parse/augment map.
       allow_incomplete: read splits whose conversion has not finished (their finished
         shards); otherwise the files are checked against their manifest
@@ -141,9 +148,16 @@ def make_dataset(file_pattern: FilePattern,
         raise ValueError(f"num_context must be >= 0, got {num_context}")
     if not file_pattern:
         raise ValueError(f"file_pattern must be a glob or a list of globs, got {file_pattern!r}")
-    files = records.list_checked_shards(file_pattern, allow_incomplete,
-                                        ALLOW_INCOMPLETE_OVERRIDE)
-    _check_first_record(files, keys, num_context)
+    tfds_source = None
+    if isinstance(file_pattern, str) and file_pattern.startswith(config_lib.TFDS_PREFIX):
+        # Imported only for TFDS sources (TensorFlow Datasets costs seconds of start-up).
+        # Without files, several input pipelines shard the TFDS split by example.
+        from tf_depthseg.tfds import source as tfds_source
+        files = []
+    else:
+        files = records.list_checked_shards(file_pattern, allow_incomplete,
+                                            ALLOW_INCOMPLETE_OVERRIDE)
+        _check_first_record(files, keys, num_context)
 
     num_pipelines, pipeline_id = 1, 0
     if input_context is not None:
@@ -159,7 +173,8 @@ def make_dataset(file_pattern: FilePattern,
     base_seed = tf.constant([seed, pipeline_id], tf.int64)
 
     def parse_and_augment(serialized, index):
-        example = schema.parse_example(serialized, keys, num_context=num_context)
+        example = (tfds_source.to_batch(serialized, keys) if tfds_source is not None else
+                   schema.parse_example(serialized, keys, num_context=num_context))
         element_seed = tf.random.experimental.stateless_fold_in(base_seed, index)
         geometry_seed, jitter_seed, pairs_seed = tf.unstack(
             tf.random.experimental.stateless_split(element_seed, 3))
@@ -181,12 +196,16 @@ def make_dataset(file_pattern: FilePattern,
 
     # Record sharding needs every worker to see the same record order.
     ordered = deterministic or shard_by_record
-    dataset = tf.data.Dataset.from_tensor_slices(files)
-    if training:
-        dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.interleave(
-        tf.data.TFRecordDataset, cycle_length=min(len(files), 8), block_length=1,
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
+    if tfds_source is not None:
+        dataset = tfds_source.make_examples(file_pattern, tfds_data_dir, keys, num_context,
+                                            training, seed, ordered)
+    else:
+        dataset = tf.data.Dataset.from_tensor_slices(files)
+        if training:
+            dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.interleave(
+            tf.data.TFRecordDataset, cycle_length=min(len(files), 8), block_length=1,
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
     if shard_by_record:
         dataset = dataset.shard(num_pipelines, pipeline_id)
     if training:
@@ -236,18 +255,23 @@ def make_training_dataset(config, pattern: FilePattern, keys: Sequence[str], bat
         crop_size=data.crop_size, scale_range=data.scale_range, flip_prob=data.flip_prob,
         color_jitter=color_jitter_args(data.color_jitter), num_context=data.num_context,
         shuffle_buffer=data.shuffle_buffer, deterministic=config.train.deterministic,
+        tfds_data_dir=data.tfds_data_dir or None,
         seed=config.train.seed + seed_offset, input_context=input_context,
         allow_incomplete=data.allow_incomplete)
 
 
-def count_examples(pattern: str, allow_incomplete: bool = False) -> int:
+def count_examples(pattern: str, allow_incomplete: bool = False,
+                   tfds_data_dir: Optional[str] = None) -> int:
     """Examples in the shards matching `pattern`, from their folders' manifest.json (checked
     by `records.check_shards`: complete, not empty, sizes as recorded), else by reading the
-    records.
+    records; for a `tfds:` pattern, from the TFDS dataset's metadata.
 
     Raises:
       errors.BadInputError: the manifest check fails, or the shards hold no example.
     """
+    if pattern.startswith(config_lib.TFDS_PREFIX):
+        from tf_depthseg.tfds import source as tfds_source
+        return tfds_source.num_examples(pattern, tfds_data_dir)
     files = records.list_shards(pattern)
     total = records.check_shards(files, allow_incomplete, ALLOW_INCOMPLETE_OVERRIDE)
     if total is None:  # some folder has no manifest: count by reading
@@ -263,7 +287,8 @@ def count_train_examples(config) -> Optional[int]:
     """`count_examples` of `data.train_pattern` (None when it is empty)."""
     if not config.data.train_pattern:
         return None
-    return count_examples(config.data.train_pattern, config.data.allow_incomplete)
+    return count_examples(config.data.train_pattern, config.data.allow_incomplete,
+                          config.data.tfds_data_dir or None)
 
 
 def make_depth_eval_dataset(config, pattern: Optional[FilePattern] = None
@@ -277,7 +302,8 @@ def make_depth_eval_dataset(config, pattern: Optional[FilePattern] = None
     size = None if config.eval.native_resolution else config.data.image_size
     return make_dataset(pattern, [common.IMAGE, common.DEPTH], config.data.eval_batch_size,
                         training=False, image_size=size, num_context=0, deterministic=True,
-                        allow_incomplete=config.data.allow_incomplete)
+                        allow_incomplete=config.data.allow_incomplete,
+                        tfds_data_dir=config.data.tfds_data_dir or None)
 
 
 def _check_first_record(files: Sequence[str], keys: Sequence[str], num_context: int) -> None:

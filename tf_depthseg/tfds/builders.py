@@ -202,7 +202,8 @@ class _DepthsegBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         try:
             return os.fspath(dl_manager.manual_dir)
         except AssertionError as error:  # TFDS: folder missing or empty
-            first = str(error).splitlines()[0]
+            # TFDS's first sentence names the folder; its instructions follow as the layout.
+            first = str(error).splitlines()[0].split(" Create it")[0]
             raise errors.BadInputError(
                 f"{self.name}: {first} Put the dataset root there in this layout:\n"
                 f"{self.LAYOUT.strip()}\n(or pass download_config=tfds.download.DownloadConfig("
