@@ -461,6 +461,14 @@ def _evaluate_on(edit=None, camvid=False):
     return prepare
 
 
+def _train_on_unprepared_tfds(root, res):
+    """train on a TFDS split (data.train_pattern=tfds:...) of an empty TFDS data_dir."""
+    os.makedirs(os.path.join(root, "tfds"))
+    return _train_args(_records(root, res), f"{root}/w") + [
+        "--set=data.train_pattern=tfds:kitti_depthseg:train[:4]",
+        "--set=data.tfds_data_dir=tfds"]
+
+
 _CONVERTER_OUT = dict(may_create=("out/*",), check=_shards_match_manifest("out"))
 
 DATA_CASES: List[Case] = [
@@ -542,6 +550,9 @@ DATA_CASES: List[Case] = [
     Case("train_corrupt_record_mid_shard", "tools.train", _train_on(_flip_last_record),
          ("rec/train-00000-of-00001.tfrecord", "corrupt TFRecord file after 1 good records"),
          may_create=("w/*",)),
+    Case("train_tfds_split_not_prepared", "tools.train", _train_on_unprepared_tfds,
+         ("tfds:kitti_depthseg:train[:4]", "kitti_depthseg", "/tfds", "download_and_prepare",
+          "manual_dir", "data.tfds_data_dir")),
     Case("evaluate_corrupt_split", "tools.evaluate", _evaluate_on(_flip_first_record),
          ("rec/train-00000-of-00001.tfrecord", "corrupt TFRecord file", "verify_records")),
     Case("evaluate_records_without_depth", "tools.evaluate", _evaluate_on(camvid=True),
