@@ -135,6 +135,11 @@ def test_classmix_mixes_with_its_mask_and_is_deterministic():
     np.testing.assert_array_equal(out["labels"].numpy(),
                                   np.where(mask[..., 0], labels, labels[partner]))
     assert not mask[1].any()  # one class present: half of it rounds to none
-    compiled = tf.function(lambda l, s: classmix.classmix_mask(l, 9, s), jit_compile=True)
-    np.testing.assert_array_equal(compiled(tf.constant(labels), tf.constant([5, 6])).numpy(),
-                                  mask)
+    # Compiled with XLA, from pseudo-labels computed in the same step (as in training).
+    probs = mix.one_hot_labels(labels, 9)
+
+    @tf.function(jit_compile=True)
+    def compiled(probs, seed):
+        return classmix.classmix_mask(mean_teacher.pseudo_labels(probs)[0], 9, seed)
+
+    np.testing.assert_array_equal(compiled(probs, tf.constant([5, 6])).numpy(), mask)

@@ -26,10 +26,10 @@ from tf_depthseg.semisup import rng
 def present_classes(labels: tf.Tensor, num_classes: int) -> tf.Tensor:
     """bool `[B, num_classes]`: which classes occur in each label map `[B, H, W(, 1)]`."""
     labels = _class_ids(labels, num_classes)
-    flat = tf.reshape(labels, [tf.shape(labels)[0], -1])
-    # Counts per image; id num_classes ("no class") falls outside maxlength and is dropped.
-    counts = tf.math.bincount(flat, minlength=num_classes, maxlength=num_classes, axis=-1)
-    return counts > 0
+    flat = tf.reshape(labels, [tf.shape(labels)[0], -1, 1])
+    # A comparison with every class id (id num_classes, "no class", matches none). Not
+    # tf.math.bincount: its output size is computed at run time, which XLA rejects.
+    return tf.reduce_any(tf.equal(flat, tf.range(num_classes)[None, None, :]), axis=1)
 
 
 def _class_ids(labels: tf.Tensor, num_classes: int) -> tf.Tensor:
