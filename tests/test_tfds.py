@@ -233,3 +233,18 @@ def test_config_keeps_tfds_patterns_and_resolves_the_data_dir():
     assert resolved.data.train_pattern == "tfds:camvid_depthseg/native:train[:50]"
     assert resolved.data.eval_pattern == "/abs/records/val-*.tfrecord"
     assert resolved.data.tfds_data_dir == "/abs/tfds_data"
+
+
+def test_custom_config_object_prepares_and_feeds_the_pipeline(prepared):
+    """A config not among BUILDER_CONFIGS (other converter options) is prepared from its
+    object, then read by name."""
+    root, _, data_dir = prepared["camvid"]
+    config = builders.DepthsegConfig(name="tiny", description="16x52",
+                                     options=camvid.Options(height=16, width=52))
+    builder = tfds.builder("camvid_depthseg", config=config, data_dir=data_dir)
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=root))
+    assert builder.info.splits["val"].num_examples == 2
+    batch = next(iter(pipeline.make_dataset("tfds:camvid_depthseg/tiny:val", [common.SEMANTIC],
+                                            2, training=False, tfds_data_dir=data_dir)))
+    assert batch[common.IMAGE].shape == (2, 16, 52, 3)
+    assert batch[common.SEMANTIC].shape == (2, 16, 52, 1)
