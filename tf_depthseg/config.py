@@ -507,7 +507,7 @@ def _unknown_key_error(key: str, config, where: str = "") -> ConfigError:
 
 # String fields that hold file paths or globs, by name suffix, in any section (a task's own
 # too): the tools resolve them against the user's directory (`resolve_paths`).
-PATH_SUFFIXES = ("_pattern", "_checkpoint", "_weights")
+PATH_SUFFIXES = ("_pattern", "_checkpoint", "_weights", "_file", "_from")  # _from: seg.init_from
 # Values of path fields that name something else than a file (e.g. sde.encoder_weights).
 PATH_KEYWORDS = ("imagenet",)
 # Path fields whose names end in none of the suffixes.

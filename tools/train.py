@@ -93,7 +93,11 @@ def main(argv):
         print(f"  best         {result.best['metric']}={result.best['value']:.4g} at step "
               f"{result.best['step']} in {os.path.join(workdir, checkpoints.BEST_SUBDIR)}")
     print(f"  history      {os.path.join(workdir, loop.HISTORY_FILENAME)}")
-    print(f"  evaluate     {cli.tool_command('evaluate')} --workdir={workdir} --baselines")
+    # --baselines is the constant-depth baseline: only for networks that predict depth.
+    from tf_depthseg import common
+    depth = common.OUT_DEPTH in trainer.task.serving_model(config, trainer.models).output
+    print(f"  evaluate     {cli.tool_command('evaluate')} --workdir={workdir}"
+          f"{' --baselines' if depth else ''}")
     summary = {"final_step": result.final_step, "start_step": result.start_step,
                "losses": result.losses, "eval": result.eval_metrics, "best": result.best,
                "checkpoint": result.checkpoint}

@@ -83,7 +83,8 @@ def make_dataset(file_pattern: FilePattern,
                  drop_remainder: Optional[bool] = None,
                  tfds_data_dir: Optional[str] = None,
                  num_parallel_calls: int = tf.data.AUTOTUNE,
-                 allow_incomplete: bool = False) -> tf.data.Dataset:
+                 allow_incomplete: bool = False,
+                 source_ids: Optional[Sequence[str]] = None) -> tf.data.Dataset:
     """Builds a batched input pipeline over sharded TFRecords of the `schema` format.
 
     Args:
@@ -119,6 +120,9 @@ def make_dataset(file_pattern: FilePattern,
       allow_incomplete: read splits whose conversion has not finished (their finished
         shards); otherwise the files are checked against their manifest
         (`records.check_shards`: complete, not empty, recorded sizes).
+      source_ids: read only the records with these source ids (a labelled subset,
+        `data/subsets.py`); None = all. With several input pipelines they then shard by
+        record, so every worker reads part of the subset.
     Returns:
       A `tf.data.Dataset` of dicts: IMAGE float32 `[B, h, w, 3]` in [0, 1], CONTEXT
       `[B, N, h, w, 3]`, DEPTH `[B, h, w, 1]` metres (0 invalid), SEMANTIC int32
@@ -164,7 +168,8 @@ def make_dataset(file_pattern: FilePattern,
         num_pipelines = input_context.num_input_pipelines
         pipeline_id = input_context.input_pipeline_id
         batch_size = input_context.get_per_replica_batch_size(batch_size)
-    shard_by_record = num_pipelines > 1 and len(files) < num_pipelines
+    shard_by_record = num_pipelines > 1 and (len(files) < num_pipelines
+                                             or source_ids is not None)
     if num_pipelines > 1 and not shard_by_record:
         files = files[pipeline_id::num_pipelines]
 
@@ -206,6 +211,8 @@ def make_dataset(file_pattern: FilePattern,
         dataset = dataset.interleave(
             tf.data.TFRecordDataset, cycle_length=min(len(files), 8), block_length=1,
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
+    if source_ids is not None:
+        dataset = dataset.filter(_source_id_filter(source_ids))
     if shard_by_record:
         dataset = dataset.shard(num_pipelines, pipeline_id)
     if training:
@@ -245,10 +252,12 @@ def color_jitter_args(strength: float) -> Optional[dict]:
 
 def make_training_dataset(config, pattern: FilePattern, keys: Sequence[str], batch_size: int,
                           input_context: Optional[tf.distribute.InputContext],
-                          seed_offset: int = 0) -> tf.data.Dataset:
+                          seed_offset: int = 0,
+                          source_ids: Optional[Sequence[str]] = None) -> tf.data.Dataset:
     """`make_dataset` for training with the experiment's `data` and `train` settings (size,
     crop, scale, flip, colour jitter, context, shuffling, determinism, seed + `seed_offset`
-    for a second stream), `batch_size` global (per replica via `input_context`)."""
+    for a second stream), `batch_size` global (per replica via `input_context`), only the
+    records of `source_ids` when given (a labelled subset)."""
     data = config.data
     return make_dataset(
         pattern, keys, batch_size, training=True, image_size=data.image_size,
@@ -257,7 +266,21 @@ def make_training_dataset(config, pattern: FilePattern, keys: Sequence[str], bat
         shuffle_buffer=data.shuffle_buffer, deterministic=config.train.deterministic,
         tfds_data_dir=data.tfds_data_dir or None,
         seed=config.train.seed + seed_offset, input_context=input_context,
-        allow_incomplete=data.allow_incomplete)
+        allow_incomplete=data.allow_incomplete, source_ids=source_ids)
+
+
+def _source_id_filter(source_ids: Sequence[str]):
+    """Predicate on serialized records: is the record's source id one of `source_ids`?"""
+    if not source_ids:
+        raise ValueError("source_ids is empty: no record would be read")
+    wanted = tf.constant(sorted(set(source_ids)), tf.string)
+    spec = {common.KEY_SOURCE_ID: tf.io.FixedLenFeature([], tf.string, default_value="")}
+
+    def keep(serialized):
+        source_id = tf.io.parse_single_example(serialized, spec)[common.KEY_SOURCE_ID]
+        return tf.reduce_any(tf.equal(wanted, source_id))
+
+    return tf.autograph.experimental.do_not_convert(keep)
 
 
 def count_examples(pattern: str, allow_incomplete: bool = False,

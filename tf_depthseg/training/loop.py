@@ -63,6 +63,10 @@ one instance serves any config.
         models that are not frozen}.
     make_eval_dataset(config) -> tf.data.Dataset | None
         Finite evaluation batches (None: no evaluation).
+    initialize_models(config, models) -> None
+        Runs once when a run starts fresh (never on a resume: the checkpoint has the weights),
+        after `model.init_checkpoint` was applied, e.g. to start a network from another
+        task's run (the segmentation task's `seg.init_from`). Default: nothing.
 
 Optional hooks, with defaults:
 
@@ -181,6 +185,9 @@ class Task(abc.ABC):
 
     def make_eval_dataset(self, config) -> Optional[tf.data.Dataset]:
         return None
+
+    def initialize_models(self, config, models: Mapping[str, keras.Model]) -> None:
+        """Initialisation of a fresh run beyond `build` (not called on a resume)."""
 
     @abc.abstractmethod
     def compute_losses(self, config, models: Mapping[str, keras.Model],
@@ -537,6 +544,7 @@ class Trainer:
             checkpoints.init_modules_from_checkpoint(
                 self.models, model_config.init_checkpoint, model_config.init_modules,
                 build_donor)
+        self.task.initialize_models(self.config, self.models)
         return 0
 
     def _load_history(self, step: int) -> dict:

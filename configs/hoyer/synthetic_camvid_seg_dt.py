@@ -1,0 +1,24 @@
+"""SDE transfer (DT) on synthetic CamVid-layout drives, sized for 2 CPU cores.
+
+As synthetic_camvid_seg, but a fresh run starts its encoder and decoder from the synthetic
+Cityscapes-sequence SDE run `workdir/sde_cs` (configs/hoyer/synthetic_cityscapes_sde.py: the
+paper's cross-dataset setting, SDE on Cityscapes sequences, segmentation on CamVid); another
+one with `--set seg.init_from=<workdir or export>`. The log names what was restored.
+
+Data: the commands of synthetic_camvid_seg.py and of synthetic_cityscapes_sde.py, then
+
+    bazel run //tools:train -- --config=hoyer/synthetic_cityscapes_sde --workdir=workdir/sde_cs
+    bazel run //tools:train -- --config=hoyer/synthetic_camvid_seg_dt \
+        --workdir=workdir/seg_camvid_dt
+    bazel run //tools:evaluate -- --workdir=workdir/seg_camvid_dt --compare=workdir/seg_camvid
+
+Expected: see docs/seg.md (baseline vs DT at equal steps); --smoke needs the SDE run too (any
+length: `--smoke` of synthetic_cityscapes_sde is enough for the wiring).
+"""
+
+from configs.hoyer import _seg_common
+
+
+def get_config(smoke: bool = False):
+    return _seg_common.seg_config("synthetic_camvid_seg_dt", dataset="synthetic_camvid",
+                                  transfer=True, smoke=smoke)
