@@ -14,6 +14,13 @@ For each kind it reports the training pipeline and, in the same run, the evaluat
 (decode + resize only), so the ratio shows what the augmentation costs. Records are written
 at `--height x --width` (larger than the model size, as converted datasets are).
 
+TFDS source vs TFRecord source (`--tfds_records` > 0): one synthetic drive in the KITTI layout
+is converted by `convert_kitti`'s converter (`--num_shards`) and prepared as the TFDS dataset
+`kitti_depthseg` from the same folder; the same training pipeline (kitti keys and arguments)
+(without poses, which KITTI raw lacks) reads `train-*.tfrecord` and
+`tfds:kitti_depthseg:train`, and the rates and their ratio are
+reported, with the time each preparation took.
+
 Example:
   .venv/bin/python bench/bench_pipeline.py --num_batches=20
   (writes bench/results/bench_pipeline.json)
@@ -105,6 +112,54 @@ def time_pipeline(dataset: tf.data.Dataset, batch_size: int, num_batches: int,
     return examples / (time.perf_counter() - start)
 
 
+def tfds_vs_tfrecord(work_dir: str, args, model_size) -> dict:
+    """Training-pipeline rate from a TFDS split vs from the converted records of the same
+    synthetic KITTI drive (see module doc)."""
+    import tensorflow_datasets as tfds
+    from tf_depthseg.converters import base, kitti
+    from tf_depthseg.synthetic import layouts
+    from tf_depthseg.tfds import builders  # noqa: F401  (registers kitti_depthseg)
+
+    tfds.disable_progress_bar()
+    root = os.path.join(work_dir, "kitti_layout")
+    scene = synthetic.SceneConfig(height=args.height, width=args.width,
+                                  frames_per_drive=args.tfds_records + 2)
+    split, entries = layouts.generate_and_write("kitti", root, scene, seed=0, drive_index=0,
+                                                num_drives=1)
+    layouts.finish_layout("kitti", root, {split: entries})
+    options = kitti.Options()
+    start = time.perf_counter()
+    records_dir = os.path.join(work_dir, "kitti_converted")
+    base.convert_split(kitti.load_sample, kitti.list_samples(root, split, options), options,
+                       records_dir, split, num_shards=args.num_shards)
+    convert_s = time.perf_counter() - start
+    start = time.perf_counter()
+    tfds_dir = os.path.join(work_dir, "tfds")
+    builder = tfds.builder("kitti_depthseg", data_dir=tfds_dir)
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=root))
+    prepare_s = time.perf_counter() - start
+    tfds_shards = builder.info.splits[split].num_shards
+    keys, train_args = kinds(model_size)["kitti"]
+    keys = [key for key in keys if key != common.POSES]  # KITTI raw stores no poses
+    rates = {}
+    for name, pattern, extra in (
+            ("tfrecord", records.split_pattern(records_dir, split), {}),
+            ("tfds", f"tfds:kitti_depthseg:{split}", {"tfds_data_dir": tfds_dir})):
+        dataset = pipeline.make_dataset(pattern, keys, args.batch_size, training=True,
+                                        **train_args, **extra)
+        rates[name] = time_pipeline(dataset, args.batch_size, args.num_batches)
+    ratio = rates["tfds"] / rates["tfrecord"]
+    print(f"kitti   train from TFRecords {rates['tfrecord']:7.1f} ex/s   from TFDS "
+          f"{rates['tfds']:7.1f} ex/s   tfds/tfrecord {ratio:.2f}   ({args.tfds_records} "
+          f"examples in {args.num_shards} / {tfds_shards} shards; convert {convert_s:.1f} s, "
+          f"TFDS prepare {prepare_s:.1f} s)")
+    return {"examples": args.tfds_records, "keys": keys, "tfrecord_shards": args.num_shards,
+            "tfds_shards": tfds_shards,
+            "tfrecord_examples_per_s": round(rates["tfrecord"], 1),
+            "tfds_examples_per_s": round(rates["tfds"], 1), "tfds_over_tfrecord": round(ratio, 3),
+            "convert_s": round(convert_s, 2), "tfds_prepare_s": round(prepare_s, 2)}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
@@ -119,6 +174,8 @@ def main():
     parser.add_argument("--model_width", type=int, default=640)
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--num_batches", type=int, default=20)
+    parser.add_argument("--tfds_records", type=int, default=24,
+                        help="Examples of the TFDS-vs-TFRecord comparison (0 = skip it).")
     args = parser.parse_args()
 
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="bench_pipeline_")
@@ -151,6 +208,8 @@ def main():
         "batch_size": args.batch_size, "num_batches": args.num_batches,
         "cpu_count": os.cpu_count(), "tensorflow": tf.__version__, "kinds": results,
     }
+    if args.tfds_records > 0:
+        report["tfds_vs_tfrecord"] = tfds_vs_tfrecord(data_dir, args, model_size)
     utils.atomic_write_bytes(args.out, (json.dumps(report, indent=1) + "\n").encode())
     print(f"wrote {args.out}")
     if args.data_dir is None:

@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tf_depthseg import common
@@ -248,3 +249,39 @@ def test_custom_config_object_prepares_and_feeds_the_pipeline(prepared):
                                             2, training=False, tfds_data_dir=data_dir)))
     assert batch[common.IMAGE].shape == (2, 16, 52, 3)
     assert batch[common.SEMANTIC].shape == (2, 16, 52, 1)
+
+
+@pytest.mark.parametrize("layout", ["kitti", "megadepth"])
+def test_converted_records_read_by_tfds_tooling(prepared, layout, tmp_path):
+    """records_metadata.write_metadata lets tfds.builder_from_directory read a converted
+    folder as it is: the manifest's splits and sizes, every schema feature decoded."""
+    from tf_depthseg.data import schema
+    from tf_depthseg.tfds import records_metadata
+    folder = str(tmp_path / "records")
+    shutil.copytree(prepared[layout][1], folder)
+    names = datasets.CITYSCAPES_TRAIN_NAMES if layout == "kitti" else None
+    sizes = records_metadata.write_metadata(folder, class_names=names)
+    manifest = records.read_manifest(folder)
+    assert sizes == {split: e["num_examples"] for split, e in manifest["splits"].items()}
+    builder = tfds.builder_from_directory(folder)
+    assert {s: i.num_examples for s, i in builder.info.splits.items()} == sizes
+    got = next(iter(tfds.as_numpy(builder.as_dataset(split="train"))))
+    want = schema.decode_example(next(records.iterate_records(
+        records.split_pattern(folder, "train"))))
+    assert got["image"]["source_id"].decode() == want.source_id
+    # MegaDepth keeps its JPEG bytes: compare with TensorFlow's decoding of them (Pillow's
+    # JPEG decoder differs by a few levels).
+    np.testing.assert_array_equal(got["image"]["encoded"],
+                                  tf.io.decode_image(want.encoded_image, channels=3).numpy())
+    np.testing.assert_array_equal(got["depth"]["encoded"][..., 0],
+                                  np.round(want.depth * common.DEPTH_PNG_SCALE))
+    if layout == "kitti":
+        np.testing.assert_array_equal(got["image"]["context"]["encoded"], np.stack(want.context))
+        np.testing.assert_array_equal(got["camera"]["intrinsics"], want.intrinsics)
+        np.testing.assert_array_equal(got["segmentation"]["class"]["encoded"][..., 0],
+                                      want.semantic)
+        np.testing.assert_array_equal(got["segmentation"]["instance"]["encoded"][..., 0],
+                                      np.stack(want.instances))
+        assert builder.info.features["segmentation"]["class"]["encoded"].names[0] == "road"
+    else:
+        np.testing.assert_array_equal(got["weak"]["pairs"], want.weak_pairs)
