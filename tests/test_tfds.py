@@ -153,6 +153,12 @@ def test_training_batches_equal_with_augmentation_and_slicing(prepared):
                                             tfds_data_dir=data_dir, repeat=True).take(1))[0]
     np.testing.assert_array_equal(sliced[common.SOURCE_ID][0], sliced[common.SOURCE_ID][1])
     assert pipeline.count_examples(f"tfds:{name}:train[:1]", tfds_data_dir=data_dir) == 1
+    # A labelled subset by source id (data/subsets.py) selects TFDS examples too.
+    wanted = sliced[common.SOURCE_ID][0].decode()
+    subset = _batches(pipeline.make_dataset(f"tfds:{name}:train+val", [common.DEPTH], 4,
+                                            training=False, tfds_data_dir=data_dir,
+                                            source_ids=[wanted]))
+    assert [s.decode() for s in subset[0][common.SOURCE_ID]] == [wanted]
     assert pipeline.count_examples(f"tfds:{name}:train+val", tfds_data_dir=data_dir) == 4
 
 

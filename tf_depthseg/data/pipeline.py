@@ -270,13 +270,16 @@ def make_training_dataset(config, pattern: FilePattern, keys: Sequence[str], bat
 
 
 def _source_id_filter(source_ids: Sequence[str]):
-    """Predicate on serialized records: is the record's source id one of `source_ids`?"""
+    """Predicate on serialized records (or TFDS examples): is the source id one of
+    `source_ids`?"""
     if not source_ids:
         raise ValueError("source_ids is empty: no record would be read")
     wanted = tf.constant(sorted(set(source_ids)), tf.string)
     spec = {common.KEY_SOURCE_ID: tf.io.FixedLenFeature([], tf.string, default_value="")}
 
     def keep(serialized):
+        if isinstance(serialized, dict):  # a TFDS example (tf_depthseg/tfds/source.py)
+            return tf.reduce_any(tf.equal(wanted, serialized[common.SOURCE_ID]))
         source_id = tf.io.parse_single_example(serialized, spec)[common.KEY_SOURCE_ID]
         return tf.reduce_any(tf.equal(wanted, source_id))
 
