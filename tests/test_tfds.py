@@ -153,6 +153,14 @@ def test_training_batches_equal_with_augmentation_and_slicing(prepared):
                                             tfds_data_dir=data_dir, repeat=True).take(1))[0]
     np.testing.assert_array_equal(sliced[common.SOURCE_ID][0], sliced[common.SOURCE_ID][1])
     assert pipeline.count_examples(f"tfds:{name}:train[:1]", tfds_data_dir=data_dir) == 1
+    # Two input pipelines (distributed training): each reads every other example, as from
+    # records in fewer files than pipelines.
+    context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1)
+    _assert_equal_batches(
+        _batches(pipeline.make_dataset(records.split_pattern(records_dir, "train"), keys, 2,
+                                       training=False, input_context=context)),
+        _batches(pipeline.make_dataset(f"tfds:{name}:train", keys, 2, training=False,
+                                       input_context=context, tfds_data_dir=data_dir)))
     # A labelled subset by source id (data/subsets.py) selects TFDS examples too.
     wanted = sliced[common.SOURCE_ID][0].decode()
     subset = _batches(pipeline.make_dataset(f"tfds:{name}:train+val", [common.DEPTH], 4,
