@@ -722,7 +722,42 @@ def _sde_train_set(*overrides: str):
                                f"--workdir={root}/w"] + [f"--set={item}" for item in overrides])
 
 
+def _seg_train(*overrides: str, ids_file: str = None, init_from: str = None):
+    """tools/train on the synthetic CamVid segmentation smoke config, on the converted CamVid
+    records (24x32, read at 32x48), with `--set` overrides, a labelled-ids file with the text
+    `ids_file`, or seg.init_from = a resource run (e.g. "trained_run")."""
+    def prepare(root, res):
+        folder = os.path.join(res.copy("camvid_converted", os.path.join(root, "c")), "out")
+        args = ["--config=hoyer/synthetic_camvid_seg", "--smoke", f"--workdir={root}/w",
+                f"--set=data.train_pattern={folder}/train-*.tfrecord",
+                f"--set=data.eval_pattern={folder}/train-*.tfrecord",
+                "--set=data.image_size=[32,48]", "--set=data.crop_size=none",
+                "--set=seg.labeled_count=0"]
+        if ids_file is not None:
+            with open(os.path.join(root, "ids.txt"), "w") as f:
+                f.write(ids_file)
+            args.append(f"--set=seg.labeled_ids_file={root}/ids.txt")
+        if init_from is not None:
+            args.append(f"--set=seg.init_from={res.get(init_from)}")
+        return args + [f"--set={item}" for item in overrides]
+    return prepare
+
+
 TRAINING_CASES: List[Case] = [
+    # Segmentation (configs/hoyer/*seg*): labelled subsets and the SDE to transfer from.
+    Case("train_seg_unknown_labelled_id", "tools.train",
+         _seg_train(ids_file="# chosen by hand\nnot/a/record\n"),
+         ("ids.txt:2", "source id 'not/a/record' is not in", "data.train_pattern")),
+    Case("train_seg_labelled_count_above_records", "tools.train",
+         _seg_train("seg.labeled_count=500"),
+         ("seg.labeled_count=500", "distinct source ids", "at most")),
+    Case("train_seg_two_subset_choices", "tools.train",
+         _seg_train("seg.labeled_count=2", ids_file="x\n"),
+         ("seg.labeled_count=2", "seg.labeled_ids_file", "set one")),
+    Case("train_seg_init_from_missing", "tools.train", _seg_train("seg.init_from=/no/sde_run"),
+         ("seg.init_from=/no/sde_run", "no such folder", "task=sde")),
+    Case("train_seg_init_from_not_an_sde_run", "tools.train",
+         _seg_train(init_from="trained_run"), ("trained task 'suw'", "task=sde")),
     Case("train_unknown_config_key", "tools.train",
          lambda root, res: ["--config=suw/synthetic_s", f"--workdir={root}/w",
                             "--set=train.stepz=3"],

@@ -70,7 +70,7 @@ def seg_config(name: str, *, dataset: str, transfer: bool, smoke: bool = False,
                               shuffle_buffer=64)
         seg = SegConfig(dataset="camvid", backbone="resnet18", dilate_last_stage=False,
                         labeled_count=50, init_from=SYNTHETIC_SDE_RUN if transfer else "")
-        steps, boundary = 1200, 900
+        steps, boundary = 800, 600
         train = cfg.TrainConfig(steps=steps, eval_every=200, checkpoint_every=200,
                                 log_every=50, best_metric="miou", best_mode="max",
                                 image_summaries_every=200)
