@@ -40,8 +40,8 @@ from tf_depthseg import cli
 from tf_depthseg import config as config_lib
 
 flags.DEFINE_string("workdir", None, "The run to evaluate (a tools/train.py workdir).")
-flags.DEFINE_string("split", None, "Glob of the TFRecords to evaluate on (default: the run's "
-                    "data.eval_pattern).")
+flags.DEFINE_string("split", None, "Glob of the TFRecords to evaluate on, or a TFDS split "
+                    "tfds:<name>[/<config>]:<split> (default: the run's data.eval_pattern).")
 flags.DEFINE_string("checkpoint", "auto", "auto (best if kept, else latest), best, latest, or "
                     "a checkpoint prefix/folder.")
 flags.DEFINE_bool("baselines", False, "Also evaluate the constant median-depth baseline.")
@@ -191,7 +191,9 @@ def main(argv):
 
     restored = restore(workdir, FLAGS.checkpoint)
     config = config_lib.apply_overrides(restored.config, FLAGS.set)
-    pattern = cli.resolve_path(FLAGS.split) if FLAGS.split else config.data.eval_pattern
+    pattern = FLAGS.split or config.data.eval_pattern
+    if FLAGS.split and not FLAGS.split.startswith(config_lib.TFDS_PREFIX):  # TFDS: not a path
+        pattern = cli.resolve_path(FLAGS.split)
     if not pattern:
         raise cli.UserError("the run has no data.eval_pattern; pass --split='<glob of records>'.")
     # The task reads its evaluation records from data.eval_pattern.
@@ -248,7 +250,8 @@ def main(argv):
         with pipeline.reading_errors([config.data.train_pattern]):
             median = depth_eval.median_training_depth(
                 config.data.train_pattern, config.eval, FLAGS.baseline_max_examples,
-                allow_incomplete=config.data.allow_incomplete)
+                allow_incomplete=config.data.allow_incomplete,
+                tfds_data_dir=config.data.tfds_data_dir or None)
         name = BASELINE_ROW
         rows[DEPTH].append((name, evaluate(name, DEPTH, lambda images: tf.fill(
             tf.concat([tf.shape(images)[:3], [1]], axis=0), tf.constant(median, tf.float32)))))

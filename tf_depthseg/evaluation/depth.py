@@ -15,7 +15,7 @@ depth edges).
 
 from __future__ import annotations
 
-from typing import Dict, Mapping
+from typing import Dict, Mapping, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -117,7 +117,8 @@ def evaluate_predictor(predict_fn, dataset: tf.data.Dataset, eval_config,
 
 
 def median_training_depth(pattern: str, eval_config, max_examples: int = 1000,
-                          resolution: float = 0.01, allow_incomplete: bool = False) -> float:
+                          resolution: float = 0.01, allow_incomplete: bool = False,
+                          tfds_data_dir: Optional[str] = None) -> float:
     """Median ground-truth depth of (up to `max_examples`) training records, in metres.
 
     Pixels with depth in (eval min, eval max) count, all of each image (no crop: the baseline
@@ -126,7 +127,8 @@ def median_training_depth(pattern: str, eval_config, max_examples: int = 1000,
     """
     dataset = pipeline.make_dataset(pattern, [common.DEPTH], 1, training=False,
                                     image_size=None, num_context=0, deterministic=True,
-                                    allow_incomplete=allow_incomplete)
+                                    allow_incomplete=allow_incomplete,
+                                    tfds_data_dir=tfds_data_dir)
     edges = np.arange(0.0, eval_config.max_depth + resolution, resolution)
     histogram = np.zeros(len(edges) - 1, np.int64)
     for index, batch in enumerate(dataset):
