@@ -12,11 +12,12 @@ Task subclass and its section dataclass, one entry below.
 
 from tf_depthseg import config as config_lib
 from tf_depthseg import errors
+from tf_depthseg.training.tasks.multitask import MultitaskTask
 from tf_depthseg.training.tasks.sde import SDETask
 from tf_depthseg.training.tasks.seg import SegTask
 from tf_depthseg.training.tasks.suw import SUWTask
 
-TASKS = {"suw": SUWTask, "sde": SDETask, "seg": SegTask}
+TASKS = {"suw": SUWTask, "sde": SDETask, "seg": SegTask, "multitask": MultitaskTask}
 
 for _name, _task in TASKS.items():  # the sections config.py knows are the tasks' own
     config_lib.register_task_sections(_name, _task.config_sections)
