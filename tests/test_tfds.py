@@ -16,7 +16,9 @@ from tf_depthseg import synthetic
 from tf_depthseg.converters import base, camvid, cityscapes, kitti, mannequin, megadepth
 from tf_depthseg.data import datasets, pipeline, records
 from tf_depthseg.synthetic import layouts
-from tf_depthseg.tfds import builders, source
+from tf_depthseg.tfds import builders
+
+from shared_data import CAMVID_SAMPLE
 
 SCENE = synthetic.SceneConfig(height=32, width=104, frames_per_drive=4, num_parked_cars=2,
                               num_moving_cars=1, num_pedestrians=1, num_cyclists=1)
@@ -299,3 +301,23 @@ def test_converted_records_read_by_tfds_tooling(prepared, layout, tmp_path):
         assert builder.info.features["segmentation"]["class"]["encoded"].names[0] == "road"
     else:
         np.testing.assert_array_equal(got["weak"]["pairs"], want.weak_pairs)
+
+
+@pytest.mark.skipif(not os.path.isdir(CAMVID_SAMPLE),
+                    reason=f"real CamVid sample not found at {CAMVID_SAMPLE}")
+def test_real_camvid_sample(tmp_path):
+    """The real SegNet CamVid sample: 8 / 4 / 4 frames; images and labels as in the files
+    (void 11 -> 255)."""
+    from tf_depthseg.data import image_io
+    builder = tfds.builder("camvid_depthseg/native", data_dir=str(tmp_path))
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=CAMVID_SAMPLE))
+    assert {s: i.num_examples for s, i in builder.info.splits.items()} == {
+        "train": 8, "val": 4, "test": 4}
+    specs = camvid.list_samples(CAMVID_SAMPLE, "val")
+    for spec, example in zip(specs, tfds.as_numpy(builder.as_dataset(split="val"))):
+        assert example["source_id"].decode() == spec.source_id
+        np.testing.assert_array_equal(example["image"], image_io.read_image(spec.image_path))
+        labels = image_io.read_label_png(spec.label_path)
+        np.testing.assert_array_equal(example["semantic"][..., 0],
+                                      np.where(labels == 11, 255, labels))
