@@ -140,15 +140,30 @@ def encode_example(sample: Sample) -> bytes:
         feature[common.KEY_SEG_INSTANCE_ENCODED] = _bytes(
             image_io.encode_png(np.asarray(inst, np.uint16)) for inst in sample.instances)
     if sample.pseudo_disparity is not None:
-        scaled = np.round(sample.pseudo_disparity * common.PSEUDO_DISPARITY_PNG_SCALE)
         feature[common.KEY_DEPTH_PSEUDO_ENCODED] = _bytes(
-            [image_io.encode_png(scaled.astype(np.uint16))])
+            [encode_pseudo_disparity(sample.pseudo_disparity)])
     if sample.weak_pairs is not None:
         feature[common.KEY_WEAK_PAIRS] = _floats(sample.weak_pairs)
     # deterministic=True writes the feature map sorted by key; without it protobuf's map order
     # differs per process, so equal inputs gave shards with different sha256.
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(
         deterministic=True)
+
+
+def encode_pseudo_disparity(disparity: np.ndarray) -> bytes:
+    """Normalised disparity `[H, W]` in [0, 1] -> the uint16 PNG of KEY_DEPTH_PSEUDO_ENCODED."""
+    scaled = np.round(np.clip(disparity, 0.0, 1.0) * common.PSEUDO_DISPARITY_PNG_SCALE)
+    return image_io.encode_png(scaled.astype(np.uint16))
+
+
+def with_pseudo_disparity(serialized: bytes, disparity: np.ndarray) -> bytes:
+    """The record with its KEY_DEPTH_PSEUDO_ENCODED set to `disparity` (`[H, W]` normalised,
+    the image's size; replaced if present); every other feature keeps its bytes."""
+    example = tf.train.Example.FromString(serialized)
+    feature = example.features.feature
+    feature[common.KEY_DEPTH_PSEUDO_ENCODED].bytes_list.value[:] = [
+        encode_pseudo_disparity(disparity)]
+    return example.SerializeToString(deterministic=True)
 
 
 def decode_example(serialized: bytes) -> Sample:

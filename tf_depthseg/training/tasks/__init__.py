@@ -15,9 +15,11 @@ from tf_depthseg import errors
 from tf_depthseg.training.tasks.multitask import MultitaskTask
 from tf_depthseg.training.tasks.sde import SDETask
 from tf_depthseg.training.tasks.seg import SegTask
+from tf_depthseg.training.tasks.semisup import SemisupTask
 from tf_depthseg.training.tasks.suw import SUWTask
 
-TASKS = {"suw": SUWTask, "sde": SDETask, "seg": SegTask, "multitask": MultitaskTask}
+TASKS = {"suw": SUWTask, "sde": SDETask, "seg": SegTask, "semisup": SemisupTask,
+         "multitask": MultitaskTask}
 
 for _name, _task in TASKS.items():  # the sections config.py knows are the tasks' own
     config_lib.register_task_sections(_name, _task.config_sections)

@@ -222,8 +222,10 @@ def transfer_weights(target: keras.Model, donor: keras.Model, source: str = "",
                           source=source)
 
 
-def resolve_sde_source(path: str) -> Tuple[str, config_lib.ExperimentConfig]:
-    """(checkpoint prefix, its run's config) of `seg.init_from`: an SDE run's workdir, its
+def resolve_sde_source(path: str, key_name: str = "seg.init_from"
+                       ) -> Tuple[str, config_lib.ExperimentConfig]:
+    """(checkpoint prefix, its run's config) of `key_name` (e.g. `seg.init_from`, or
+    `semisup.sde_from` of the semi-supervised task): an SDE run's workdir, its
     checkpoints/ folder, a checkpoint prefix, or a tools/export folder (a SavedModel whose
     weights are frozen into the graph: its metadata.json names the checkpoint and config it
     was made from, and those are read).
@@ -231,7 +233,7 @@ def resolve_sde_source(path: str) -> Tuple[str, config_lib.ExperimentConfig]:
     Raises:
       errors.UserError (CheckpointError, ConfigError): nothing usable there, or not an SDE run.
     """
-    key = f"seg.init_from={path}"
+    key = f"{key_name}={path}"
     if not os.path.exists(path) and not tf.io.gfile.exists(path + ".index"):
         raise errors.ConfigError(f"{key}: no such folder or checkpoint; pass the workdir of an "
                                  "SDE run (tools/train with task=sde) or its export.")
@@ -262,8 +264,8 @@ def resolve_sde_source(path: str) -> Tuple[str, config_lib.ExperimentConfig]:
                                      "workdir.")
         donor_config = config_lib.load_config(config_path)
     if donor_config.task != "sde":
-        raise errors.ConfigError(f"{key}: that run trained task {donor_config.task!r}; transfer "
-                                 "starts from a self-supervised depth run (task=sde).")
+        raise errors.ConfigError(f"{key}: that run trained task {donor_config.task!r}; pass a "
+                                 "self-supervised depth run (task=sde).")
     return prefix, donor_config
 
 
