@@ -1,0 +1,29 @@
+"""ClassMix baseline on synthetic drives in the CamVid layout, sized for 2 CPU cores.
+
+synthetic_camvid_seg (64x84 drives cropped to 64x64, 50 labelled images, ResNet-18 undilated,
+SGD lr 1e-2 / encoder 1e-3 and its step schedule) run as task=semisup with the reference's
+ClassMix branch (_semisup_common.py): + 2 unlabelled images a step from the training records
+outside the 50 labelled ones, EMA teacher (alpha min(1 - 1/(t+1), 0.99)), half of image i's
+classes (teacher's argmax) pasted onto its partner, colour jitter + blur, pseudo-label CE
+weighted by the fraction of pixels with confidence >= 0.968.
+
+Data: the commands of synthetic_camvid_seg.py. Command:
+
+    bazel run //tools:train -- --config=hoyer/synthetic_camvid_classmix \
+        --workdir=workdir/seg_camvid_classmix
+    bazel run //tools:evaluate -- --workdir=workdir/seg_camvid_classmix \
+        --compare=workdir/seg_camvid
+
+Expected: a run trains ~1.5-2x longer per step than synthetic_camvid_seg (three network passes
+instead of one: teacher, student on the labelled and on the mixed batch); the one-seed
+comparison with the baseline, DT and DT+XD belongs in docs/seg.md (not measured yet).
+--smoke trains 4 steps on 4 labelled images, evaluates and checkpoints (wiring only).
+"""
+
+from configs.hoyer import _semisup_common
+
+
+def get_config(smoke: bool = False):
+    return _semisup_common.semisup_config("synthetic_camvid_classmix",
+                                          dataset="synthetic_camvid", mix="classmix",
+                                          smoke=smoke)
