@@ -70,10 +70,10 @@ def seg_config(name: str, *, dataset: str, transfer: bool, smoke: bool = False,
                               shuffle_buffer=64)
         seg = SegConfig(dataset="camvid", backbone="resnet18", dilate_last_stage=False,
                         labeled_count=50, init_from=SYNTHETIC_SDE_RUN if transfer else "")
-        steps, boundary = 800, 600
-        train = cfg.TrainConfig(steps=steps, eval_every=200, checkpoint_every=200,
+        steps, boundary = 600, 450
+        train = cfg.TrainConfig(steps=steps, eval_every=150, checkpoint_every=150,
                                 log_every=50, best_metric="miou", best_mode="max",
-                                image_summaries_every=200)
+                                image_summaries_every=150)
     elif dataset in RECIPES:
         size, steps, boundary, labels, train_pattern, eval_pattern = RECIPES[dataset]
         data = cfg.DataConfig(train_pattern=train_pattern, eval_pattern=eval_pattern,

@@ -3,8 +3,8 @@
 The CamVid recipe scaled down (see _seg_common.py): the drives converted at 64x84 (672x512 / 8)
 and cropped to 64x64, 50 labelled training images (seed 0), ResNet-18 undilated (as the
 synthetic SDE, so synthetic_camvid_seg_dt can start from it) + the ASPP U-Net decoder, batch 2,
-SGD lr 1e-2 (encoder 1e-3), momentum 0.9, weight decay 5e-4, clipping 10, 800 steps with x0.1
-at 600; evaluated on the val drive (22 frames) every 200 steps, keep-best on mIoU.
+SGD lr 1e-2 (encoder 1e-3), momentum 0.9, weight decay 5e-4, clipping 10, 600 steps with x0.1
+at 450; evaluated on the val drive (22 frames) every 150 steps, keep-best on mIoU.
 
 Data (once, ~10 s):
 
