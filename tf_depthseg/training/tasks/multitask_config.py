@@ -32,9 +32,11 @@ class MultitaskConfig(cfg._Section):  # pylint: disable=protected-access
     side_output: bool = True
 
     # ---- Loss: seg_weight * segmentation CE + sde_weight * (photometric + smoothness)
-    # (reference segmentation_lambda / monodepth_lambda, both 1).
-    seg_weight: float = cfg._ranged(1.0, 0)
-    sde_weight: float = cfg._ranged(1.0, 0)
+    # (reference segmentation_lambda / monodepth_lambda, both 1). Both > 0: every variable
+    # of the network and the pose net must take part in the loss (task=seg / task=sde
+    # train one side alone).
+    seg_weight: float = cfg._ranged(1.0, 0, low_open=True)
+    sde_weight: float = cfg._ranged(1.0, 0, low_open=True)
 
     # ---- Video for the SDE loss. "" (the reference): the labelled records' own neighbour
     # frames and K (Cityscapes labelled records carry them; data.num_context=2), one stream.
