@@ -309,6 +309,12 @@ def labelled_source_ids(config) -> Optional[Tuple[str, ...]]:
     seg, data = config.seg, config.data
     if not seg.labeled_count and not seg.labeled_ids_file:
         return None
+    if data.train_pattern.startswith(config_lib.TFDS_PREFIX):
+        raise errors.ConfigError(
+            f"seg.labeled_count / seg.labeled_ids_file choose records of converted TFRecords, "
+            f"but data.train_pattern={data.train_pattern!r} is a TensorFlow Datasets split; "
+            "take a slice of it instead (e.g. tfds:camvid_depthseg:train[:50]) with "
+            "seg.labeled_count=0, or train on converted records.")
     files = records.list_shards(data.train_pattern)
     stamp = tuple((path, os.path.getmtime(path)) for path in files)
     ids_stamp = (os.path.getmtime(seg.labeled_ids_file)
