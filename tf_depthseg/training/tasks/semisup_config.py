@@ -56,8 +56,9 @@ class SemisupConfig(cfg._Section):  # pylint: disable=protected-access
     confidence_threshold: float = cfg._ranged(mean_teacher.CONFIDENCE_THRESHOLD, 0, 1)
     # Weight of the pseudo-label loss (the reference's consistency_weight).
     unlabeled_weight: float = cfg._ranged(1.0, 0)
-    # True (the reference: ema_model.train()): the teacher normalises with the statistics of
-    # the batch it labels and averages the trainable weights only. False: inference mode, and
+    # True (the reference: ema_model.train()): the teacher runs in training mode - it
+    # normalises with the statistics of the batch it labels (and its ASPP dropout is on) - and
+    # the EMA averages the trainable weights only. False: inference mode, and
     # the EMA also averages the student's batch-norm moving statistics.
     teacher_batch_stats: bool = True
 
