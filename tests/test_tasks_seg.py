@@ -223,7 +223,10 @@ def test_is_registered_and_checks_its_config(seg_records):
 def test_loss_falls_on_a_tiny_overfit(seg_records, tmp_path, learning_seed, record_measure):
     """30 SGD steps (lr 3e-2, encoder 3e-3) on 4 labelled stripe images: the cross-entropy of
     the trained network on those images (inference mode, no augmentation) falls well below
-    ln 11 = 2.40, the loss of uniform predictions, and below the untrained network's."""
+    ln 11 = 2.40, the loss of uniform predictions, and below the untrained network's.
+
+    Measured (seeds 0-2, oneDNN on, 2 loaded cores): trained / ln 11 = 0.307, 0.375, 0.254;
+    untrained 0.99-1.01. Bound 0.75 = worst + 3 x spread (docs/testing.md's rule)."""
     config = tiny_config(seg_records, steps=30, lr=3e-2, labeled_count=4,
                          labeled_seed=learning_seed)
     config = cfg.apply_overrides(config, [f"train.seed={learning_seed}", "train.log_every=5"])
@@ -243,10 +246,10 @@ def test_loss_falls_on_a_tiny_overfit(seg_records, tmp_path, learning_seed, reco
     result = trainer.train()
     after = cross_entropy()
     uniform = float(np.log(NUM_CLASSES))
-    ratio = record_measure("trained_ce_over_uniform", after / uniform, below=0.5)
-    record_measure("untrained_ce_over_uniform", before / uniform, above=0.5)
+    ratio = record_measure("trained_ce_over_uniform", after / uniform, below=0.75)
+    record_measure("untrained_ce_over_uniform", before / uniform, above=0.75)
     assert result.final_step == 30
-    assert ratio < 0.5 and after < before, (before, after)
+    assert ratio < 0.75 and after < before, (before, after)
 
 
 # ---------------------------------------------------------------------------------------------
