@@ -3,7 +3,7 @@
 Data: `make demo` (or make_synthetic --layout=kitti -> convert_kitti) writes the records to
 workdir/data/kitti_records/ (64x208 frames with neighbours, K, sparse depth; drives for train,
 val and a held-out test split). ResNet-18 (undilated) + the ASPP U-Net decoder at the drives'
-64x208, batch 4, Adam 1e-3 constant, 600 steps; evaluated with per-image median scaling.
+64x208, batch 4, Adam 1e-4 constant, 600 steps; evaluated with per-image median scaling.
 
 Command:
 

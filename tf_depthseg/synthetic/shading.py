@@ -60,10 +60,30 @@ def _gray(value):
     return np.repeat(value[:, None], 3, axis=1)
 
 
+def _patches(s: Surface, size_u: float, size_v: float, threshold: float,
+             seed_offset: float) -> np.ndarray:
+    """Coverage `[n]` in [0, 1] of irregular blobs (value noise above `threshold`, cells of
+    size_u x size_v metres) with crisp, footprint-filtered edges."""
+    value = noise.value_noise(s.table, s.u / size_u + seed_offset, s.v / size_v - seed_offset)
+    # Value noise climbs ~1 per cell, so (value - threshold) * cell size is roughly the
+    # signed distance to the blob's edge in metres.
+    return noise.step_coverage((value - threshold) * min(size_u, size_v), s.footprint)
+
+
 def road(s: Surface, lane_width: float) -> np.ndarray:
+    """Asphalt: grain at every scale, tar repairs and worn patches, lane markings.
+
+    The repairs and worn patches (metres across, sharp edges, +-0.1 albedo) keep the road
+    textured at the drives' 64x208 pixels, where a pixel covers ~0.5 m of road 10 m ahead and
+    the grain finer than that is filtered out: without them the road was nearly uniform grey,
+    so self-supervised depth (photometric loss, auto-masking) had nothing to match there and
+    left most of the ground truth's pixels unsupervised (docs/sde.md).
+    """
     grain = noise.fbm(s.table, s.u, s.v, s.footprint,
                       ((0.03, 0.14), (0.09, 0.12), (0.3, 0.08), (1.3, 0.08), (5.0, 0.10)), 1.0)
-    albedo = _gray(0.30 + grain)
+    repairs = _patches(s, 1.0, 2.0, 0.62, 11.0)  # fresh tar: darker
+    worn = _patches(s, 1.4, 2.8, 0.64, 23.0)  # worn, dusty asphalt: lighter
+    albedo = _gray(0.30 + grain - 0.12 * repairs + 0.12 * worn)
     # Dashed centre line (3 m on, 3 m off) and solid lines between lanes and parking strips.
     centre = (noise.line_coverage(s.u, 0.12, s.fu)
               * noise.periodic_coverage(s.v, 6.0, 3.0, s.fv))
