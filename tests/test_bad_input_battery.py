@@ -743,6 +743,29 @@ def _seg_train(*overrides: str, ids_file: str = None, init_from: str = None):
     return prepare
 
 
+def _semisup_train(*overrides: str):
+    """tools/train on the synthetic CamVid DepthMix smoke config (task=semisup), on the
+    converted CamVid records (no pseudo disparity), with `--set` overrides."""
+    def prepare(root, res):
+        folder = os.path.join(res.copy("camvid_converted", os.path.join(root, "c")), "out")
+        return ["--config=hoyer/synthetic_camvid_depthmix", "--smoke", f"--workdir={root}/w",
+                f"--set=data.train_pattern={folder}/train-*.tfrecord",
+                f"--set=data.eval_pattern={folder}/train-*.tfrecord",
+                "--set=data.image_size=[32,48]", "--set=data.crop_size=none",
+                "--set=seg.labeled_count=0"] + [f"--set={item}" for item in overrides]
+    return prepare
+
+
+def _pseudo_depth(*args: str):
+    """tools/predict_pseudo_depth on the converted CamVid records with `args` ({root} filled
+    in)."""
+    def prepare(root, res):
+        folder = os.path.join(res.copy("camvid_converted", os.path.join(root, "c")), "out")
+        return [f"--input={folder}/train-*.tfrecord"] + [
+            a.format(root=root) for a in args]
+    return prepare
+
+
 TRAINING_CASES: List[Case] = [
     # Segmentation (configs/hoyer/*seg*): labelled subsets and the SDE to transfer from.
     Case("train_seg_unknown_labelled_id", "tools.train",
@@ -758,6 +781,24 @@ TRAINING_CASES: List[Case] = [
          ("seg.init_from=/no/sde_run", "no such folder", "task=sde")),
     Case("train_seg_init_from_not_an_sde_run", "tools.train",
          _seg_train(init_from="trained_run"), ("trained task 'suw'", "task=sde")),
+    # Semi-supervised (configs/hoyer/*mix*): DepthMix's disparity source, the section's keys.
+    Case("train_semisup_depthmix_without_sde", "tools.train",
+         _semisup_train("semisup.depth_source=network"),
+         ("semisup.sde_from", "tools/predict_pseudo_depth", "semisup.depth_source=records")),
+    Case("train_semisup_records_without_pseudo_depth", "tools.train", _semisup_train(),
+         ("has no depth/pseudo/encoded", "predict_pseudo_depth", "semisup.depth_source=network")),
+    Case("train_semisup_sde_from_not_an_sde_run", "tools.train",
+         lambda root, res: _semisup_train("semisup.depth_source=network")(root, res) + [
+             f"--set=semisup.sde_from={res.get('trained_run')}"],
+         ("semisup.sde_from=", "trained task 'suw'", "task=sde")),
+    Case("train_semisup_unknown_key", "tools.train", _semisup_train("semisup.margin=0.1"),
+         ("semisup.margin",)),
+    Case("pseudo_depth_sde_missing", "tools.predict_pseudo_depth",
+         _pseudo_depth("--sde={root}/no_sde", "--output_dir={root}/out"),
+         ("--sde=", "no_sde", "no such folder")),
+    Case("pseudo_depth_figure_without_depth", "tools.predict_pseudo_depth",
+         _pseudo_depth("--figure={root}/fig.png"),
+         ("has no depth/pseudo/encoded", "--sde")),
     Case("train_unknown_config_key", "tools.train",
          lambda root, res: ["--config=suw/synthetic_s", f"--workdir={root}/w",
                             "--set=train.stepz=3"],

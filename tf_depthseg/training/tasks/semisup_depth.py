@@ -118,6 +118,13 @@ def depthmix_figure_of_records(pattern: str, source_ids: Sequence[str] = (),
             chosen[source_id] = schema.decode_example(serialized)
         if len(chosen) == 2 and (not wanted or set(wanted) <= set(chosen)):
             break
+    if predict is None:
+        for source_id, sample in chosen.items():
+            if sample.pseudo_disparity is None:
+                raise errors.BadInputError(
+                    f"{pattern}: record {source_id} has no {common.KEY_DEPTH_PSEUDO_ENCODED}; "
+                    "pass --sde to predict it, or records written by "
+                    "tools/predict_pseudo_depth.")
     order = wanted or list(chosen)
     missing = [i for i in wanted if i not in chosen]
     if missing or len(chosen) < 2:
@@ -132,15 +139,9 @@ def depthmix_figure_of_records(pattern: str, source_ids: Sequence[str] = (),
             f"{samples[0].image.shape[:2]} and {samples[1].image.shape[:2]}; pick two of one "
             "size.")
     disparities = []
-    for source_id, sample in zip(order, samples):
-        if sample.pseudo_disparity is not None:
-            disparities.append(sample.pseudo_disparity)
-        elif predict is not None:
-            disparities.append(predict(sample.image))
-        else:
-            raise errors.BadInputError(
-                f"{pattern}: record {source_id} has no {common.KEY_DEPTH_PSEUDO_ENCODED}; pass "
-                "--sde to predict it, or records written by tools/predict_pseudo_depth.")
+    for sample in samples:
+        disparities.append(sample.pseudo_disparity if sample.pseudo_disparity is not None
+                           else predict(sample.image))
     disparities = np.stack(disparities).astype(np.float32)[..., None]
     mask = depthmix.depthmix_mask(tf.constant(disparities), margin=margin).numpy()[0]
     labels = None
