@@ -112,6 +112,11 @@ def test_is_registered_and_rejects_bad_configs(depth_records):
         check_config(semisup_config(depth_records, labeled_count=0, mix_use_gt=False))
     with pytest.raises(errors.ConfigError, match=r"unlabeled_batch_size=1.*at least 2"):
         check_config(semisup_config(depth_records, unlabeled_batch_size=1))
+    # Two replicas of a global batch of 2: one image each, nothing to mix with.
+    with pytest.raises(errors.ConfigError, match=r"leaves 1 unlabelled image per replica"):
+        make_task(semisup_config(depth_records)).compute_losses(
+            semisup_config(depth_records), {}, {"unlabeled": {common.IMAGE: tf.zeros(
+                [1, 64, 64, 3])}}, training=True, global_batch_sizes={}, rng=None)
     with pytest.raises(errors.ConfigError, match=r"semisup.mix='cutmix' is not one of"):
         cfg.apply_overrides(semisup_config(depth_records), ["semisup.mix=cutmix"])
     with pytest.raises(errors.ConfigError, match=r"semisup.margin"):

@@ -14,7 +14,9 @@ Every step sees two batches (`train_streams`):
 
 On the unlabelled batch (`compute_losses`): the teacher - an exponential moving average of the
 student (a model of `build()`, frozen for the optimizer, updated in `after_apply` with alpha =
-min(1 - 1/(step+1), 0.99), checkpointed with the run) - gives softmax probabilities; images
+min(1 - 1/(step+1), 0.99), checkpointed with the run; a fresh run starts it as an exact copy
+of the student after the DT transfer; by default run in training mode like the reference's
+`ema_model.train()`: batch statistics, ASPP dropout on) - gives softmax probabilities; images
 and targets are mixed with one mask (`semisup.mix`: "none", "depthmix" from SDE disparity,
 "classmix" from the targets' classes; image i pasted onto its partner (i + 1) % B); the mixed
 images get the strong augmentation (colour jitter p=0.8 strength 0.25, Gaussian blur p=0.5);
@@ -330,9 +332,17 @@ class SemisupTask(seg_task.SegTask):
 
     def compute_losses(self, config, models, batches, *, training, global_batch_sizes, rng):
         semi = config.semisup
+        batch = batches[UNLABELED_STREAM]
+        per_replica = batch[common.IMAGE].shape[0]
+        if semi.mix != "none" and per_replica is not None and per_replica < 2:
+            # Mixing pairs images of one replica's batch: with one, it would mix with itself.
+            raise errors.ConfigError(
+                f"semisup.unlabeled_batch_size={semi.unlabeled_batch_size} leaves "
+                f"{per_replica} unlabelled image per replica, but semisup.mix={semi.mix} pastes "
+                "each image onto another image of its replica's batch; use at least 2 per "
+                "replica (2 x the number of replicas).")
         losses = super().compute_losses(config, models, batches, training=training,
                                         global_batch_sizes=global_batch_sizes, rng=rng)
-        batch = batches[UNLABELED_STREAM]
         targets = self.targets(config, models, batch)
         # One fresh stateless seed per step from the checkpointed generator.
         mix_seed, augment_seed = tf.unstack(rng_lib.split_seed(
