@@ -27,7 +27,7 @@ from tf_depthseg import common, errors
 from tf_depthseg import config as cfg
 from tf_depthseg.data import records, schema
 from tf_depthseg.semisup import depthmix
-from tf_depthseg.training import loop
+from tf_depthseg.training import loop, summaries
 from tf_depthseg.training.tasks import TASKS, make_task
 from tf_depthseg.training.tasks import semisup as semisup_task
 from tf_depthseg.training.tasks import semisup_depth
@@ -330,6 +330,9 @@ def test_tool_writes_records_the_depthmix_config_trains_evaluates_and_exports_on
     assert [row["step"] for row in history["train"]] == [1, 2]
     assert all(np.isfinite(row[semisup_task.LOSS_UNLABELED]) for row in history["train"])
     assert 0.0 <= history["eval"][0]["miou"] <= 1.0
+    # The DepthMix figure of the unlabelled pair is in TensorBoard with the predictions.
+    tags = summaries.read_image_tags(str(run / "logs" / "train"))
+    assert {"depthmix", "teacher_prediction", "prediction"} <= set(tags), tags
     export = tmp_path / "export"
     check(run_tool("tools.export", [f"--workdir={run}", f"--output_dir={export}",
                                     "--checkpoint=latest", "--notflite"], tmp_path))
