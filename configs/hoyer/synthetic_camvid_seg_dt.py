@@ -12,8 +12,11 @@ Data: the commands of synthetic_camvid_seg.py and of synthetic_cityscapes_sde.py
         --workdir=workdir/seg_camvid_dt
     bazel run //tools:evaluate -- --workdir=workdir/seg_camvid_dt --compare=workdir/seg_camvid
 
-Expected: see docs/seg.md (baseline vs DT at equal steps); --smoke needs the SDE run too (any
-length: `--smoke` of synthetic_cityscapes_sde is enough for the wiring).
+Expected: the log line "restored 148 variables (100 encoder, 48 decoder) ..."; the result
+follows the SDE: from a healthy SDE, at least the baseline's mIoU (0.53). Measured so far
+(docs/seg.md): the synthetic SDE stopped at step 200 had collapsed (disparity 0, decoder
+activations ~4e4), and DT from it stays at the majority class (mIoU 0.02). --smoke needs an
+SDE run too (any length: `--smoke` of synthetic_cityscapes_sde is enough for the wiring).
 """
 
 from configs.hoyer import _seg_common
