@@ -238,6 +238,21 @@ def test_step_runs_with_each_mix_mode_and_both_depth_sources(depth_records, sde_
     assert pictures["depthmix"].dtype == tf.uint8 and pictures["depthmix"].shape[0] == 1
     assert pictures["teacher_prediction"].shape == (2, 64, 64, 3)
 
+    # after_apply at step 2 (alpha 2/3): the trainable weights always; the batch-norm moving
+    # statistics only for a teacher run in inference mode (semisup.teacher_batch_stats=false).
+    trainable = {id(v) for v in models["teacher"].trainable_variables}
+    for batch_stats in (True, False):
+        config = cfg.apply_overrides(base, [f"semisup.teacher_batch_stats={batch_stats}"])
+        teacher = [v.numpy() for v in models["teacher"].weights]
+        student = [v.numpy() for v in models["segmentation"].weights]
+        task.after_apply(config, models, tf.constant(2, tf.int64))
+        for t, s, variable in zip(teacher, student, models["teacher"].weights, strict=True):
+            if batch_stats and id(variable) not in trainable:
+                np.testing.assert_array_equal(variable.numpy(), t)
+            else:
+                np.testing.assert_allclose(variable.numpy(), t * 2 / 3 + s / 3, rtol=1e-5,
+                                           atol=1e-6, err_msg=variable.path)
+
 
 # ---------------------------------------------------------------------------------------------
 # The EMA teacher in the engine, and resume.
