@@ -123,6 +123,15 @@ def test_is_registered_and_rejects_bad_configs(depth_records):
         cfg.apply_overrides(semisup_config(depth_records), ["semisup.margin=0.1"])
 
 
+def test_a_moved_sde_run_stops_training_but_not_evaluation(depth_records, tmp_path):
+    config = semisup_config(depth_records, depth_source="network",
+                            sde_from=str(tmp_path / "moved"))
+    with pytest.raises(errors.ConfigError, match=r"semisup.sde_from=.*moved: no such folder"):
+        semisup_task.check_config(config)
+    # What export and evaluation build (they restore the student only).
+    assert sorted(make_task(config).build(config)) == ["segmentation", "teacher"]
+
+
 def test_records_without_pseudo_depth_name_the_tool(plain_records):
     config = semisup_config(plain_records)
     with pytest.raises(errors.BadInputError, match=r"train-0000.-of-00002.tfrecord: record "

@@ -111,6 +111,8 @@ def check_config(config) -> None:
                   "--set semisup.sde_from=<an SDE workdir or its export>; or precompute the "
                   f"disparity into the records with {PREDICT_PSEUDO_DEPTH} and set "
                   "semisup.depth_source=records.")
+    if uses_sde_network(config):
+        resolve_sde(config)  # UserError naming semisup.sde_from when it is no SDE run
     if semi.sde_from and not uses_sde_network(config):
         logging.warning("semisup.sde_from=%s is not used (semisup.mix=%s, "
                         "semisup.depth_source=%s).", semi.sde_from, semi.mix, semi.depth_source)
@@ -205,8 +207,15 @@ class SemisupTask(seg_task.SegTask):
         batch_norm.set_bn_momentum(teacher, config.model.bn_momentum)
         models[MODEL_TEACHER] = teacher
         if uses_sde_network(config):
-            _, sde_config = resolve_sde(config)
-            models[MODEL_SDE] = sde_task.build_depth_model(sde_config)
+            try:
+                _, sde_config = resolve_sde(config)
+            except errors.UserError as error:
+                # Training never gets here (check_config resolves it first); evaluation and
+                # export restore the student only, so a moved SDE run must not stop them.
+                logging.warning("%s Building the models without DepthMix's SDE network (enough "
+                                "to evaluate and export the student).", error)
+            else:
+                models[MODEL_SDE] = sde_task.build_depth_model(sde_config)
         return models
 
     def frozen_models(self, config) -> List[str]:
