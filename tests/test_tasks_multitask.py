@@ -297,6 +297,11 @@ def test_is_registered_groups_follow_the_reference_and_bad_configs_name_the_key(
             models[common.MODEL_POSE].trainable_variables)
     serving = task.serving_model(config, models)
     assert {"semantic_logits", "disparity_s0", "depth"} <= set(serving.output)
+    batch = first_batch(task, config, mt_task.LABELED_STREAM)
+    pictures = task.image_summaries(config, models, batch)
+    assert set(pictures) == {"input", "prediction", "disparity", "ground_truth"}
+    assert all(p.dtype == tf.uint8 and tuple(p.shape) == (2, SIZE, SIZE, 3)
+               for p in pictures.values())
 
     cases = [
         (["data.num_context=0"], r"data.num_context=0; set data.num_context=2"),
