@@ -16,6 +16,22 @@ import tensorflow as tf
 from tf_depthseg import common
 
 
+def _masked_pixel_cross_entropy(logits, labels, ignore_label: int):
+    """Per-pixel softmax cross-entropy `[B, H, W]` float32, 0 on ignored pixels, and the
+    bool `[B, H, W]` mask of the others. labels: integer `[B, H, W]` or `[B, H, W, 1]`."""
+    logits = tf.cast(logits, tf.float32)
+    labels = tf.convert_to_tensor(labels)
+    if labels.shape.rank == 4:
+        labels = tf.squeeze(labels, axis=-1)
+    labels = tf.cast(labels, tf.int32)
+    valid = tf.not_equal(labels, ignore_label)
+    # Ignored pixels get class 0 so the op sees a valid id; their loss is zeroed.
+    safe_labels = tf.where(valid, labels, tf.zeros_like(labels))
+    per_pixel = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=safe_labels,
+                                                               logits=logits)
+    return tf.where(valid, per_pixel, 0.0), valid
+
+
 def cross_entropy_with_ignore(logits, labels, ignore_label: int = common.IGNORE_LABEL):
     """Per-image mean softmax cross-entropy over the pixels whose label is not `ignore_label`.
 
@@ -28,18 +44,9 @@ def cross_entropy_with_ignore(logits, labels, ignore_label: int = common.IGNORE_
       float32 `[B]`: each image's mean over its labelled pixels; 0 (and no gradient) for an
       image without labelled pixels.
     """
-    logits = tf.cast(logits, tf.float32)
-    labels = tf.convert_to_tensor(labels)
-    if labels.shape.rank == 4:
-        labels = tf.squeeze(labels, axis=-1)
-    labels = tf.cast(labels, tf.int32)
-    valid = tf.not_equal(labels, ignore_label)
-    # Ignored pixels get class 0 so the op sees a valid id; their loss is masked out below.
-    safe_labels = tf.where(valid, labels, tf.zeros_like(labels))
-    per_pixel = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=safe_labels,
-                                                               logits=logits)
+    per_pixel, valid = _masked_pixel_cross_entropy(logits, labels, ignore_label)
     valid = tf.cast(valid, tf.float32)
-    total = tf.reduce_sum(per_pixel * valid, axis=[1, 2])
+    total = tf.reduce_sum(per_pixel, axis=[1, 2])
     count = tf.reduce_sum(valid, axis=[1, 2])
     return total / tf.maximum(count, 1.0)
 
@@ -63,15 +70,7 @@ def pseudo_label_cross_entropy(logits, pseudo_labels, weight,
     Returns:
       float32 `[B]`.
     """
-    logits = tf.cast(logits, tf.float32)
-    labels = tf.convert_to_tensor(pseudo_labels)
-    if labels.shape.rank == 4:
-        labels = tf.squeeze(labels, axis=-1)
-    labels = tf.cast(labels, tf.int32)
-    valid = tf.not_equal(labels, ignore_label)
-    safe_labels = tf.where(valid, labels, tf.zeros_like(labels))
-    per_pixel = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=safe_labels,
-                                                               logits=logits)
-    per_image = tf.reduce_mean(tf.where(valid, per_pixel, 0.0), axis=[1, 2])
+    per_pixel, _ = _masked_pixel_cross_entropy(logits, pseudo_labels, ignore_label)
+    per_image = tf.reduce_mean(per_pixel, axis=[1, 2])
     weight = tf.stop_gradient(tf.cast(weight, tf.float32))
     return weight * per_image
