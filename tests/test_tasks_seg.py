@@ -149,7 +149,7 @@ def test_transfer_restores_encoder_and_decoder_and_leaves_the_head(seg_records, 
     task = make_task(config)
     model = task.build(config)[seg_task.MODEL_SEGMENTATION]
     before = {v.path: v.numpy() for v in model.weights}
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="absl"):  # absl verbosity may be WARNING
         task.initialize_models(config, {seg_task.MODEL_SEGMENTATION: model})
     head = {"seg_head_project/kernel", "seg_head_logits/kernel", "seg_head_logits/bias"}
     restored = [v for v in model.weights if v.path not in head]

@@ -211,10 +211,7 @@ def make_dataset(file_pattern: FilePattern,
         dataset = dataset.interleave(
             tf.data.TFRecordDataset, cycle_length=min(len(files), 8), block_length=1,
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
-    if source_ids is not None:
-        if tfds_source is not None:  # its elements are not serialized records
-            raise ValueError("source_ids selects converted records; a TFDS source takes a "
-                             "split slice instead (tfds:<name>:train[:50])")
+    if source_ids is not None:  # records or TFDS examples (`_source_id_filter`)
         dataset = dataset.filter(_source_id_filter(source_ids))
     if shard_by_record:
         dataset = dataset.shard(num_pipelines, pipeline_id)
