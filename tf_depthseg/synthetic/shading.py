@@ -73,7 +73,7 @@ def _patches(s: Surface, size_u: float, size_v: float, threshold: float,
 def road(s: Surface, lane_width: float) -> np.ndarray:
     """Asphalt: grain at every scale, tar repairs and worn patches, lane markings.
 
-    The repairs and worn patches (metres across, sharp edges, +-0.1 albedo) keep the road
+    The repairs and worn patches (metres across, sharp edges, +-0.12 albedo) keep the road
     textured at the drives' 64x208 pixels, where a pixel covers ~0.5 m of road 10 m ahead and
     the grain finer than that is filtered out: without them the road was nearly uniform grey,
     so self-supervised depth (photometric loss, auto-masking) had nothing to match there and
