@@ -5,7 +5,7 @@ The toy: a two-layer conv net regresses, per pixel, `2 * mean_c(image) - 0.5` fr
 seeded by the element's position in the stream (so a checkpointed iterator replays them), and
 the loss optionally adds input noise drawn from the Trainer's checkpointed RNG. Options add
 the engine's facilities (`ToyTask`): a second input stream with its own batch size, an EMA
-teacher updated in the train step, a frozen prior net, parameter groups.
+teacher updated in the train step, a frozen prior net, parameter groups, dropout.
 The engine tests of those facilities are in test_training_engine.py.
 
 Run as a script (the kill -9 and two-device tests do) it trains into --workdir and writes the
@@ -59,6 +59,10 @@ class ToyTask(loop.Task):
       prior: add a frozen "prior" net whose output the net's prediction adds to (a frozen
         model the loss depends on).
       groups: optimise the net as parameter groups "encoder" and "head" (else one group).
+      dropout: a Dropout layer of this rate between the two convs of every net (net, teacher,
+        prior; 0: none). The prior then runs in training mode in the loss, like a mean
+        teacher with live batch statistics, so that its dropout draws too (the toy has no
+        batch norm).
 
     Attributes (after build):
       traced_shapes: per compute_losses trace (one per replica), {stream: image shape};
@@ -70,17 +74,18 @@ class ToyTask(loop.Task):
 
     def __init__(self, use_rng: bool = True, nan_after: int = 0, seed: int = 7,
                  extra_batch: int = 0, ema_decay: float = 0.0, prior: bool = False,
-                 groups: bool = False):
+                 groups: bool = False, dropout: float = 0.0):
         self.use_rng, self.nan_after, self.seed = use_rng, nan_after, seed
         self.extra_batch, self.ema_decay = extra_batch, ema_decay
-        self.prior, self.groups = prior, groups
+        self.prior, self.groups, self.dropout = prior, groups, dropout
         self.traced_shapes, self.traced_global_batch_sizes = [], []
 
-    @staticmethod
-    def _net(name: str, prefix: str = "") -> keras.Model:
+    def _net(self, name: str, prefix: str = "") -> keras.Model:
         inputs = keras.Input((SIZE, SIZE, 3), name="image")
         x = keras.layers.Conv2D(8, 3, padding="same", activation="relu",
                                 name=f"{prefix}encoder_conv")(inputs)
+        if self.dropout:
+            x = keras.layers.Dropout(self.dropout, name=f"{prefix}dropout")(x)
         x = keras.layers.Conv2D(1, 1, name=f"{prefix}head_conv")(x)
         return keras.Model(inputs, {"depth": x}, name=name)
 
@@ -150,7 +155,9 @@ class ToyTask(loop.Task):
         # Losses in float32 also under a mixed-precision policy (float16 outputs).
         prediction = tf.cast(models["net"](image, training=training)["depth"], tf.float32)
         if self.prior:
-            prediction += tf.cast(models["prior"](image, training=False)["depth"], tf.float32)
+            prior_training = training and bool(self.dropout)
+            prediction += tf.cast(models["prior"](image, training=prior_training)["depth"],
+                                  tf.float32)
         return prediction
 
     def compute_losses(self, config, models, batches, *, training, global_batch_sizes, rng):
@@ -377,6 +384,7 @@ def _main():
                         help="afterwards, also train a fresh run here (saves a TF start-up)")
     parser.add_argument("--extra_batch", type=int, default=0, help="see ToyTask")
     parser.add_argument("--ema_decay", type=float, default=0.0, help="see ToyTask")
+    parser.add_argument("--dropout", type=float, default=0.0, help="see ToyTask")
     args = parser.parse_args()
     if args.logical_cpus:
         from tf_depthseg.training import distribute
@@ -391,7 +399,8 @@ def _main():
     report = {}
     for workdir in filter(None, (args.workdir, args.reference_workdir)):
         task = ToyTask(use_rng=not args.no_rng, seed=7 + args.seed,
-                       extra_batch=args.extra_batch, ema_decay=args.ema_decay)
+                       extra_batch=args.extra_batch, ema_decay=args.ema_decay,
+                       dropout=args.dropout)
         trainer = loop.Trainer(config, task, workdir, callbacks=callbacks)
         result = trainer.train()
         np.savez(os.path.join(workdir, "final_weights.npz"), *all_weights(trainer))

@@ -4,7 +4,8 @@ A run's workdir holds
 
     config.json            the resolved config (written by the Trainer)
     checkpoints/ckpt-N.*   `tf.train.CheckpointManager`: models, optimizer, step, input
-                           iterator position and RNG state; the newest is resumed automatically
+                           iterator position, RNG state and the models' Keras seed-generator
+                           states (dropout); the newest is resumed automatically
     best/ckpt-N.*          models + step of the best validation result, and best/best.json
     history.json           logged training scalars and evaluation metrics (learning curves)
     logs/train, logs/eval  TensorBoard
@@ -47,6 +48,7 @@ CHECKPOINT_SUBDIR = "checkpoints"
 BEST_SUBDIR = "best"
 BEST_FILENAME = "best.json"
 CHECKPOINT_NAME = "ckpt"
+SEED_STATES_KEY = "seed_generators"  # checkpoint key of `seed_generator_states`
 STATE_FILENAME = "checkpoint"  # tf.train.CheckpointManager's state file
 SIDECAR_SUFFIX = ".sha256.json"
 DAMAGED_SUFFIX = ".damaged"
@@ -76,6 +78,34 @@ def enable_determinism(seed: int) -> None:
     """
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
+
+
+def seed_generator_states(models: Mapping[str, keras.Model]) -> Dict[str, list]:
+    """{role: [state variables of the model's Keras `SeedGenerator`s]}, for the checkpoint.
+
+    Keras 3 layers that draw random numbers in training (Dropout) keep their random state in
+    a `keras.random.SeedGenerator`: a variable that `model.variables` lists but
+    `model.weights` does not, and that a `tf.train.Checkpoint` of the model does not reach (a
+    SeedGenerator is not trackable). Without it a resumed run draws the masks of its first
+    steps again. These are `model.variables` minus `model.weights`, in the model's variable
+    order (layers in build order, so the same for the same config in any process: their
+    auto-generated names are not), each variable once (models may share layers); roles
+    without any are left out, so a run without dropout writes no `seed_generators` key.
+    """
+    states: Dict[str, list] = {}
+    seen = set()
+    for role, model in models.items():
+        weights = {id(v) for v in model.weights}
+        found = [v for v in model.variables if id(v) not in weights and id(v) not in seen]
+        seen.update(id(v) for v in found)
+        if found:
+            states[role] = found
+    return states
+
+
+def has_key(prefix: str, key: str) -> bool:
+    """Whether the checkpoint `prefix` holds any value under the top-level object `key`."""
+    return any(name.startswith(key + "/") for name, _ in tf.train.list_variables(prefix))
 
 
 # --------------------------------------------------------------------------------------------

@@ -45,7 +45,10 @@ one instance serves any config.
         replicas gives the mean over the global batch. "total" is what is minimised; the other
         entries (per-term, already weighted) go to TensorBoard. `rng` is the Trainer's
         checkpointed `tf.random.Generator` (replica-local streams under MirroredStrategy) for
-        randomness inside the step (e.g. drawing weak-label pairs).
+        randomness inside the step (e.g. drawing weak-label pairs). The models' own random
+        layers (Dropout, in any model called in training mode) are checkpointed too (their
+        SeedGenerators); other stateful draws (`tf.random.uniform`, `keras.random.*` without
+        a layer's seed generator) are not, and would break a bitwise resume.
     after_apply(config, models, step) -> None
         Runs inside the compiled train step right after the optimizer update, only when the
         update was applied (not after a non-finite step, nor a step the float16 loss scaler
@@ -281,6 +284,8 @@ class Trainer:
     Attributes:
       models: the task's models (dict), optimizer, strategy, step (int64 tf.Variable: updates
         done), rng (tf.random.Generator), checkpoint / manager (tf.train.Checkpoint[Manager]).
+      seed_states: role -> state variables of the models' Keras SeedGenerators (dropout),
+        checkpointed under `seed_generators` (empty without dropout).
       frozen: roles of the frozen models; param_groups: group name -> variables (what the
         optimizer updates); global_batch_sizes: training stream -> global batch size.
       train_step_traces: how many times the train step was traced (1 in a healthy run).
@@ -364,8 +369,14 @@ class Trainer:
         # The first stream keeps the key `iterator` of single-stream runs (they resume).
         iterators = {("iterator" if index == 0 else f"iterator_{stream}"): iterator
                      for index, (stream, iterator) in enumerate(self._iterators.items())}
-        self.checkpoint = tf.train.Checkpoint(models=self.models, optimizer=self.optimizer,
-                                              step=self.step, rng=self.rng, **iterators)
+        # Dropout's random state is not among the models' weights (see
+        # checkpoints.seed_generator_states): saved beside them, or resumes draw other masks.
+        self._checkpointed = dict(models=self.models, optimizer=self.optimizer,
+                                  step=self.step, rng=self.rng, **iterators)
+        self.seed_states = checkpoints.seed_generator_states(self.models)
+        if self.seed_states:
+            self._checkpointed[checkpoints.SEED_STATES_KEY] = self.seed_states
+        self.checkpoint = tf.train.Checkpoint(**self._checkpointed)
         # Before the manager reads the state file: the chief clears leftovers of a killed save
         # and sets damaged checkpoints aside.
         self._resume_from = self._find_resume_checkpoint()
@@ -523,8 +534,18 @@ class Trainer:
         modules from `model.init_checkpoint`; returns the step training starts from."""
         latest = self._resume_from
         if latest:
+            checkpoint = self.checkpoint
+            if self.seed_states and not checkpoints.has_key(latest, checkpoints.SEED_STATES_KEY):
+                logging.warning(
+                    "%s has no random state of the models' dropout (written before it was "
+                    "checkpointed): resuming with it at its initial value, so the dropout masks "
+                    "from here on differ from those of a run never interrupted; everything "
+                    "else resumes as saved.", latest)
+                checkpoint = tf.train.Checkpoint(**{
+                    k: v for k, v in self._checkpointed.items()
+                    if k != checkpoints.SEED_STATES_KEY})
             try:
-                self.checkpoint.restore(latest).assert_existing_objects_matched()
+                checkpoint.restore(latest).assert_existing_objects_matched()
             except (AssertionError, ValueError, tf.errors.OpError) as error:
                 raise checkpoints.CheckpointError(
                     f"{latest}: cannot resume from this checkpoint ({error}). The workdir holds "
