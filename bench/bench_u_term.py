@@ -19,7 +19,8 @@ Variants (`--set` overrides of the config; the code itself is the current one):
   default        the config as it is;
   scale1         suw.pose_translation_scale=1 (Monodepth2's 0.01 translation unit);
   scale100       suw.pose_translation_scale=100;
-  lr1e-3         optim.learning_rate=1e-3 (the SDE configs' rate before docs/sde.md's fix).
+  lr1e-3         optim.learning_rate=1e-3 (the SDE configs' rate before docs/sde.md's fix);
+  noautomask     <section>.automask=false (suw. or sde., by the config; docs/sde.md section 4).
 
 Examples:
   .venv/bin/python bench/bench_u_term.py --part=landscape
@@ -40,10 +41,14 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from tf_depthseg.utils import atomic_write_text  # noqa: E402
 VARIANTS = {"default": [], "scale1": ["suw.pose_translation_scale=1"],
             "scale100": ["suw.pose_translation_scale=100"],
             # SDE (--config=hoyer/synthetic_kitti_sde, docs/sde.md): the rate before the fix.
-            "lr1e-3": ["optim.learning_rate=1e-3"]}
+            "lr1e-3": ["optim.learning_rate=1e-3"],
+            "noautomask": ["{section}.automask=false"]}
 
 
 def landscape(args):
@@ -132,7 +137,8 @@ def train_run(variant, seed, args, log):
     rate = args.learning_rate or (1e-3 if args.config == "suw/synthetic_u" else None)
     if rate:
         overrides.append(f"optim.learning_rate={rate}")
-    overrides += VARIANTS[variant]
+    section = "sde" if args.config.startswith("hoyer/") else "suw"
+    overrides += [o.format(section=section) for o in VARIANTS[variant]]
     command = [sys.executable, "-m", "tools.train", f"--config={args.config}",
                f"--workdir={workdir}"] + [f"--set={o}" for o in overrides]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_DEPTHSEG_PROGRESS="0")
@@ -192,10 +198,14 @@ def main():
                 print(key, "median-scaled AbsRel by step:",
                       {k: round(v, 3) for k, v in runs[key]["abs_rel"].items()},
                       f"({runs[key]['seconds']:.0f} s)", flush=True)
+                save(results, args.out)  # each finished run is kept
         print("constant baseline AbsRel:", round(results["constant_baseline"]["abs_rel"], 3))
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(results, f, indent=1)
+    save(results, args.out)
+
+
+def save(results, path):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    atomic_write_text(path, json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":
