@@ -924,6 +924,13 @@ def _no_workdir(root: str) -> None:
     assert not os.path.lexists(os.path.join(root, "w")), os.listdir(os.path.join(root, "w"))
 
 
+def _export_int8_without_records(root: str, res: Resources) -> List[str]:
+    """int8 calibrates on the run's training records; here they are gone."""
+    run = _run_copy(root, res)
+    return [f"--workdir={run}", f"--output_dir={root}/export", "--tflite_quantize=int8",
+            f"--set=data.train_pattern={root}/gone/train-*.tfrecord"]
+
+
 CLI_CASES: List[Case] = [
     Case("train_without_config", "tools.train", lambda root, res: [f"--workdir={root}/w"],
          ("--config",)),
@@ -953,6 +960,9 @@ CLI_CASES: List[Case] = [
     Case("make_synthetic_unknown_layout", "tools.make_synthetic",
          lambda root, res: ["--layout=kitty", f"--output_dir={root}/out"],
          ("--layout=kitty", "kitti|cityscapes")),
+    Case("export_int8_without_training_records", "tools.export", _export_int8_without_records,
+         ("gone/train-*.tfrecord", "no TFRecord files match", "int8", "data.train_pattern",
+          "--tflite_quantize=none")),
 ]
 
 CASES = DATA_CASES + TRAINING_CASES + CLI_CASES

@@ -55,9 +55,11 @@ def model(learning_seed):
 
 @pytest.fixture(scope="module")
 def converted(model):
-    """{quantize: .tflite bytes} for every quantisation choice."""
+    """{quantize: .tflite bytes} for every quantisation choice without calibration (int8:
+    test_export_int8.py)."""
     return {quantize: tflite.convert_to_tflite(model, SIZE, quantize)
-            for quantize in tflite.QUANTIZE_CHOICES}
+            for quantize in tflite.QUANTIZE_CHOICES
+            if quantize not in tflite.CALIBRATED_CHOICES}
 
 
 def test_tflite_variants_match_keras_and_shrink(model, converted, learning_seed,

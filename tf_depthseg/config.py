@@ -326,7 +326,11 @@ class ExportConfig(_Section):
     """SavedModel / TFLite export (the serving size is data.image_size)."""
 
     tflite: bool = True
-    tflite_quantize: str = _choices("none", "none", "dynamic", "float16")
+    # int8: full-integer quantisation calibrated on images of data.train_pattern.
+    tflite_quantize: str = _choices("none", "none", "dynamic", "float16", "int8")
+    # int8: how many training images calibrate the activation ranges (the first ones in the
+    # evaluation pipeline's order, resized to data.image_size).
+    tflite_representative_examples: int = _ranged(100, 1)
 
 
 # --------------------------------------------------------------------------------------------

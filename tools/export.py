@@ -20,7 +20,11 @@ the keep-best one, or a checkpoint prefix) with the run's config.json, and write
       data.image_size are resized to it (bilinear, as in training) and the outputs resized
       back (segmentation: the logits; --dynamic_size: the network runs at the input size).
   <output_dir>/model.tflite   the same signature at a fixed [1, h, w, 3] = data.image_size,
-      float32 or quantised (--tflite_quantize=dynamic|float16), TFLite builtin ops only
+      float32 or quantised (--tflite_quantize=dynamic|float16|int8), TFLite builtin ops only;
+      int8 = full-integer quantisation calibrated on --tflite_representative_examples images
+      of the run's training records (data.train_pattern; --set data.train_pattern=... for
+      others): uint8 image input as always, float32 outputs (dequantised inside the model),
+      the soft-classification head kept in float
   <output_dir>/metadata.json  outputs, config, input size, depth range, class names and
       palette (segmentation, when the dataset is known: --dataset or the run's config), source
       checkpoint and step, file sizes, and the differences of both exports to the Keras model
@@ -45,8 +49,12 @@ flags.DEFINE_string("checkpoint", "latest", "Which weights: 'latest' (newest of 
                     "<workdir>/checkpoints), 'best' (<workdir>/best), or a checkpoint prefix.")
 flags.DEFINE_string("output_dir", None, "Export folder to create (a SavedModel folder).")
 flags.DEFINE_bool("tflite", None, "Also write model.tflite (default: config export.tflite).")
-flags.DEFINE_enum("tflite_quantize", None, ["none", "dynamic", "float16"],
-                  "TFLite quantisation (default: config export.tflite_quantize).")
+flags.DEFINE_enum("tflite_quantize", None, ["none", "dynamic", "float16", "int8"],
+                  "TFLite quantisation (default: config export.tflite_quantize); int8 "
+                  "calibrates on the run's training records (data.train_pattern).")
+flags.DEFINE_integer("tflite_representative_examples", None, "int8: training images to "
+                     "calibrate on (default: config export.tflite_representative_examples).",
+                     lower_bound=1)
 flags.DEFINE_bool("dynamic_size", False, "SavedModel runs the network at the caller's image "
                   "size instead of resizing to data.image_size.")
 flags.DEFINE_bool("verify", True, "Load the export back and record its difference to the "
@@ -108,6 +116,14 @@ def main(argv):
     tflite_export = export.tflite if FLAGS.tflite is None else FLAGS.tflite
     quantize = FLAGS.tflite_quantize or export.tflite_quantize
     print(f"restored {restored.model.name} from {restored.checkpoint} (step {restored.step})")
+    representative = None
+    if tflite_export and quantize == "int8" and image_size is not None:
+        count = (FLAGS.tflite_representative_examples
+                 or export.tflite_representative_examples)
+        representative = exporter.representative_images(
+            config.data.train_pattern, image_size, count,
+            allow_incomplete=config.data.allow_incomplete)
+        print(f"int8 calibration: {len(representative)} images of {config.data.train_pattern}")
     try:
         result = exporter.export_model(
             restored.model, output_dir, image_size=image_size,
@@ -116,7 +132,10 @@ def main(argv):
             source={"workdir": workdir, "checkpoint": restored.checkpoint,
                     "step": restored.step},
             verify=FLAGS.verify, overwrite=FLAGS.overwrite,
-            class_names=class_names, palette=palette)
+            class_names=class_names, palette=palette,
+            representative_images=representative,
+            representative_source=config.data.train_pattern if representative is not None
+            else None)
     except (FileExistsError, ValueError) as error:
         raise cli.UserError(str(error)) from error
     metadata = result.metadata
@@ -126,6 +145,8 @@ def main(argv):
     if result.tflite_path:
         print(f"TFLite:     {result.tflite_path} ({metadata['tflite']['bytes'] / 1e6:.2f} MB, "
               f"quantize={quantize}, input [1, {image_size[0]}, {image_size[1]}, 3])")
+        if metadata["tflite"].get("float_ops"):
+            print(f"int8:       ops left in float32: {', '.join(metadata['tflite']['float_ops'])}")
     classes = metadata.get("segmentation")
     if classes:
         print(f"classes:    {classes['num_classes']}" + (

@@ -142,6 +142,58 @@ def verify_export(export_dir: str, model: keras.Model, images: np.ndarray,
     return report
 
 
+def representative_images(pattern: str, image_size: Sequence[int],
+                          count: int = tflite.DEFAULT_REPRESENTATIVE_EXAMPLES,
+                          allow_incomplete: bool = False) -> np.ndarray:
+    """Calibration images of an int8 TFLite export: up to `count` uint8 images `[n, h, w, 3]`
+    from the records `pattern` (a run's data.train_pattern), resized to `image_size` by the
+    evaluation pipeline (the first examples in its order: round robin over up to 8 shards).
+
+    Raises BadInputError naming the pattern and the fix when there are no readable records
+    (ConfigError when `pattern` is empty).
+    """
+    from tf_depthseg import common
+    from tf_depthseg.data import pipeline
+    fix = ("the int8 TFLite export calibrates on the run's training records "
+           "(data.train_pattern); point it at converted records with --set "
+           "data.train_pattern=<glob>, or export with --tflite_quantize=none, dynamic or float16")
+    if not pattern:
+        raise errors.ConfigError(f"data.train_pattern is empty: {fix}.")
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    try:
+        dataset = pipeline.make_dataset(pattern, [common.IMAGE], 1, training=False,
+                                        image_size=tuple(image_size), num_context=0,
+                                        deterministic=True, allow_incomplete=allow_incomplete)
+        images = []
+        with pipeline.reading_errors([pattern]):
+            for batch in dataset.take(count):
+                # The pipeline's images are uint8 / 255 (resized): back to the served uint8.
+                images.append(np.clip(np.round(batch[common.IMAGE][0].numpy() * 255.0), 0, 255
+                                      ).astype(np.uint8))
+    except errors.BadInputError as error:
+        raise errors.BadInputError(f"{error} ({fix}).") from error
+    if not images:
+        raise errors.BadInputError(f"{pattern}: no records to calibrate on: {fix}.")
+    return np.stack(images)
+
+
+def tflite_description(content: bytes, quantize: str) -> dict:
+    """metadata.json facts of a .tflite file: its signature's dtypes and quantisation scales
+    ("io": scale 0 = not quantised), and for int8 the ops by type and input dtype (those
+    still in float32 are listed under "float_ops") and the scale / zero point of the
+    quantiser that turns the input into int8 ("input_quantizer")."""
+    info = {"io": tflite.io_quantization(content)}
+    if quantize in tflite.CALIBRATED_CHOICES:
+        ops = tflite.op_types(content)
+        info["op_types"] = ops
+        info["float_ops"] = sorted(name for name, dtypes in ops.items()
+                                   if "float32" in dtypes and name not in ("QUANTIZE",
+                                                                           "DEQUANTIZE"))
+        info["input_quantizer"] = tflite.first_quantizer(content)
+    return info
+
+
 def _replace_directory(temp_dir: str, export_dir: str, overwrite: bool) -> None:
     """Renames the finished `temp_dir` to `export_dir`, replacing an old export if allowed."""
     if os.path.lexists(export_dir):
@@ -186,7 +238,9 @@ def export_model(model: keras.Model, export_dir: str, *,
                  source: Optional[dict] = None, verify: bool = True,
                  overwrite: bool = False,
                  class_names: Optional[Sequence[str]] = None,
-                 palette=None) -> ExportResult:
+                 palette=None,
+                 representative_images: Optional[np.ndarray] = None,
+                 representative_source: Optional[str] = None) -> ExportResult:
     """Writes the SavedModel, the TFLite file and metadata.json into `export_dir` atomically.
 
     Args:
@@ -197,7 +251,7 @@ def export_model(model: keras.Model, export_dir: str, *,
         the SavedModel runs the network at (other input sizes are resized inside).
       dynamic_size: the SavedModel runs the network at the caller's image size.
       tflite_export: also write model.tflite (needs `image_size`).
-      tflite_quantize: "none", "dynamic" or "float16".
+      tflite_quantize: "none", "dynamic", "float16" or "int8" (see `tflite`).
       config: the run's config (stored in metadata.json).
       source: where the weights came from, e.g. {"workdir", "checkpoint", "step"}.
       verify: load the export back and record the difference to the Keras model on two test
@@ -205,6 +259,9 @@ def export_model(model: keras.Model, export_dir: str, *,
       overwrite: replace an existing `export_dir`.
       class_names, palette: segmentation models: the name and RGB colour of each class id
         (stored in metadata.json; `tools/predict.py` draws with the palette).
+      representative_images: "int8": uint8 `[n, h, w, 3]` calibration images at
+        `image_size` (`representative_images()` of the run's training records).
+      representative_source: where they came from (stored in metadata.json).
     Returns:
       ExportResult.
     """
@@ -215,6 +272,10 @@ def export_model(model: keras.Model, export_dir: str, *,
     if tflite_quantize not in tflite.QUANTIZE_CHOICES:
         raise ValueError(f"tflite_quantize must be one of {tflite.QUANTIZE_CHOICES}, got "
                          f"{tflite_quantize!r}")
+    if (tflite_export and tflite_quantize in tflite.CALIBRATED_CHOICES
+            and representative_images is None):
+        raise ValueError(f"tflite_quantize={tflite_quantize!r} needs representative_images "
+                         "(exporter.representative_images of the run's training records)")
     num_classes = saved_model.num_classes_of(model)
     classes = (check_classes(num_classes, class_names, palette) if num_classes is not None
                else None)
@@ -233,12 +294,21 @@ def export_model(model: keras.Model, export_dir: str, *,
         module = saved_model.save_serving_model(model, temp_dir, serving_size)
         tflite_info = None
         if tflite_export:
-            content = tflite.convert_to_tflite(model, image_size, tflite_quantize,
-                                               module=module)
+            content = tflite.convert_to_tflite(
+                model, image_size, tflite_quantize, module=module,
+                representative_images=representative_images)
             atomic_write_bytes(os.path.join(temp_dir, TFLITE_FILENAME), content)
             tflite_info = {"file": TFLITE_FILENAME, "quantize": tflite_quantize,
                            "bytes": len(content), "input_shape": [1, *image_size, 3],
-                           "outputs": list(module.output_names)}
+                           "outputs": list(module.output_names),
+                           **tflite_description(content, tflite_quantize)}
+            if tflite_quantize in tflite.CALIBRATED_CHOICES:
+                tflite_info["calibration"] = {
+                    "source": representative_source,
+                    "images": int(len(representative_images)),
+                    "input_range_image": ("a 0..255 ramp (tflite.input_range_image): the "
+                                          "input quantiser keeps every uint8 level"),
+                    "float_layers": tflite.int8_float_layers(model)}
         metadata = {
             "metadata_version": METADATA_VERSION,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
