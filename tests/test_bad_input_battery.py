@@ -931,6 +931,18 @@ def _export_int8_without_records(root: str, res: Resources) -> List[str]:
             f"--set=data.train_pattern={root}/gone/train-*.tfrecord"]
 
 
+def _select(*args: str, records: bool = True):
+    """tools/select_annotations on the synthetic CamVid smoke config with `args` ({root}
+    filled in), reading the converted CamVid records (--input) unless `records` is False."""
+    def prepare(root, res):
+        head = ["--config=hoyer/synthetic_camvid_selection", "--smoke"]
+        if records:
+            folder = os.path.join(res.copy("camvid_converted", os.path.join(root, "c")), "out")
+            head.append(f"--input={folder}/train-*.tfrecord")
+        return head + [a.format(root=root) for a in args]
+    return prepare
+
+
 CLI_CASES: List[Case] = [
     Case("train_without_config", "tools.train", lambda root, res: [f"--workdir={root}/w"],
          ("--config",)),
@@ -953,6 +965,29 @@ CLI_CASES: List[Case] = [
                             "--set=data.train_pattern=nothing/train-*.tfrecord",
                             "--set=data.eval_pattern=nothing/val-*.tfrecord"],
          ("nothing/train-*.tfrecord", "no TFRecord files match"), check=_no_workdir),
+    # Data selection (the converted CamVid split has 1 record): nothing is created.
+    Case("select_no_records", "tools.select_annotations",
+         _select("--input={root}/nothing/train-*.tfrecord", "--sde={root}/sde",
+                 "--output_dir={root}/sel", records=False),
+         ("nothing/train-*.tfrecord", "no TFRecord files match")),
+    Case("select_sde_missing", "tools.select_annotations",
+         _select("--sde={root}/no_sde", "--steps=1", "--output_dir={root}/sel"),
+         ("--sde=", "no_sde", "no such folder", "task=sde")),
+    Case("select_sde_not_an_sde_run", "tools.select_annotations",
+         lambda root, res: _select("--steps=1", "--output_dir={root}/sel")(root, res) + [
+             f"--sde={res.get('trained_run')}"], ("trained task 'suw'", "task=sde")),
+    Case("select_steps_not_increasing", "tools.select_annotations",
+         _select("--sde={root}/sde", "--steps=4,2", "--output_dir={root}/sel", records=False),
+         ("--steps=4,2", "increasing")),
+    Case("select_steps_larger_than_the_pool", "tools.select_annotations",
+         _select("--sde={root}/sde", "--steps=2,500", "--output_dir={root}/sel"),
+         ("selection.steps=[2, 500]", "ends at 500 images", "at most")),
+    Case("select_output_under_a_file", "tools.select_annotations",
+         lambda root, res: _select("--sde={root}/sde")(root, res) + [
+             f"--output_dir={_a_file(root)}/sel"], ("notes.txt", "--output_dir")),
+    Case("select_config_of_another_task", "tools.select_annotations",
+         lambda root, res: ["--config=hoyer/synthetic_camvid_seg", f"--output_dir={root}/sel"],
+         ("--config=hoyer/synthetic_camvid_seg", "task='seg'", "_selection")),
     Case("convert_kitti_without_input_dir", "tools.convert_kitti",
          lambda root, res: [f"--output_dir={root}/out"], ("--input_dir is required",)),
     Case("predict_without_required_flags", "tools.predict", lambda root, res: [],

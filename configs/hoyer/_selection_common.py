@@ -33,7 +33,7 @@ RECIPES = {
 
 SMOKE_OVERRIDES = [
     "selection.steps=[2,4]", "selection.student_steps=2", "train.steps=2",
-    "train.log_every=1", "train.checkpoint_every=1", "data.batch_size=2",
+    "train.log_every=1", "train.checkpoint_every=0", "data.batch_size=2",
     "data.eval_batch_size=4", "data.shuffle_buffer=8", "train.mixed_precision=float32",
     "model.bn_momentum=0.5", "selection.backbone=resnet18",
     "selection.dilate_last_stage=false", "selection.encoder_weights=",

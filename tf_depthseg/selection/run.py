@@ -152,17 +152,12 @@ def teacher_outputs_model(sde_model: keras.Model, block: int) -> keras.Model:
                        name="selection_teacher")
 
 
-def load_teacher(config, key_name: str):
-    """(the teacher's outputs model, `student.Teacher`) of `selection.sde_from`.
-
-    Raises:
-      errors.UserError: nothing usable there, or not an SDE run (naming `key_name`).
-    """
-    prefix, sde_config = seg_task.resolve_sde_source(config.selection.sde_from, key_name)
+def load_teacher(config, prefix: str, sde_config) -> keras.Model:
+    """`teacher_outputs_model` of the SDE run's depth network (`sde_config`) restored from
+    checkpoint `prefix` (`seg.resolve_sde_source` of `selection.sde_from`)."""
     model = sde_task.build_depth_model(sde_config)
     checkpoints.load_models({common.MODEL_DEPTH: model}, prefix)
-    return (teacher_outputs_model(model, config.selection.feature_block),
-            student_lib.Teacher(prefix=prefix, config=sde_config))
+    return teacher_outputs_model(model, config.selection.feature_block)
 
 
 def pool_pass(config, teacher: keras.Model, *, features: bool,
@@ -420,9 +415,12 @@ def run_selection(config, output_dir: str, *, sde_key: str = "selection.sde_from
             f"{len(pool_ids)}.")
     config = config_lib.replace_key(config, "selection.teacher_disparity",
                                     resolve_teacher_disparity(config))
-    teacher_model, teacher = load_teacher(config, sde_key)
+    # The earlier run's settings are checked before the teacher network is built.
+    prefix, sde_config = seg_task.resolve_sde_source(selection.sde_from, sde_key)
+    state = load_state(output_dir, config, pool_ids, prefix)
+    teacher_model = load_teacher(config, prefix, sde_config)
+    teacher = student_lib.Teacher(prefix=prefix, config=sde_config)
     records.make_output_dir(output_dir)
-    state = load_state(output_dir, config, pool_ids, teacher.prefix)
     done = len(state["steps"])
     if done:
         logging.info("%s: steps %s done; continuing.", output_dir,
