@@ -9,7 +9,8 @@ Not a test. Everything goes through the project's tools, with the configs' own p
   1. data, when missing: tools/make_synthetic --layout=camvid and --layout=cityscapes,
      tools/convert_camvid, tools/convert_cityscapes --mode=sequence (the configs' docstrings'
      commands);
-  2. the SDE, when missing: tools/train --config=hoyer/synthetic_cityscapes_sde -> workdir/sde_cs;
+  2. the SDE: tools/train --config=hoyer/synthetic_cityscapes_sde -> workdir/sde_cs (trains or
+     resumes it; --sde_steps stops it earlier than its config's 600 steps);
   3. its disparity on the CamVid training records (DepthMix's depth), when missing:
      tools/predict_pseudo_depth -> workdir/data/camvid_pseudo_depth (+ the DepthMix figure);
   4. for each seed and variant, tools/train with the variant's config into
@@ -87,21 +88,11 @@ def ensure_inputs(args, log) -> dict:
             ["tools.convert_cityscapes", f"--input_dir={DATA}/cityscapes_raw",
              f"--output_dir={CITYSCAPES}", "--mode=sequence", "--height=64", "--width=128"],
             log)
-    sde_config = os.path.join(REPO, SDE_RUN, "config.json")
-    sde_steps = None
-    if os.path.exists(sde_config):
-        with open(sde_config) as f:
-            sde_steps = json.load(f)["train"]["steps"]
-    history = os.path.join(REPO, SDE_RUN, "history.json")
-    finished = False
-    if sde_steps is not None and os.path.exists(history):
-        with open(history) as f:
-            rows = json.load(f)["train"]
-        finished = bool(rows) and rows[-1]["step"] >= sde_steps
-    if not finished:  # trains, or resumes a stopped run
-        seconds["sde"] = study.run_tool(
-            ["tools.train", "--config=hoyer/synthetic_cityscapes_sde", f"--workdir={SDE_RUN}",
-             "--set=train.eval_every=100"], log)
+    # Trains, resumes a stopped run, or (finished) only restores and returns.
+    seconds["sde"] = study.run_tool(
+        ["tools.train", "--config=hoyer/synthetic_cityscapes_sde", f"--workdir={SDE_RUN}",
+         "--set=train.eval_every=100", "--set=train.checkpoint_every=100"]
+        + ([f"--set=train.steps={args.sde_steps}"] if args.sde_steps else []), log)
     if not has(PSEUDO_DEPTH):
         seconds["pseudo_depth"] = study.run_tool(
             ["tools.predict_pseudo_depth", f"--input={CAMVID}/train-*.tfrecord",
@@ -213,6 +204,8 @@ def main():
     parser.add_argument("--variants", default="baseline,dt,classmix,dt_xd")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--eval_every", type=int, default=100)
+    parser.add_argument("--sde_steps", type=int, default=0,
+                        help="train the SDE this many steps instead of its config's")
     parser.add_argument("--selection", default="",
                         help="dt_xd_s: the ids file tools/select_annotations wrote")
     parser.add_argument("--plots_dir", default=None, help="write the PNG figures here (docs/)")
@@ -227,7 +220,9 @@ def main():
 
     os.makedirs(os.path.join(REPO, args.root), exist_ok=True)
     log = os.path.join(REPO, args.root, "study.log")
-    store = study.ResultStore(args.out, {"eval_every": args.eval_every}, ["eval_every"])
+    store = study.ResultStore(args.out, {"eval_every": args.eval_every,
+                                         "sde_steps": args.sde_steps},
+                              ["eval_every", "sde_steps"])
     store.data.setdefault("inputs_seconds", {}).update(ensure_inputs(args, log))
     store.save()
     for seed in seeds:
