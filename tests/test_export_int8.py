@@ -74,19 +74,19 @@ def test_int8_is_integer_with_uint8_input_and_close_to_float32(model, int8_files
     reference = expected["depth"].numpy().astype(np.float64)
     errors = {name: relative_depth_error(tflite.TFLiteModel(model_content=c)(images)["depth"],
                                          reference) for name, c in int8_files.items()}
-    # Tolerance: a logit error dz moves the expected log10 depth by at most
-    # sum_j p_j |c_j - mean| |dz_j| <= log10(80) max|dz| (1.9 max|dz|), i.e. depth by ~4.4 x
-    # max|dz| relative; the logits' int8 step here is ~0.02-0.04 and three int8 layers add a
-    # few steps of rounding, so ~5 % at the worst pixel and ~1 % on average. Measured (seeds
-    # 0-4, oneDNN on/off): see docs/testing.md.
+    # Tolerance, from the use: issue 18 allows int8 an AbsRel within 3 % (relative) of
+    # float32; a per-pixel relative depth error e moves AbsRel = mean|d - gt| / gt by at most
+    # mean(e d / gt) ~ (1 + AbsRel) mean(e), so a mean e of 0.5 % keeps an AbsRel of 0.2 within
+    # 3 %. The max bound (2 %) catches a few broken pixels the mean would hide. Measured over
+    # seeds 0-4 x oneDNN on/off: mean 0.03-0.09 %, max 0.14-0.39 % (docs/testing.md).
     mean_error = float(np.mean(errors["float_head"]))
     max_error = float(np.max(errors["float_head"]))
-    record_measure("int8 depth: mean relative error", mean_error, below=0.02)
-    record_measure("int8 depth: max relative error", max_error, below=0.10)
+    record_measure("int8 depth: mean relative error", mean_error, below=0.005)
+    record_measure("int8 depth: max relative error", max_error, below=0.02)
     # Keeping the head in float is what makes int8 that close: quantising it too is worse.
     record_measure("int8 mean error: float head / all int8",
                    mean_error / float(np.mean(errors["all_int8"])), below=1.0)
-    assert mean_error < 0.02 and max_error < 0.10, errors
+    assert mean_error < 0.005 and max_error < 0.02, errors
     assert mean_error < float(np.mean(errors["all_int8"]))
 
 
@@ -118,9 +118,10 @@ def test_int8_export_folder_and_predict(model, calibration, tmp_path, learning_s
     assert tflite_out["depth"].shape == saved_out["depth"].shape == (2, 30, 44, 1)
     assert tflite_out["depth"].dtype == np.float32
     error = float(np.mean(relative_depth_error(tflite_out["depth"], saved_out["depth"])))
-    # As above (1 % mean), plus the TFLite predictor rounds the resized input to uint8.
-    record_measure("int8 predictor vs SavedModel: mean relative depth error", error, below=0.03)
-    assert error < 0.03
+    # As above (0.5 % mean); the TFLite predictor also rounds the resized input to uint8.
+    record_measure("int8 predictor vs SavedModel: mean relative depth error", error,
+                   below=0.005)
+    assert error < 0.005
 
 
 def test_integer_outputs_are_dequantised(learning_seed):
