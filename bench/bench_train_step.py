@@ -1,19 +1,26 @@
-"""Benchmark the Trainer's compiled step: trace time, first call, steady-state step time.
+"""Benchmark the Trainer's compiled train step per SUW variant and execution mode.
 
-The first step of a run pays for tracing the whole step (task losses, gradients, optimizer
-update) into a graph and for Grappler optimising it; this benchmark separates the two and
-compares tracing with and without AutoGraph (the Trainer traces without it, see
-`tf_depthseg/training/loop.py`) on the same tiny synthetic records, each in a fresh process:
+For each SUW variant (S; U with ego-motion, ego + object motion, known poses; W; SUW) one
+child process writes tiny synthetic records at --size, builds one Trainer per mode (--modes)
+on them and times the step (forward, backward, Adam update; batch --batch_size):
 
-* trace: `get_concrete_function` of the step (Python builds the graph),
-* first call: graph optimisation + the first execution,
-* step: median of --repeats further steps (batch --batch_size),
-* ops: operations in the traced graph (equal with and without AutoGraph = same graph).
+* first call: tracing + graph optimisation (+ XLA compilation) + the first execution,
+* step: p50 / p90 of --repeats further steps, the modes INTERLEAVED step by step (the machine
+  is shared: load hits all modes alike, so the ratios hold even when the times move),
+* GFLOP/s of the graph-mode step (convolutions and matmuls of the traced step, forward and
+  backward, counted as in bench/bench_networks.py) and its fraction of this machine's 3x3
+  convolution peak (`bench_networks.conv_peak_gflops`, measured first).
+
+Modes (--modes, comma-separated): graph (train.jit_compile=false: the plain tf.function
+step), xla (train.jit_compile=true), bf16 / xla_bf16 (train.mixed_precision=mixed_bfloat16,
+without / with XLA), autograph (graph mode traced with AutoGraph, which the Trainer skips:
+same graph, slower tracing; tf_depthseg/training/loop.py cites it). The load average is
+printed with every variant.
 
 Example:
-    python bench/bench_train_step.py --config=suw/synthetic_su --size=32x96
-    python bench/bench_train_step.py --config=suw/synthetic_suw --size=64x208 \
-        --set=suw.unsupervised=ego_object
+    python bench/bench_train_step.py                                  # all variants, 128x416
+    python bench/bench_train_step.py --variants=S,SUW --size=64x208 --repeats=6
+    python bench/bench_train_step.py --variants=S --modes=graph,bf16,xla_bf16
 """
 
 from __future__ import annotations
@@ -27,87 +34,152 @@ import tempfile
 import time
 
 import numpy as np
-import tensorflow as tf
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "tests"))
+sys.path.insert(0, os.path.join(REPO, "bench"))
 
-from test_tasks_suw import write_tiny_records  # noqa: E402
-from tf_depthseg.training import loop, tasks  # noqa: E402
-from tools.train import load_experiment  # noqa: E402
-
-
-def measure(config, workdir, autograph: bool, repeats: int) -> dict:
-    trainer = loop.Trainer(config, tasks.make_task(config), workdir)
-    step_fn = tf.function(trainer._distributed_train_step, autograph=autograph)
-    batch = trainer._distribute(trainer._next_batches())
-    start = time.perf_counter()
-    concrete = step_fn.get_concrete_function(batch)
-    trace = time.perf_counter() - start
-    start = time.perf_counter()
-    step_fn(batch)["grad_norm"].numpy()
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
-        batch = trainer._distribute(trainer._next_batches())
-        start = time.perf_counter()
-        step_fn(batch)["grad_norm"].numpy()
-        times.append(time.perf_counter() - start)
-    return {"trace_s": trace, "first_call_s": first, "step_s": float(np.median(times)),
-            "ops": len(concrete.graph.get_operations())}
+# variant -> (config, overrides): the encoder-decoder with each S/U/W term of SUW-Learn.
+VARIANTS = {
+    "S": ("suw/synthetic_s", []),
+    "U_ego": ("suw/synthetic_u", []),
+    "U_ego_object": ("suw/synthetic_u", ["suw.unsupervised=ego_object", "suw.pose_net=true"]),
+    "U_known_pose": ("suw/synthetic_u", ["suw.unsupervised=known_pose",
+                                         "suw.pose_net=false"]),
+    "W": ("suw/synthetic_w", []),
+    "SUW": ("suw/synthetic_suw", []),
+}
+MODES = {
+    "graph": ["train.jit_compile=false"],
+    "xla": ["train.jit_compile=true"],
+    "bf16": ["train.jit_compile=false", "train.mixed_precision=mixed_bfloat16"],
+    "xla_bf16": ["train.jit_compile=true", "train.mixed_precision=mixed_bfloat16"],
+    "autograph": ["train.jit_compile=false"],
+}
 
 
-def run_child(args, autograph: bool) -> dict:
-    """One mode in a fresh process: TensorFlow's and Keras' one-time costs (and AutoGraph's
-    conversion cache) would otherwise favour whichever mode runs second."""
-    command = [sys.executable, os.path.abspath(__file__), "--child", "on" if autograph else "off",
-               f"--config={args.config}", f"--size={args.size}",
-               f"--batch_size={args.batch_size}", f"--repeats={args.repeats}"]
+def load_text() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def child(args) -> dict:
+    """Runs in a fresh process: one variant, every mode, interleaved."""
+    import tensorflow as tf
+
+    from bench_networks import count_flops
+    from test_tasks_suw import write_tiny_records
+    from tf_depthseg.training import loop, tasks
+    from tools.train import load_experiment
+
+    height, width = (int(v) for v in args.size.split("x"))
+    config_name, variant_overrides = VARIANTS[args.child]
+    modes = args.modes.split(",")
+    with tempfile.TemporaryDirectory() as tmp:
+        patterns = write_tiny_records(os.path.join(tmp, "rec"), height=height, width=width)
+        base = [f"data.train_pattern={patterns['train']}",
+                f"data.eval_pattern={patterns['val']}", f"data.image_size=[{height},{width}]",
+                f"data.batch_size={args.batch_size}"] + variant_overrides + args.set
+        steps, batches, first, result = {}, {}, {}, {"variant": args.child, "modes": {}}
+        for mode in modes:
+            workdir = os.path.join(tmp, mode)
+            config = load_experiment(config_name, workdir, base + MODES[mode], smoke=True)
+            trainer = loop.Trainer(config, tasks.make_task(config), workdir)
+            step_fn = (tf.function(trainer._distributed_train_step, autograph=True)
+                       if mode == "autograph" else trainer._train_step)
+            batches[mode] = lambda t=trainer: t._distribute(t._next_batches())
+            batch = batches[mode]()
+            start = time.perf_counter()
+            step_fn(batch)["grad_norm"].numpy()
+            first[mode] = time.perf_counter() - start
+            steps[mode] = step_fn
+            if mode == "graph":
+                graph = step_fn.get_concrete_function(batch).graph
+                result["gflop_per_step"] = count_flops(graph) / 1e9
+            # Keras keeps the global dtype policy the Trainer set; the next mode sets its own.
+        times = {mode: [] for mode in modes}
+        for _ in range(args.repeats):
+            for mode in modes:
+                batch = batches[mode]()
+                start = time.perf_counter()
+                steps[mode](batch)["grad_norm"].numpy()
+                times[mode].append(time.perf_counter() - start)
+        for mode in modes:
+            result["modes"][mode] = {
+                "first_call_s": first[mode],
+                "step_p50_s": float(np.percentile(times[mode], 50)),
+                "step_p90_s": float(np.percentile(times[mode], 90))}
+    result["load"] = os.getloadavg()
+    return result
+
+
+def run_child(args, variant: str) -> dict:
+    command = [sys.executable, os.path.abspath(__file__), "--child", variant,
+               f"--size={args.size}", f"--batch_size={args.batch_size}",
+               f"--repeats={args.repeats}", f"--modes={args.modes}"]
     command += [f"--set={override}" for override in args.set]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_DEPTHSEG_PROGRESS="0")
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if done.returncode:
-        raise RuntimeError(f"child failed:\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"child {variant} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config", default="suw/synthetic_su")
-    parser.add_argument("--size", default="32x96", help="HxW the model trains at")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--modes", default="graph,xla", help=f"of {sorted(MODES)}")
+    parser.add_argument("--size", default="128x416", help="HxW the model trains at")
     parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--set", action="append", default=[], help="config overrides")
-    parser.add_argument("--child", choices=("on", "off"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=tuple(VARIANTS), help=argparse.SUPPRESS)
+    parser.add_argument("--no_peak", action="store_true", help="skip the conv peak")
     parser.add_argument("--out", default=os.path.join(REPO, "bench", "results",
                                                       "bench_train_step.json"))
     args = parser.parse_args()
-    height, width = (int(v) for v in args.size.split("x"))
     if args.child:
-        with tempfile.TemporaryDirectory() as tmp:
-            patterns = write_tiny_records(os.path.join(tmp, "rec"), height=height, width=width)
-            overrides = [f"data.train_pattern={patterns['train']}",
-                         f"data.eval_pattern={patterns['val']}",
-                         f"data.image_size=[{height},{width}]",
-                         f"data.batch_size={args.batch_size}"] + args.set
-            workdir = os.path.join(tmp, "work")
-            config = load_experiment(args.config, workdir, overrides, smoke=True)
-            print(json.dumps(measure(config, workdir, args.child == "on", args.repeats)))
+        print(json.dumps(child(args)))
         return
-    results = {}
-    for key, autograph in (("no_autograph (Trainer)", False), ("autograph", True)):
-        results[key] = row = run_child(args, autograph)
-        print(f"{key:24s} trace {row['trace_s']:6.1f} s  first call "
-              f"{row['first_call_s']:5.1f} s  step {1000 * row['step_s']:7.1f} ms  "
-              f"ops {row['ops']}", flush=True)
-    plain, auto = results["no_autograph (Trainer)"], results["autograph"]
-    print(f"trace time ratio autograph / no autograph: {auto['trace_s'] / plain['trace_s']:.2f}"
-          f"; same graph: {auto['ops'] == plain['ops']}")
+    variants = [v for v in args.variants.split(",") if v]
+    modes = args.modes.split(",")
+    unknown = sorted(set(variants) - set(VARIANTS)) + sorted(set(modes) - set(MODES))
+    if unknown:
+        parser.error(f"unknown variants/modes {unknown}; variants {list(VARIANTS)}, modes "
+                     f"{list(MODES)}")
+    peak = None
+    if not args.no_peak:
+        from bench_networks import conv_peak_gflops
+        peak = conv_peak_gflops(5)
+    print(f"train step, batch {args.batch_size}, {args.size}, p50 of {args.repeats} steps "
+          f"per mode, modes interleaved; 3x3 conv peak "
+          f"{'n/a' if peak is None else f'{peak:.0f} GFLOP/s'}; load {load_text()}", flush=True)
+    header = f"{'variant':<14}{'GFLOP':>7}"
+    for mode in modes:
+        header += f"{mode + ' 1st s':>14}{mode + ' ms':>12}"
+    header += "".join(f"{m + '/' + modes[0]:>14}" for m in modes[1:])
+    header += f"{'GFLOP/s':>9}{'of peak':>9}  load"
+    print(header, flush=True)
+    results = []
+    for variant in variants:
+        row = run_child(args, variant)
+        results.append(row)
+        line = f"{variant:<14}{row.get('gflop_per_step', float('nan')):>7.1f}"
+        for mode in modes:
+            m = row["modes"][mode]
+            line += f"{m['first_call_s']:>14.1f}{1e3 * m['step_p50_s']:>12.0f}"
+        base = row["modes"][modes[0]]["step_p50_s"]
+        line += "".join(f"{row['modes'][m]['step_p50_s'] / base:>14.2f}" for m in modes[1:])
+        if "gflop_per_step" in row and "graph" in row["modes"]:
+            rate = row["gflop_per_step"] / row["modes"]["graph"]["step_p50_s"]
+            row["graph_gflops_per_s"] = rate
+            line += f"{rate:>9.0f}" + (f"{rate / peak:>9.2f}" if peak else f"{'':>9}")
+        print(line + "  " + " ".join(f"{v:.2f}" for v in row["load"]), flush=True)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
-        json.dump({"config": args.config, "size": [height, width], "set": args.set,
-                   "batch_size": args.batch_size, "results": results}, f, indent=1)
+        json.dump({"size": args.size, "batch_size": args.batch_size, "repeats": args.repeats,
+                   "modes": modes, "set": args.set, "conv_peak_gflops_per_s": peak,
+                   "results": results}, f, indent=1)
     print(f"wrote {args.out}")
 
 

@@ -272,6 +272,16 @@ class TrainResult:
 StepCallback = Callable[["Trainer", int, Dict[str, float]], None]
 
 
+def _without_strings(forward):
+    """`forward({stream: batch})` called without the batches' string tensors (source ids):
+    XLA compiles no string arguments, and losses never read them."""
+    def call(batches):
+        return forward({stream: {key: value for key, value in batch.items()
+                                 if value.dtype != tf.string}
+                        for stream, batch in batches.items()})
+    return call
+
+
 class Trainer:
     """Trains a `Task` from a config into a workdir, resuming whatever is there.
 
@@ -415,8 +425,8 @@ class Trainer:
         if train.jit_compile:
             # XLA compiles the forward and backward pass only: cross-replica sums and the
             # optimizer's distributed update stay outside the cluster.
-            self._forward = tf.function(self._replica_forward, jit_compile=True,
-                                        autograph=False)
+            self._forward = _without_strings(tf.function(
+                self._replica_forward, jit_compile=True, autograph=False))
         self._eval_fn = tf.function(
             lambda batch: self.task.eval_outputs(self.config, self.models, batch),
             reduce_retracing=True, autograph=False)
