@@ -108,21 +108,25 @@ def landscape(args):
     return result
 
 
-def constant_baseline(test_pattern):
-    """Median-scaled AbsRel of a constant prediction on the test drive (native resolution)."""
+def constant_baseline(test_pattern, config_name):
+    """Median-scaled AbsRel of a constant prediction on the test drive (native resolution),
+    with the evaluation protocol (crop, depth range) of the config whose curves it sits next
+    to: the synthetic SDE configs evaluate uncropped, the SUW ones with the Garg crop."""
     import tensorflow as tf
 
     from tf_depthseg import common
-    from tf_depthseg import config as cfg
     from tf_depthseg.data import pipeline
     from tf_depthseg.evaluation import depth as depth_eval
+    from tools.train import load_experiment
 
-    eval_config = cfg.EvalConfig(median_scaling=True)
+    eval_config = load_experiment(config_name, "", [], False).eval
     dataset = pipeline.make_dataset(test_pattern, [common.IMAGE, common.DEPTH], 4,
                                     training=False, num_context=0)
-    return depth_eval.evaluate_predictor(
+    result = depth_eval.evaluate_predictor(
         lambda images: tf.fill(tf.concat([tf.shape(images)[:3], [1]], 0), 10.0), dataset,
         eval_config)
+    result["protocol"] = {"crop": eval_config.crop, "median_scaling": eval_config.median_scaling}
+    return result
 
 
 def train_run(variant, seed, args, log):
@@ -188,8 +192,9 @@ def main():
         if not glob.glob(os.path.join(args.data, "test-*.tfrecord")):
             raise SystemExit(f"no records in {args.data}: run `make demo` (stages 1-3) first")
         os.makedirs(args.work, exist_ok=True)
-        results["constant_baseline"] = constant_baseline(os.path.join(args.data,
-                                                                      "test-*.tfrecord"))
+        baselines = results.setdefault("constant_baseline_by_config", {})
+        baselines[args.config] = constant_baseline(os.path.join(args.data, "test-*.tfrecord"),
+                                                   args.config)
         runs = results.setdefault("runs", {})
         for variant in args.variants.split(","):
             for seed in (int(s) for s in args.seeds.split(",")):
@@ -199,7 +204,8 @@ def main():
                       {k: round(v, 3) for k, v in runs[key]["abs_rel"].items()},
                       f"({runs[key]['seconds']:.0f} s)", flush=True)
                 save(results, args.out)  # each finished run is kept
-        print("constant baseline AbsRel:", round(results["constant_baseline"]["abs_rel"], 3))
+        print(f"constant baseline AbsRel ({baselines[args.config]['protocol']}):",
+              round(baselines[args.config]["abs_rel"], 3))
     save(results, args.out)
 
 

@@ -15,7 +15,8 @@ predicts (its outputs decide, not the task):
 * both, when the network predicts both (and the split has depth and semantic labels).
 
 --baselines adds the constant-median-depth baseline: the median ground-truth depth of the
-run's training records, predicted everywhere. --compare=workdirA,workdirB evaluates other runs
+run's training records, predicted everywhere (median-scaled protocols: any constant gives the
+same numbers, so no training depth is read; an SDE's video records have none). --compare=workdirA,workdirB evaluates other runs
 on the same images with the same protocol, side by side. Under the depth table a reading
 generated from the numbers: the best model per metric, each model against the baseline, this
 run against each --compare run. Results (and the reading) go to --out (default
@@ -248,14 +249,18 @@ def main(argv):
     if FLAGS.baselines:
         import tensorflow as tf
         with pipeline.reading_errors([config.data.train_pattern]):
-            median = depth_eval.median_training_depth(
+            median = depth_eval.constant_baseline_depth(
                 config.data.train_pattern, config.eval, FLAGS.baseline_max_examples,
                 allow_incomplete=config.data.allow_incomplete,
                 tfds_data_dir=config.data.tfds_data_dir or None)
         name = BASELINE_ROW
+        constant = 1.0 if median is None else median  # median-scaled: any constant
         rows[DEPTH].append((name, evaluate(name, DEPTH, lambda images: tf.fill(
-            tf.concat([tf.shape(images)[:3], [1]], axis=0), tf.constant(median, tf.float32)))))
+            tf.concat([tf.shape(images)[:3], [1]], axis=0), tf.constant(constant, tf.float32)))))
         entries[name] = {"median_depth_m": median, "train_pattern": config.data.train_pattern}
+        if median is None:
+            entries[name]["note"] = ("median-scaled: every constant gives these numbers (each "
+                                     "image's ground-truth median); no training depth read")
 
     for other in FLAGS.compare:
         other_dir = cli.resolve_path(other)

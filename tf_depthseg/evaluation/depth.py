@@ -145,3 +145,19 @@ def median_training_depth(pattern: str, eval_config, max_examples: int = 1000,
             "with depth.")
     middle = int(np.searchsorted(np.cumsum(histogram), (total + 1) / 2.0))
     return float((edges[middle] + edges[middle + 1]) / 2.0)
+
+
+def constant_baseline_depth(pattern: str, eval_config, max_examples: int = 1000,
+                            allow_incomplete: bool = False,
+                            tfds_data_dir: Optional[str] = None) -> Optional[float]:
+    """The depth the constant baseline predicts everywhere, in metres; None = any constant.
+
+    Median-scaled protocols (monocular depth, known only up to scale): each image's prediction
+    is scaled to its ground truth's median, so every constant gives the same numbers, those of
+    predicting each image's ground-truth median; no training record is read (an SDE trains on
+    video, whose records carry no depth). Otherwise: `median_training_depth` of `pattern`.
+    """
+    if eval_config.median_scaling:
+        return None
+    return median_training_depth(pattern, eval_config, max_examples,
+                                 allow_incomplete=allow_incomplete, tfds_data_dir=tfds_data_dir)
