@@ -124,7 +124,7 @@ def train_and_evaluate(variant: str, seed: int, args, log) -> dict:
                     f"--split={CAMVID}/test-*.tfrecord", "--checkpoint=latest",
                     f"--out={out}"], log)
     with open(os.path.join(REPO, out)) as f:
-        results = json.load(f)["results"]
+        results = json.load(f)["segmentation"]["results"]
     test = next(iter(results.values()))
     with open(os.path.join(REPO, workdir, "history.json")) as f:
         history = json.load(f)
