@@ -154,11 +154,12 @@ def time_call(function, inputs, repeats: int):
     return first, float(np.median(times))
 
 
-def conv_peak_gflops(repeats: int) -> float:
-    """GFLOP/s of one large 3x3 convolution (256 -> 256 channels, 2 x 64 x 128), the best of
-    `repeats` timed calls: the most this machine's convolution kernels deliver."""
-    x = tf.random.uniform([2, 64, 128, 256], seed=1)
-    kernel = tf.random.uniform([3, 3, 256, 256], seed=2)
+def conv_peak_gflops(repeats: int, dtype: str = "float32") -> float:
+    """GFLOP/s of one large 3x3 convolution (256 -> 256 channels, 2 x 64 x 128) in `dtype`
+    ("float32", or "bfloat16": the convolutions of mixed_bfloat16), the best of `repeats`
+    timed calls: the most this machine's convolution kernels deliver."""
+    x = tf.cast(tf.random.uniform([2, 64, 128, 256], seed=1), dtype)
+    kernel = tf.cast(tf.random.uniform([3, 3, 256, 256], seed=2), dtype)
     conv = tf.function(lambda a: tf.nn.conv2d(a, kernel, 1, "SAME"))
     conv(x).numpy()
     best = min(_timed(lambda: conv(x).numpy()) for _ in range(max(repeats, 3)))

@@ -176,3 +176,66 @@ def test_protocol_checks_and_argument_errors():
                    dict(depth=18, version="v1", input_normalization="caffe", weights="imagenet")]:
         with pytest.raises(ValueError):
             resnet.build_resnet(**kwargs)
+
+
+@pytest.mark.parametrize("policy,jit", [("float32", False), ("float32", True),
+                                        ("mixed_bfloat16", False)])
+def test_fused_batch_norm_trains_like_keras_batch_norm(policy, jit):
+    """resnet.FusedBatchNormalization (TF's fused kernel in training) against Keras' layer and
+    numpy: outputs, gradients, the moving averages (biased variance, Keras' momentum rule),
+    a momentum of 1 that leaves them bitwise alone, and the unchanged inference path."""
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(1.0, 3.0, (2, 5, 7, 4)), tf.float32)
+    weights = tf.constant(rng.normal(size=(2, 5, 7, 4)), tf.float32)
+    gamma, beta = rng.uniform(0.5, 1.5, 4), rng.uniform(-0.5, 0.5, 4)
+    layers = [cls(epsilon=resnet.BN_EPSILON, momentum=0.9, dtype=policy)
+              for cls in (keras.layers.BatchNormalization, resnet.FusedBatchNormalization)]
+    results = []
+    for layer in layers:
+        layer.build(x.shape)
+        layer.gamma.assign(gamma)
+        layer.beta.assign(beta)
+
+        @tf.function(jit_compile=jit)
+        def train(x, layer=layer):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(x, training=True)
+                loss = tf.reduce_sum(tf.cast(y, tf.float32) * weights)
+            return (tf.cast(y, tf.float32),
+                    *tape.gradient(loss, [x, layer.gamma, layer.beta]))
+        results.append([t.numpy() for t in train(x)])
+        assert layer(x, training=True).dtype == layer.compute_dtype
+        op_types = {op.type for op in train.get_concrete_function(x).graph.get_operations()}
+        fused_kernel = isinstance(layer, resnet.FusedBatchNormalization)
+        assert ("FusedBatchNormV3" in op_types) == fused_kernel  # the point of the class
+    # The layers normalise x in their compute dtype (bfloat16 rounds it first).
+    seen = tf.cast(tf.cast(x, layers[0].compute_dtype), tf.float32).numpy().astype(np.float64)
+    mean, variance = seen.mean((0, 1, 2)), seen.var((0, 1, 2))
+    expected = gamma * (seen - mean) / np.sqrt(variance + resnet.BN_EPSILON) + beta
+    tolerance = 1e-5 if policy == "float32" else 2e-2  # bfloat16: 8 mantissa bits
+    np.testing.assert_allclose(results[1][0], expected, rtol=tolerance, atol=tolerance)
+    for keras_value, fused_value in zip(*results):
+        scale = np.abs(keras_value).max()
+        np.testing.assert_allclose(fused_value, keras_value, atol=tolerance * scale)
+    keras_bn, fused = layers
+    # After two training calls each (the train function and the dtype check).
+    for layer in layers:
+        np.testing.assert_allclose(layer.moving_mean.numpy(), 0.19 * mean, rtol=1e-4)
+        np.testing.assert_allclose(layer.moving_variance.numpy(), 0.81 + 0.19 * variance,
+                                   rtol=1e-4)
+    before = [v.numpy() for v in (fused.moving_mean, fused.moving_variance)]
+    fused.momentum = 1.0  # models.batch_norm.frozen_bn_statistics
+    fused(x, training=True)
+    for value, variable in zip(before, (fused.moving_mean, fused.moving_variance)):
+        np.testing.assert_array_equal(variable.numpy(), value)
+    keras_bn.set_weights(fused.get_weights())
+    np.testing.assert_array_equal(fused(x, training=False).numpy(),
+                                  keras_bn(x, training=False).numpy())
+
+
+def test_resnet_batch_norm_layers_are_fused():
+    model = resnet.build_resnet(18)
+    bn = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(bn) == 20 and all(isinstance(layer, resnet.FusedBatchNormalization)
+                                 for layer in bn)
