@@ -7,6 +7,8 @@ on them and times the step (forward, backward, Adam update; batch --batch_size):
 * first call: tracing + graph optimisation (+ XLA compilation) + the first execution,
 * step: p50 / p90 of --repeats further steps, the modes INTERLEAVED step by step (the machine
   is shared: load hits all modes alike, so the ratios hold even when the times move),
+* with --profile, a TensorFlow profiler trace of 3 steps of the first mode, printed as
+  self time per step by op type (Conv2DBackpropFilter, DepthwiseConv2dNative, ...),
 * GFLOP/s of the graph-mode step (convolutions and matmuls of the traced step, forward and
   backward, counted as in bench/bench_networks.py) and its fraction of this machine's 3x3
   convolution peak (`bench_networks.conv_peak_gflops`, measured first).
@@ -109,14 +111,50 @@ def child(args) -> dict:
                 "first_call_s": first[mode],
                 "step_p50_s": float(np.percentile(times[mode], 50)),
                 "step_p90_s": float(np.percentile(times[mode], 90))}
+        if args.profile:
+            result["profile"] = profile_op_types(steps[modes[0]], batches[modes[0]],
+                                                 os.path.join(tmp, "profile"))
     result["load"] = os.getloadavg()
     return result
+
+
+def profile_op_types(step_fn, next_batch, logdir: str, steps: int = 3) -> list:
+    """TensorFlow profiler trace of `steps` steps -> [(op type, self seconds per step,
+    occurrences per step)], most expensive first (the profiler's framework op stats)."""
+    import tensorflow as tf
+    from tensorflow.python.profiler.internal import _pywrap_profiler_plugin as plugin
+
+    batches = [next_batch() for _ in range(steps)]
+    tf.profiler.experimental.start(logdir)
+    for batch in batches:
+        step_fn(batch)["grad_norm"].numpy()
+    tf.profiler.experimental.stop()
+    paths = [os.path.join(folder, name) for folder, _, names in os.walk(logdir)
+             for name in names if name.endswith(".xplane.pb")]
+    data, ok = plugin.xspace_to_tools_data(paths, "framework_op_stats")
+    if not ok:
+        raise RuntimeError(f"profiler conversion failed: {data[:200]!r}")
+    table = json.loads(data)
+    table = table[0] if isinstance(table, list) else table
+    columns = [column["id"] for column in table["cols"]]
+    totals = {}
+    for row in table["rows"]:
+        values = dict(zip(columns, (cell["v"] if cell else None for cell in row["c"])))
+        if values.get("host_or_device") not in ("Host", None):
+            continue
+        kind = values["type"]
+        seconds, count = totals.get(kind, (0.0, 0))
+        totals[kind] = (seconds + values["total_self_time"] * 1e-6,
+                        count + int(values["occurrences"]))
+    return sorted(((kind, seconds / steps, count / steps)
+                   for kind, (seconds, count) in totals.items()), key=lambda r: -r[1])
 
 
 def run_child(args, variant: str) -> dict:
     command = [sys.executable, os.path.abspath(__file__), "--child", variant,
                f"--size={args.size}", f"--batch_size={args.batch_size}",
                f"--repeats={args.repeats}", f"--modes={args.modes}"]
+    command += ["--profile"] if args.profile else []
     command += [f"--set={override}" for override in args.set]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_DEPTHSEG_PROGRESS="0")
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
@@ -135,6 +173,9 @@ def main():
     parser.add_argument("--set", action="append", default=[], help="config overrides")
     parser.add_argument("--child", choices=tuple(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--no_peak", action="store_true", help="skip the conv peak")
+    parser.add_argument("--profile", action="store_true",
+                        help="profile 3 steps of the first mode: op self-time by op type")
+    parser.add_argument("--profile_rows", type=int, default=20)
     parser.add_argument("--out", default=os.path.join(REPO, "bench", "results",
                                                       "bench_train_step.json"))
     args = parser.parse_args()
@@ -175,6 +216,13 @@ def main():
             row["graph_gflops_per_s"] = rate
             line += f"{rate:>9.0f}" + (f"{rate / peak:>9.2f}" if peak else f"{'':>9}")
         print(line + "  " + " ".join(f"{v:.2f}" for v in row["load"]), flush=True)
+        if "profile" in row:
+            total = sum(seconds for _, seconds, _ in row["profile"])
+            print(f"  profile of {variant} ({modes[0]}): self time per step by op type "
+                  f"(total {1e3 * total:.0f} ms)")
+            for kind, seconds, count in row["profile"][:args.profile_rows]:
+                print(f"    {kind:<34}{1e3 * seconds:>9.1f} ms{100 * seconds / total:>7.1f} %"
+                      f"{count:>8.0f} ops")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"size": args.size, "batch_size": args.batch_size, "repeats": args.repeats,

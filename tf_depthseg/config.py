@@ -300,6 +300,10 @@ class TrainConfig(_Section):
     seed: int = _ranged(0, 0)
     deterministic: bool = False  # op determinism + stateless seeds: bitwise-resumable (per machine)
     mixed_precision: str = _choices("float32", "float32", "mixed_float16", "mixed_bfloat16")
+    # XLA for the forward + backward pass. Off by default: on the CPU it loses by far
+    # (bench/bench_train_step.py, SUW encoder-decoder, batch 4, 128x416: S 6.8x slower than
+    # graph mode, whose convolutions run in oneDNN; docs/suw_speed.md). Measure before
+    # turning it on elsewhere (GPUs).
     jit_compile: bool = False
     distribution: str = _choices("auto", "auto", "default", "mirrored", "multi_worker")
     image_summaries_every: int = _ranged(200, 0)  # 0 = none
