@@ -239,6 +239,10 @@ def test_tool_writes_each_step_and_a_resumed_run_writes_the_same(tool_run):
     assert [first["size"], second["size"]] == list(STEPS)
     assert second["ids"][:2] == first["ids"] and len(set(second["ids"])) == 4
     assert first["student"] is None and second["student"]["trained_on"] == 2
+    # The stored step's student keeps its record, not its checkpoints (selection.keep_students).
+    student_dir = os.path.join(output, second["student"]["workdir"])
+    assert os.path.isfile(os.path.join(student_dir, "history.json"))
+    assert not os.path.exists(os.path.join(student_dir, "checkpoints"))
     assert state["teacher"]["disparity"] == "network"  # the records have no pseudo depth
     # Step 2's picks follow from the stored features and difficulties (bias 10 x difficulty,
     # 0 for the labelled images) by the reference's matrix algorithm.

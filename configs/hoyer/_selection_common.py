@@ -66,7 +66,8 @@ def selection_config(name: str, *, dataset: str, smoke: bool = False,
                                     student_steps=100, loss_bottom_fraction=0.0,
                                     difficulty_bottom_fraction=0.0, thumbnail_width=126)
         train = cfg.TrainConfig(steps=200, log_every=25, checkpoint_every=50, eval_every=0,
-                                best_metric="", image_summaries_every=0, deterministic=True)
+                                keep_checkpoints=2, best_metric="", image_summaries_every=0,
+                                deterministic=True)
     elif dataset in RECIPES:
         size, steps, pattern, sde_run = RECIPES[dataset]
         data = cfg.DataConfig(train_pattern=pattern, eval_pattern="", keys=("image",),
@@ -76,8 +77,8 @@ def selection_config(name: str, *, dataset: str, smoke: bool = False,
                                     dilate_last_stage=True, encoder_weights="imagenet",
                                     student_steps=4000)
         train = cfg.TrainConfig(steps=4000 * (len(steps) - 1), log_every=100,
-                                checkpoint_every=1000, eval_every=0, best_metric="",
-                                image_summaries_every=0)
+                                checkpoint_every=1000, keep_checkpoints=2, eval_every=0,
+                                best_metric="", image_summaries_every=0)
     else:
         raise ValueError(f"unknown dataset {dataset!r}")
     optim = cfg.OptimConfig(optimizer="adam", learning_rate=1e-4, schedule="poly",

@@ -82,6 +82,10 @@ class SelectionConfig(cfg._Section):  # pylint: disable=protected-access
     normalize_features: bool = True
     bias_weight: float = cfg._ranged(10.0, 0)
 
+    # Keep each student's checkpoints once its step is stored (False: delete them, as the
+    # reference's remove_models does; its config, history and logs stay).
+    keep_students: bool = False
+
     # ---- The contact sheet of each step: thumbnails this many pixels wide (their titles
     # need about 110).
     thumbnail_width: int = cfg._ranged(160, 96)

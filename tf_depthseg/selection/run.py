@@ -27,7 +27,8 @@ Files in the output folder (each written atomically, as soon as it is known):
                          every step (the record of what is done)
     teacher_features.npz the pooled teacher features of the pool (a cache)
     students/student_<n>/ the Trainer workdir of the student trained on the first n images
-                         (checkpoints: a killed round resumes where it stopped)
+                         (checkpoints: a killed round resumes where it stopped; deleted once
+                         the step is stored unless selection.keep_students)
     timings.json         seconds per step (not part of the result)
 
 Rerunning the same command after a kill continues after the last step in selection.json (a
@@ -43,6 +44,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import time
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
@@ -71,7 +73,8 @@ STUDENTS_SUBDIR = "students"
 FORMAT_VERSION = 1
 ALLOW_INCOMPLETE = "--set data.allow_incomplete=true"
 # Keys that do not change the result: a resumed run may differ in them.
-_KEYS_FREE_ON_RESUME = ("selection.steps", "selection.thumbnail_width", "train.log_every",
+_KEYS_FREE_ON_RESUME = ("selection.steps", "selection.thumbnail_width",
+                        "selection.keep_students", "train.log_every",
                         "train.checkpoint_every", "train.keep_checkpoints",
                         "train.image_summaries_every", "data.eval_batch_size", "name")
 
@@ -481,6 +484,10 @@ def run_selection(config, output_dir: str, *, sde_key: str = "selection.sde_from
         state["steps"].append(entry)
         utils.atomic_write_text(os.path.join(output_dir, SELECTION_FILENAME),
                                 json.dumps(state, indent=1) + "\n")
+        if student_entry is not None and not selection.keep_students:
+            # The step is stored: a resume never needs this student again.
+            shutil.rmtree(os.path.join(output_dir, student_entry["workdir"],
+                                       checkpoints.CHECKPOINT_SUBDIR), ignore_errors=True)
         seconds[size] = time.perf_counter() - started
         _record_seconds(output_dir, size, seconds[size])
         if on_step is not None:
