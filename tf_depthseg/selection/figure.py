@@ -1,7 +1,7 @@
 """The contact sheet of a selection step: the chosen images as titled thumbnails in rank order.
 
-Built from `visualize.labelled_panels` (one titled row of panels) stacked into a grid under a
-header line; no TensorFlow.
+Built from `visualize.labelled_panels` (one titled row of panels) stacked into a grid under
+header lines.
 """
 
 from __future__ import annotations
@@ -22,13 +22,20 @@ def thumbnail(image: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
     return np.asarray(picture.resize((size[1], size[0]), Image.Resampling.BOX))
 
 
+def _font(size: int):
+    """Pillow's bundled scalable font, as `visualize` draws its titles."""
+    from PIL import ImageFont
+    return ImageFont.load_default(size=size)
+
+
 def wrap_text(text: str, width: int, font_size: int) -> List[str]:
     """`text` broken at spaces into lines at most `width` pixels wide (a longer word stays
     whole on its own line)."""
+    font = _font(font_size)
     lines, line = [], ""
     for word in text.split():
         candidate = f"{line} {word}" if line else word
-        if line and visualize._text_width(candidate, font_size) > width:  # pylint: disable=protected-access
+        if line and font.getlength(candidate) > width:
             lines.append(line)
             candidate = word
         line = candidate
@@ -78,7 +85,7 @@ def contact_sheet(images: Sequence[np.ndarray], titles: Sequence[str],
         top += row.shape[0] + GAP
     picture = Image.fromarray(sheet)
     draw = ImageDraw.Draw(picture)
+    font = _font(font_size)
     for number, line in enumerate(lines):
-        draw.text((2, 3 + number * line_height), line, fill=visualize.TEXT_COLOR,
-                  font=visualize._font(font_size))  # pylint: disable=protected-access
+        draw.text((2, 3 + number * line_height), line, fill=visualize.TEXT_COLOR, font=font)
     return np.asarray(picture)
