@@ -9,7 +9,9 @@ Blocks are plain functions `apply_<block>(x, ..., name)` that create uniquely na
 Activation choice of the SUW blocks (the SUW tables list "convbn" only): every conv-BN is
 followed by ReLU, except where a block feeds a softmax or a regression output. ReLU (not ReLU6)
 keeps the nets plain and TFLite-friendly. Convolutions followed by BN have no bias (BN's beta
-replaces it).
+replaces it). The SUW blocks' BN layers are `batch_norm.FusedBatchNormalization` (Keras' layer and
+variables, TensorFlow's fused kernel in training: BN's separate element-wise ops were ~45 % of
+the SUW train step's busy time, docs/suw_speed.md).
 
 The Hoyer et al. blocks reproduce the reference code's PyTorch modules (facts from
 `lhoyer/improving_segmentation_with_selfsupervised_depth` models/model_parts.py and
@@ -26,6 +28,7 @@ import keras
 import tensorflow as tf
 
 from tf_depthseg import depth_bins
+from tf_depthseg.models import batch_norm
 
 _PACKAGE = "tf_depthseg"
 TORCH_BN_EPSILON = 1e-5  # PyTorch's BatchNorm2d default
@@ -46,7 +49,7 @@ def apply_conv_bn(x, filters: int, kernel_size: int, *, strides: int = 1,
     """
     x = keras.layers.Conv2D(filters, kernel_size, strides=strides, dilation_rate=dilation_rate,
                             padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = batch_norm.FusedBatchNormalization(name=f"{name}_bn")(x)
     if activation is not None:
         x = keras.layers.Activation(activation, name=f"{name}_{activation}")(x)
     return x
@@ -162,10 +165,10 @@ def apply_separable_conv_bn(x, filters: int, kernel_size: int = 3, *, strides: i
     """
     x = keras.layers.DepthwiseConv2D(kernel_size, strides=strides, dilation_rate=dilation_rate,
                                      padding="same", use_bias=False, name=f"{name}_dwconv")(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_dwbn")(x)
+    x = batch_norm.FusedBatchNormalization(name=f"{name}_dwbn")(x)
     x = keras.layers.Activation("relu", name=f"{name}_dwrelu")(x)
     x = keras.layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_pwconv")(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_pwbn")(x)
+    x = batch_norm.FusedBatchNormalization(name=f"{name}_pwbn")(x)
     return keras.layers.Activation("relu", name=f"{name}_pwrelu")(x)
 
 

@@ -68,11 +68,11 @@ from typing import Optional, Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
 from absl import logging
 
 from tf_depthseg import errors
 from tf_depthseg.models import backbones
+from tf_depthseg.models.batch_norm import FusedBatchNormalization
 
 # depth -> (block type, blocks per stage conv2..conv5)
 RESNET_DEPTHS = {
@@ -99,44 +99,6 @@ def _kernel_initializer():
     # torchvision: kaiming_normal_(mode="fan_out", nonlinearity="relu").
     return keras.initializers.VarianceScaling(2.0, mode="fan_out",
                                               distribution="untruncated_normal")
-
-
-@keras.saving.register_keras_serializable(package="tf_depthseg")
-class FusedBatchNormalization(keras.layers.BatchNormalization):
-    """`keras.layers.BatchNormalization` whose training-mode call is TensorFlow's fused kernel.
-
-    Keras 3 normalises with separate ops (moments, then scale and shift; under mixed
-    precision every activation is first cast to float32 and back), and their gradient is a
-    few dozen ops more per layer. `FusedBatchNormV3` does the forward pass in one kernel and
-    its gradient in another, on bfloat16/float16 activations directly (statistics in float32):
-    the Hoyer et al. training step in graph mode spends far less time in batch norm
-    (docs/hoyer_speed.md). Same weights, same arithmetic up to float rounding: batch mean and
-    biased variance normalise, and the moving averages are updated as Keras does
-    (`moving * momentum + batch * (1 - momentum)`, the biased batch variance; the kernel
-    returns the unbiased one, rescaled here), so checkpoints, momentum changes
-    (`models.batch_norm`) and parameter counts are unchanged. Inference mode, masks, renorm
-    and synchronized BN take Keras' own path. Under XLA both forms compile alike.
-    """
-
-    def call(self, inputs, training=None, mask=None):
-        if (not (training and self.trainable) or mask is not None or self.renorm
-                or self.synchronized or len(inputs.shape) != 4
-                or self.axis not in (-1, 3) or not (self.center and self.scale)):
-            return super().call(inputs, training=training, mask=mask)
-        x = tf.cast(inputs, self.compute_dtype)
-        outputs, mean, unbiased_variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
-            x=x, scale=tf.cast(self.gamma, tf.float32), offset=tf.cast(self.beta, tf.float32),
-            mean=tf.constant([], tf.float32), variance=tf.constant([], tf.float32),
-            epsilon=self.epsilon, exponential_avg_factor=1.0, data_format="NHWC",
-            is_training=True)
-        shape = tf.shape(x)
-        count = tf.cast(shape[0] * shape[1] * shape[2], tf.float32)
-        variance = unbiased_variance * ((count - 1.0) / count)  # count 1: the kernel gives 0
-        momentum = self.momentum
-        self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
-        self.moving_variance.assign(self.moving_variance * momentum
-                                    + variance * (1.0 - momentum))
-        return outputs
 
 
 def apply_resnet_conv_bn(x, filters: int, kernel_size: int, *, strides: int = 1,
