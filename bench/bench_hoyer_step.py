@@ -88,8 +88,9 @@ def load_config(task: str, patterns: dict, mode: str, policy: str, workdir: str)
 
 def op_table(profile_dir: str, top: int = 25) -> list:
     """[(op type, seconds, count)] of the newest TensorFlow profiler trace in `profile_dir`,
-    largest first: the durations of the TF ops executed on the host (ops may overlap on the
-    inter-op threads, so the sum can exceed the wall time)."""
+    largest first: the durations of the TF ops executed on the host and of the XLA
+    instructions of compiled clusters ("xla convolution", "xla fusion", ...; ops may overlap
+    on the threads, so the sum can exceed the wall time)."""
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
     path = sorted(glob.glob(os.path.join(profile_dir, "**", "*.xplane.pb"), recursive=True),
                   key=os.path.getmtime)[-1]
@@ -101,11 +102,17 @@ def op_table(profile_dir: str, top: int = 25) -> list:
         if plane.name != "/host:CPU":
             continue
         for line in plane.lines:
-            if not line.name.startswith("tf_Compute"):
-                continue  # executor threads: one event per TF op ("name:Type")
+            executor = line.name.startswith("tf_Compute")  # one event per TF op "name:Type"
+            if not executor and "Eigen" not in line.name:
+                continue
             for event in line.events:
                 metadata = plane.event_metadata[event.metadata_id]
-                op_type = metadata.display_name  # "" for executor bookkeeping
+                if executor:
+                    op_type = metadata.display_name  # "" for executor bookkeeping
+                elif "::" in metadata.name:
+                    continue  # thread-pool and XLA runtime bookkeeping
+                else:  # an XLA instruction ("convolution.16") run by the compiled cluster
+                    op_type = "xla " + metadata.name.rsplit(".", 1)[0]
                 if not op_type:
                     continue
                 seconds[op_type] += event.duration_ps * 1e-12
@@ -113,17 +120,8 @@ def op_table(profile_dir: str, top: int = 25) -> list:
     return [(op_type, value, counts[op_type]) for op_type, value in seconds.most_common(top)]
 
 
-def numeric_features(batches: dict) -> dict:
-    """{stream: batch} without its string features (the records' source ids): the Trainer
-    hands the whole batch to its XLA-compiled forward pass, and XLA takes no string arguments
-    (`train.jit_compile=True` fails on them in TF 2.21); no task's loss reads them."""
-    import tensorflow as tf
-    return {stream: {key: value for key, value in batch.items() if value.dtype != tf.string}
-            for stream, batch in batches.items()}
-
-
 def run_variant(task: str, mode: str, policy: str, records: str, warmup: int, repeats: int,
-                profile_dir: str = "") -> dict:
+                budget: float, profile_dir: str = "") -> dict:
     """One variant in this process: the measurements of the module docstring."""
     import tensorflow as tf
 
@@ -137,7 +135,7 @@ def run_variant(task: str, mode: str, policy: str, records: str, warmup: int, re
         trainer = loop.Trainer(config, tasks.make_task(config), workdir)
         build = time.perf_counter() - start
         # Every batch up front: the timed steps then have the cores to themselves.
-        batches = [numeric_features(trainer._distribute(trainer._next_batches()))
+        batches = [trainer._distribute(trainer._next_batches())
                    for _ in range(1 + warmup + repeats + bool(profile_dir))]
         step = trainer._train_step
         start = time.perf_counter()
@@ -148,6 +146,8 @@ def run_variant(task: str, mode: str, policy: str, records: str, warmup: int, re
         step(batches[0])["grad_norm"].numpy()
         first = time.perf_counter() - start
         for batch in batches[1:1 + warmup]:
+            if first > budget:
+                break  # the first call already ran the step once after compiling it
             step(batch)["grad_norm"].numpy()
         load_before = os.getloadavg()[0]
         times = []
@@ -156,6 +156,8 @@ def run_variant(task: str, mode: str, policy: str, records: str, warmup: int, re
             outputs = step(batch)
             outputs["grad_norm"].numpy()
             times.append(time.perf_counter() - start)
+            if sum(times) > budget:  # a pathological variant (XLA's CPU convolutions)
+                break
         load_after = os.getloadavg()[0]
         if not bool(outputs["applied"]):
             raise RuntimeError(f"{task}/{mode}/{policy}: the step was not applied (non-finite "
@@ -178,7 +180,8 @@ def run_child(args, task: str, mode: str, policy: str, records: dict) -> dict:
     and oneDNN's kernel caches would otherwise favour whichever variant runs later)."""
     command = [sys.executable, os.path.abspath(__file__), "--child",
                json.dumps([task, mode, policy, json.dumps(records)]),
-               f"--warmup={args.warmup}", f"--repeats={args.repeats}"]
+               f"--warmup={args.warmup}", f"--repeats={args.repeats}",
+               f"--budget={args.budget}"]
     if args.profile:
         command.append(f"--profile={args.profile}")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
@@ -229,6 +232,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps after the first")
     parser.add_argument("--repeats", type=int, default=3, help="timed steps (median)")
     parser.add_argument("--rounds", type=int, default=1, help="cycles over all variants")
+    parser.add_argument("--budget", type=float, default=60.0,
+                        help="seconds of timed steps per variant: stop timing (and skip the "
+                             "warm-up when the first call took longer) once spent")
     parser.add_argument("--profile", default="", help="folder for one profiled step each")
     parser.add_argument("--out", default=OUT)
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -236,7 +242,7 @@ def main() -> None:
     if args.child:
         task, mode, policy, records = json.loads(args.child)
         print(json.dumps(run_variant(task, mode, policy, records, args.warmup, args.repeats,
-                                     args.profile)))
+                                     args.budget, args.profile)))
         return
 
     def names(value, allowed):

@@ -98,7 +98,7 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 import keras
 
 from tf_depthseg import common
-from tf_depthseg.models import backbones, layers, resnet
+from tf_depthseg.models import backbones, batch_norm, layers, resnet
 
 NUM_BLOCKS = 5
 ASPP_BLOCK = NUM_BLOCKS - 1
@@ -290,8 +290,8 @@ def _apply_segmentation_head(x, num_classes: int, image, *, head_inter: bool,
     if head_inter:
         y = layers.torch_default_conv(HEAD_CHANNELS, 3, HEAD_CHANNELS, use_bias=False,
                                       name="seg_head_inter_conv")(y)
-        y = keras.layers.BatchNormalization(epsilon=layers.TORCH_BN_EPSILON,
-                                            name="seg_head_inter_bn")(y)
+        y = batch_norm.FusedBatchNormalization(epsilon=layers.TORCH_BN_EPSILON,
+                                               name="seg_head_inter_bn")(y)
         y = keras.layers.Activation("relu", name="seg_head_inter_relu")(y)
         if head_dropout > 0:
             y = keras.layers.Dropout(head_dropout, name="seg_head_inter_dropout")(y)
