@@ -15,9 +15,12 @@ on them and times the step (forward, backward, Adam update; batch --batch_size):
 
 Modes (--modes, comma-separated): graph (train.jit_compile=false: the plain tf.function
 step), xla (train.jit_compile=true), bf16 / xla_bf16 (train.mixed_precision=mixed_bfloat16,
-without / with XLA), autograph (graph mode traced with AutoGraph, which the Trainer skips:
-same graph, slower tracing; tf_depthseg/training/loop.py cites it). The load average is
-printed with every variant.
+without / with XLA), keras_bn / keras_bn_bf16 (graph mode with Keras' own unfused
+BatchNormalization in the networks, as before issue 18, instead of
+`models.batch_norm.FusedBatchNormalization`), autograph (graph mode traced with AutoGraph,
+which the Trainer skips: same graph, slower tracing; tf_depthseg/training/loop.py cites it).
+GFLOP/s and the fraction of the peak are printed for every mode (the FLOP count of the
+graph-mode step). The load average is printed with every variant.
 
 Example:
     python bench/bench_train_step.py                                  # all variants, 128x416
@@ -58,6 +61,8 @@ MODES = {
     "bf16": ["train.jit_compile=false", "train.mixed_precision=mixed_bfloat16"],
     "xla_bf16": ["train.jit_compile=true", "train.mixed_precision=mixed_bfloat16"],
     "autograph": ["train.jit_compile=false"],
+    "keras_bn": ["train.jit_compile=false"],
+    "keras_bn_bf16": ["train.jit_compile=false", "train.mixed_precision=mixed_bfloat16"],
 }
 
 
@@ -67,10 +72,15 @@ def load_text() -> str:
 
 def child(args) -> dict:
     """Runs in a fresh process: one variant, every mode, interleaved."""
+    import contextlib
+    from unittest import mock
+
+    import keras
     import tensorflow as tf
 
     from bench_networks import count_flops
     from test_tasks_suw import write_tiny_records
+    from tf_depthseg.models import batch_norm
     from tf_depthseg.training import loop, tasks
     from tools.train import load_experiment
 
@@ -86,7 +96,11 @@ def child(args) -> dict:
         for mode in modes:
             workdir = os.path.join(tmp, mode)
             config = load_experiment(config_name, workdir, base + MODES[mode], smoke=True)
-            trainer = loop.Trainer(config, tasks.make_task(config), workdir)
+            with contextlib.ExitStack() as stack:
+                if mode.startswith("keras_bn"):  # the networks are built in the Trainer
+                    stack.enter_context(mock.patch.object(
+                        batch_norm, "FusedBatchNormalization", keras.layers.BatchNormalization))
+                trainer = loop.Trainer(config, tasks.make_task(config), workdir)
             step_fn = (tf.function(trainer._distributed_train_step, autograph=True)
                        if mode == "autograph" else trainer._train_step)
             batches[mode] = lambda t=trainer: t._distribute(t._next_batches())
@@ -95,7 +109,7 @@ def child(args) -> dict:
             step_fn(batch)["grad_norm"].numpy()
             first[mode] = time.perf_counter() - start
             steps[mode] = step_fn
-            if mode == "graph":
+            if mode == modes[0] and not mode.startswith("xla"):
                 graph = step_fn.get_concrete_function(batch).graph
                 result["gflop_per_step"] = count_flops(graph) / 1e9
             # Keras keeps the global dtype policy the Trainer set; the next mode sets its own.
@@ -195,11 +209,12 @@ def main():
     print(f"train step, batch {args.batch_size}, {args.size}, p50 of {args.repeats} steps "
           f"per mode, modes interleaved; 3x3 conv peak "
           f"{'n/a' if peak is None else f'{peak:.0f} GFLOP/s'}; load {load_text()}", flush=True)
+    width = max(len(m) for m in modes) + 8  # every column fits its mode's name
     header = f"{'variant':<14}{'GFLOP':>7}"
     for mode in modes:
-        header += f"{mode + ' 1st s':>14}{mode + ' ms':>12}"
-    header += "".join(f"{m + '/' + modes[0]:>14}" for m in modes[1:])
-    header += f"{'GFLOP/s':>9}{'of peak':>9}  load"
+        header += f"{mode + ' 1st s':>{width}}{mode + ' ms':>{width}}"
+    header += "".join(f"{m + '/' + modes[0]:>{width + len(modes[0])}}" for m in modes[1:])
+    header += "".join(f"{m + ' GF/s':>{width}}{'of peak':>8}" for m in modes) + "  load"
     print(header, flush=True)
     results = []
     for variant in variants:
@@ -208,13 +223,14 @@ def main():
         line = f"{variant:<14}{row.get('gflop_per_step', float('nan')):>7.1f}"
         for mode in modes:
             m = row["modes"][mode]
-            line += f"{m['first_call_s']:>14.1f}{1e3 * m['step_p50_s']:>12.0f}"
+            line += f"{m['first_call_s']:>{width}.1f}{1e3 * m['step_p50_s']:>{width}.0f}"
         base = row["modes"][modes[0]]["step_p50_s"]
-        line += "".join(f"{row['modes'][m]['step_p50_s'] / base:>14.2f}" for m in modes[1:])
-        if "gflop_per_step" in row and "graph" in row["modes"]:
-            rate = row["gflop_per_step"] / row["modes"]["graph"]["step_p50_s"]
-            row["graph_gflops_per_s"] = rate
-            line += f"{rate:>9.0f}" + (f"{rate / peak:>9.2f}" if peak else f"{'':>9}")
+        line += "".join(f"{row['modes'][m]['step_p50_s'] / base:>{width + len(modes[0])}.2f}"
+                        for m in modes[1:])
+        for mode in modes:  # the same FLOPs per step in every mode
+            rate = row.get("gflop_per_step", float("nan")) / row["modes"][mode]["step_p50_s"]
+            row["modes"][mode]["gflops_per_s"] = rate
+            line += f"{rate:>{width}.0f}" + (f"{rate / peak:>8.2f}" if peak else f"{'':>8}")
         print(line + "  " + " ".join(f"{v:.2f}" for v in row["load"]), flush=True)
         if "profile" in row:
             total = sum(seconds for _, seconds, _ in row["profile"])
