@@ -10,12 +10,14 @@ compiled step. (W adds the ranking loss, which compiles alone in test_losses_ran
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from test_tasks_suw import tiny_config, write_tiny_records
 from tf_depthseg import common
 from tf_depthseg import config as cfg
 from tf_depthseg.training import loop
 from tf_depthseg.training.tasks import make_task
+from tf_depthseg.training.tasks import suw as suw_task
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +49,21 @@ def test_suw_step_runs_and_resumes(records, tmp_path, jit_compile):
     assert resumed.train_step_traces == 1
     assert [row["step"] for row in resumed.history["train"]] == [1, 2]
     assert np.isfinite(resumed.history["train"][-1][common.LOSS_TOTAL])
+
+
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+def test_largest_object_ids_compile_with_xla(jit_compile):
+    """The object-motion variant picks its objects inside the compiled step: the ids of the
+    largest objects per map (background 0 never, 0 in unused slots, ties to the smaller id)
+    against numpy, with and without XLA (tf.unique_with_counts had no XLA kernel)."""
+    rng = np.random.default_rng(0)
+    maps = rng.choice([0, 0, 0, 3, 7, 7, 12, 40], size=(4, 6, 9)).astype(np.int32)
+    maps[1, :3] = 5  # 27 pixels: the largest
+    maps[2] = 0  # no object
+    maps[3] = np.where(np.arange(9) < 3, 9, np.where(np.arange(9) < 6, 4, 0))  # tie: 4 first
+    pick = tf.function(lambda x: suw_task._largest_object_ids(x, 3), jit_compile=jit_compile)
+    chosen = pick(tf.constant(maps)).numpy()
+    for instance_map, ids in zip(maps, chosen):
+        values, counts = np.unique(instance_map[instance_map > 0], return_counts=True)
+        expected = [v for _, v in sorted(zip(-counts, values))][:3]
+        assert ids.tolist() == expected + [0] * (3 - len(expected))

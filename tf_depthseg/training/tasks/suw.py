@@ -180,8 +180,15 @@ def _largest_object_ids(target_instances, max_objects: int):
       int32 `[B, max_objects]`, 0 in unused slots.
     """
     def one(instance_map):
-        flat = tf.reshape(instance_map, [-1])
-        ids, _, counts = tf.unique_with_counts(flat)
+        # Pixel counts per id by sorting, not tf.unique_with_counts: XLA cannot compile that
+        # (train.jit_compile), and the sorted runs keep every shape static (one slot per pixel,
+        # empty slots count 0). Ties go to the smaller id.
+        flat = tf.sort(tf.reshape(instance_map, [-1]))
+        size = tf.shape(flat)[0]
+        starts = tf.concat([[True], flat[1:] != flat[:-1]], axis=0)
+        runs = tf.cumsum(tf.cast(starts, tf.int32)) - 1
+        counts = tf.math.unsorted_segment_sum(tf.ones_like(flat), runs, size)
+        ids = tf.math.unsorted_segment_max(flat, runs, size)
         counts = tf.where(ids > 0, counts, tf.zeros_like(counts))  # background never wins
         padded_counts = tf.pad(counts, [[0, max_objects]])
         padded_ids = tf.pad(ids, [[0, max_objects]])
