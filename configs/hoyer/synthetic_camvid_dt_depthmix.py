@@ -30,7 +30,7 @@ figure of the first unlabelled pair every train.image_summaries_every steps.
 
 Expected: steps cost about 2.5x those of synthetic_camvid_seg (the paper's Table S1: 476 ms/it
 with pseudo-labels and DepthMix vs 188 ms/it without, P100); the one-seed comparison with the
-baseline, DT and ClassMix is not measured yet. --smoke trains 4 steps on 4 labelled images,
+baseline, DT and ClassMix is in docs/seg.md. --smoke trains 4 steps on 4 labelled images,
 evaluates and checkpoints (wiring only; it needs the pseudo-depth records, or the --set pair
 above).
 """
