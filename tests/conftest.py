@@ -46,6 +46,11 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "record_measure" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.measured)
+    # The `slow` tests (each 20-80 CPU s: tool subprocesses, compiled training) run first.
+    # Under xdist (scripts/run_tests.sh: -n 2) tests are handed out in this order, and the
+    # heaviest sat at the end of the alphabet (test_tasks_*): one of them starting last kept
+    # the other worker idle for minutes. A stable sort keeps the order within each group.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session")

@@ -325,6 +325,7 @@ def test_is_registered_groups_follow_the_reference_and_bad_configs_name_the_key(
 # ---------------------------------------------------------------------------------------------
 # The tools on the synthetic CamVid config.
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_tools_train_resume_and_export_the_synthetic_camvid_config(drive_records, tmp_path):
     """Two streams (stripe images with CamVid labels + drive video), started from an SDE run
     (log line on the fresh run only), in-run evaluation, resume, and one SavedModel serving

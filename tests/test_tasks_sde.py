@@ -190,6 +190,7 @@ def test_export_serves_disparity_and_relative_depth(tiny_records, tmp_path):
     np.testing.assert_allclose(served["depth"], expected, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_tools_train_trains_and_resumes_the_synthetic_sde_config(tiny_records, tmp_path):
     args = ["--config=hoyer/synthetic_kitti_sde", "--smoke", f"--workdir={tmp_path / 'run'}",
             f"--set=data.train_pattern={tiny_records['train']}",
@@ -215,6 +216,7 @@ def saturated_fraction(disparity: np.ndarray) -> float:
     return float(np.mean((disparity >= 1.0 - 1e-6) | (disparity <= 1e-6)))
 
 
+@pytest.mark.slow
 def test_disparity_stays_alive_at_the_synthetic_configs_learning_rate(
         tiny_records, tmp_path, learning_seed, record_measure):
     """At Adam 1e-3 (this config's rate before docs/sde.md's finding) the disparity sigmoid

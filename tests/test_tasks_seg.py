@@ -219,6 +219,7 @@ def test_is_registered_and_checks_its_config(seg_records):
         seg_task.check_config(cfg.apply_overrides(config, ["train.best_metric=abs_rel"]))
 
 
+@pytest.mark.slow
 @pytest.mark.measured
 def test_loss_falls_on_a_tiny_overfit(seg_records, tmp_path, learning_seed, record_measure):
     """30 SGD steps (lr 3e-2, encoder 3e-3) on 4 labelled stripe images: the cross-entropy of
@@ -255,6 +256,7 @@ def test_loss_falls_on_a_tiny_overfit(seg_records, tmp_path, learning_seed, reco
 # ---------------------------------------------------------------------------------------------
 # The tools on the synthetic CamVid config.
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_tools_train_resume_and_export_the_synthetic_camvid_dt_config(seg_records, tmp_path):
     """The DT config from an SDE run: a fresh run transfers (log line), the resume does not
     (the checkpoint has the weights); in-run evaluation; tools/export serves class ids and

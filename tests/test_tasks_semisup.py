@@ -185,6 +185,7 @@ def _expected_unlabelled_loss(config, models, batch, mixed, images):
     return weight * per_pixel.mean(axis=(1, 2)).sum() / 2, weight
 
 
+@pytest.mark.slow
 def test_step_runs_with_each_mix_mode_and_both_depth_sources(depth_records, sde_run):
     """Eager compute_losses of the four variants on one unlabelled batch: the pseudo-label
     term equals a numpy recomputation (strong augmentation off, so the student's input is the

@@ -400,6 +400,7 @@ def test_mixed_batches_feed_weak_pairs_only_from_the_weak_set(tiny_records, reco
     assert np.isfinite(float(losses[common.LOSS_UNSUPERVISED]))
 
 
+@pytest.mark.slow
 def test_supervised_encoder_decoder_learns(tiny_records, tmp_path, learning_seed,
                                            record_measure):
     """S on the encoder-decoder: AbsRel on the same drives drops clearly within 60 steps, to
@@ -442,6 +443,7 @@ def test_supervised_encoder_decoder_learns(tiny_records, tmp_path, learning_seed
     assert trainer.train_step_traces == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("unsupervised", ["ego_object", "known_pose"])
 def test_compiled_unsupervised_training_lowers_the_photometric_loss(tmp_path, unsupervised,
                                                                    learning_seed,

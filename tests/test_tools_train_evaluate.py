@@ -34,6 +34,7 @@ def check(result):
     return result.stdout
 
 
+@pytest.mark.slow
 def test_train_resume_evaluate(tmp_path, learning_seed, record_measure):
     write_tiny_records(str(tmp_path / "rec"), train_seeds=(1 + learning_seed, 2 + learning_seed),
                        eval_seeds=(3 + learning_seed,))

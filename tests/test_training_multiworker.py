@@ -19,6 +19,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TESTS)
@@ -111,6 +112,7 @@ def _max_rel_diff(a, b) -> float:
     return float(np.max(np.abs(a - b) / np.abs(b)))
 
 
+@pytest.mark.slow
 def test_two_workers_equal_two_replicas_and_resume_after_a_kill(tmp_path, learning_seed,
                                                                  record_measure):
     processes = Processes(tmp_path)
@@ -210,6 +212,7 @@ def test_two_workers_equal_two_replicas_and_resume_after_a_kill(tmp_path, learni
     assert stopped_after_s < 60, stopped_after_s
 
 
+@pytest.mark.slow
 def test_killing_the_chief_stops_the_other_worker_and_workers_must_share_the_workdir(
         tmp_path):
     processes = Processes(tmp_path)
