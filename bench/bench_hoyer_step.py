@@ -62,7 +62,13 @@ WORKLOADS = {
             ["seg.labeled_count=0", "seg.encoder_weights=", "data.crop_size=none"]),
     "sde": ("hoyer/kitti_sde", 4, 192, 640, 2.4, ["sde.encoder_weights="]),
 }
-MODES = {"graph": False, "xla": True}  # -> train.jit_compile
+# mode -> (train.jit_compile, the view-synthesis loss compiled with XLA). "graph": the
+# defaults (networks in graph mode; the SDE loss compiled on a CPU,
+# `view_synthesis.default_jit_compile`); "plain": no XLA at all (the SDE loss in graph mode
+# too; the same as "graph" for seg, which has no such loss); "xla": the whole forward and
+# backward pass compiled.
+MODES = {"graph": (False, None), "plain": (False, False), "xla": (True, None)}
+LOSS_TASKS = ("sde",)  # tasks with the view-synthesis loss ("plain" differs from "graph")
 POLICIES = ("float32", "mixed_bfloat16")
 IDLE_CONV_PEAK = 446.0  # GFLOP/s, issue 14: TF's fp32 3x3 conv peak on this machine, idle
 OUT = os.path.join(REPO, "bench", "results", "bench_hoyer_step.json")
@@ -82,7 +88,7 @@ def load_config(task: str, patterns: dict, mode: str, policy: str, workdir: str)
     overrides = [f"data.train_pattern={patterns['train']}",
                  f"data.eval_pattern={patterns['val']}", f"data.image_size=[{height},{width}]",
                  f"data.batch_size={batch}", "data.shuffle_buffer=4",
-                 f"train.jit_compile={MODES[mode]}", f"train.mixed_precision={policy}"] + extra
+                 f"train.jit_compile={MODES[mode][0]}", f"train.mixed_precision={policy}"] + extra
     return load_experiment(name, workdir, overrides, smoke=False)
 
 
@@ -126,7 +132,12 @@ def run_variant(task: str, mode: str, policy: str, records: str, warmup: int, re
     import tensorflow as tf
 
     from bench_networks import count_flops
+    from tf_depthseg.losses import view_synthesis
     from tf_depthseg.training import loop, tasks
+
+    loss_jit = MODES[mode][1]
+    if loss_jit is not None:  # this process only
+        view_synthesis.default_jit_compile = lambda target_shape: loss_jit
 
     patterns = json.loads(records)
     with tempfile.TemporaryDirectory() as workdir:
@@ -227,7 +238,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", default="seg,sde")
-    parser.add_argument("--modes", default="graph,xla")
+    parser.add_argument("--modes", default="graph,plain,xla")
     parser.add_argument("--policies", default=",".join(POLICIES))
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps after the first")
     parser.add_argument("--repeats", type=int, default=3, help="timed steps (median)")
@@ -267,6 +278,8 @@ def main() -> None:
         for _ in range(args.rounds):
             for task in task_names:
                 for mode in modes:
+                    if mode == "plain" and task not in LOSS_TASKS:
+                        continue  # the same step as "graph"
                     for policy in policies:
                         row = describe(run_child(args, task, mode, policy, records[task]),
                                        peaks)

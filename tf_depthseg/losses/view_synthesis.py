@@ -13,6 +13,21 @@ The total is the sum over scales divided by the number of scales.
 
 Known camera motion (Mannequin Challenge, synthetic scenes) uses the same function with
 `target_to_source` from `geometry.transforms.relative_pose`.
+
+Speed: the loss is hundreds of small element-wise ops per scale (warp, bilinear sampling,
+SSIM's 3x3 means, the minimum, smoothness) and their gradients, which XLA fuses: compiled
+together, forward and backward take ~0.4x their graph-mode time on the CPU (batch 4, 192x640;
+issue 14 measured 0.31-0.38x Monodepth2's PyTorch loss with XLA against 1.0-1.1x without).
+XLA's CPU convolutions are slower than oneDNN's, so the networks stay in graph mode and only
+the loss is compiled, with its gradient: `jit_compile=None` (the default) compiles one XLA
+function that returns the loss terms and their gradients w.r.t. the disparities and motions,
+and a custom gradient hands those to the networks' graph-mode backward pass. (A compiled loss
+whose gradient TensorFlow derives separately gains nothing: measured as slow as graph mode.)
+The default is on where no GPU is visible and the target batch has at least
+`JIT_MIN_PIXELS` pixels: compiling takes tens of seconds, which tiny batches never win back
+(2 x 32 x 96: 28 ms vs 22 ms per call). GPUs were not measured, so nothing changes there.
+Inside an XLA-compiled caller (`train.jit_compile`) the loss is compiled with the caller.
+docs/hoyer_speed.md has the train-step figures.
 """
 
 from __future__ import annotations
@@ -20,6 +35,7 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import tensorflow as tf
+from tensorflow.python.ops import control_flow_util
 
 from tf_depthseg import common
 from tf_depthseg.geometry import warp as warp_lib
@@ -78,6 +94,21 @@ def _downsample_to(image, reference):
     return tf.image.resize(image, tf.shape(reference)[1:3], method="bilinear")
 
 
+# Smallest target batch (B * H * W) the default compiles the loss for (module docstring).
+JIT_MIN_PIXELS = 2 ** 15
+
+
+def default_jit_compile(target_shape) -> bool:
+    """Whether the loss of a `target_shape` `[B, H, W, 3]` batch compiles with XLA by default:
+    on a machine without a GPU, for batches of at least JIT_MIN_PIXELS pixels."""
+    pixels = 1
+    for size in list(target_shape)[:3]:
+        if size is None:
+            return False
+        pixels *= int(size)
+    return pixels >= JIT_MIN_PIXELS and not tf.config.list_logical_devices("GPU")
+
+
 def multiscale_view_synthesis_loss(
         target, sources, disparities: Sequence, intrinsics, target_to_source, *,
         object_masks=None, object_transforms=None, min_depth: float = TRAIN_MIN_DEPTH,
@@ -86,7 +117,7 @@ def multiscale_view_synthesis_loss(
         smoothness_weight: float = SMOOTHNESS_WEIGHT, automask: bool = True,
         use_valid_masks: bool = True,
         identity_noise_std: float = photometric.IDENTITY_NOISE_STD, noise_seed=(0, 0),
-        global_batch_size: Optional[int] = None):
+        global_batch_size: Optional[int] = None, jit_compile: Optional[bool] = None):
     """Monodepth2's multi-scale loss, optionally with per-object motion (struct2depth).
 
     Args:
@@ -105,10 +136,100 @@ def multiscale_view_synthesis_loss(
       use_valid_masks: skip out-of-view reconstructions in the per-pixel minimum.
       identity_noise_std, noise_seed: tie-break noise on identity errors.
       global_batch_size: divide batch sums by this (distributed training); None = local mean.
+      jit_compile: compute the loss and its gradient in one XLA function (None:
+        `default_jit_compile(target.shape)`; module docstring). Its gradient reaches the
+        disparities, `target_to_source` and `object_transforms` only; False: plain graph
+        ops, differentiable w.r.t. every input. Inside an XLA-compiled caller the loss is
+        compiled with the caller either way.
     Returns:
       dict: `photometric`, `smoothness` (weighted, averaged over scales), `total` (scalars) and
       `automask` `[B, H, W, 1]` (scale 0: 1 where the pixel trains depth and pose).
     """
+    target = tf.convert_to_tensor(target)
+    static = dict(min_depth=min_depth, max_depth=max_depth, ssim_weight=ssim_weight,
+                  smoothness_weight=smoothness_weight, automask=automask,
+                  use_valid_masks=use_valid_masks, identity_noise_std=identity_noise_std,
+                  global_batch_size=global_batch_size)
+    if jit_compile is None:
+        jit_compile = default_jit_compile(target.shape)
+    in_xla = control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+    if not jit_compile or in_xla:
+        return _multiscale_loss(target, sources, list(disparities), intrinsics,
+                                target_to_source, object_masks=object_masks,
+                                object_transforms=object_transforms, noise_seed=noise_seed,
+                                **static)
+    return _loss_with_compiled_gradients(target, sources, disparities, intrinsics,
+                                         target_to_source, object_masks, object_transforms,
+                                         noise_seed, static)
+
+
+def _loss_with_compiled_gradients(target, sources, disparities, intrinsics, target_to_source,
+                                  object_masks, object_transforms, noise_seed, static):
+    """The loss from one XLA function that also returns its gradients (module docstring).
+
+    Gradients flow to the disparities, `target_to_source` and `object_transforms` (the
+    network outputs); the frames, intrinsics and masks are constants of the loss here.
+    """
+    disparities = [tf.convert_to_tensor(d) for d in disparities]
+    moving = [tf.convert_to_tensor(target_to_source)]
+    if object_transforms is not None:
+        moving.append(tf.convert_to_tensor(object_transforms))
+    constants = dict(target=target, sources=tf.convert_to_tensor(sources),
+                     intrinsics=tf.convert_to_tensor(intrinsics),
+                     object_masks=(None if object_masks is None
+                                   else tf.convert_to_tensor(object_masks)),
+                     noise_seed=tf.convert_to_tensor(noise_seed))
+    count = len(disparities)
+
+    @tf.custom_gradient
+    def loss(*inputs):
+        terms, photometric_grads, smoothness_grads = _compiled_loss_and_gradients(
+            list(inputs[:count]), list(inputs[count:]), **constants, **static)
+
+        def gradient(d_photometric, d_smoothness, d_total, d_automask):
+            del d_automask  # a mask: no gradient
+            d_photometric, d_smoothness, d_total = (
+                tf.zeros([]) if d is None else tf.cast(d, tf.float32)
+                for d in (d_photometric, d_smoothness, d_total))
+            photometric_weight = d_photometric + d_total  # total = photometric + smoothness
+            smoothness_weight = d_smoothness + d_total
+            grads = [photometric_weight * g for g in photometric_grads]
+            for index, g in enumerate(smoothness_grads):  # only the disparities have one
+                grads[index] += smoothness_weight * g
+            return [tf.cast(g, x.dtype) for g, x in zip(grads, inputs)]
+
+        return (terms[common.LOSS_PHOTOMETRIC], terms[common.LOSS_SMOOTHNESS],
+                terms[common.LOSS_TOTAL], terms[common.AUTOMASK]), gradient
+
+    photometric_loss, smoothness_loss, total, automask = loss(*disparities, *moving)
+    return {common.LOSS_PHOTOMETRIC: photometric_loss, common.LOSS_SMOOTHNESS: smoothness_loss,
+            common.LOSS_TOTAL: total, common.AUTOMASK: automask}
+
+
+def _loss_and_gradients(disparities, moving, *, target, sources, intrinsics, object_masks,
+                        noise_seed, **static):
+    """(terms, d photometric / d [disparities + moving], d smoothness / d disparities):
+    the body of the compiled function; `moving` = [target_to_source(, object_transforms)]."""
+    variables = list(disparities) + list(moving)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(variables)
+        terms = _multiscale_loss(target, sources, disparities, intrinsics, moving[0],
+                                 object_masks=object_masks,
+                                 object_transforms=moving[1] if len(moving) > 1 else None,
+                                 noise_seed=noise_seed, **static)
+    zero = tf.UnconnectedGradients.ZERO
+    photometric_grads = tape.gradient(terms[common.LOSS_PHOTOMETRIC], variables,
+                                      unconnected_gradients=zero)
+    smoothness_grads = tape.gradient(terms[common.LOSS_SMOOTHNESS], list(disparities),
+                                     unconnected_gradients=zero)
+    return terms, photometric_grads, smoothness_grads
+
+
+def _multiscale_loss(target, sources, disparities, intrinsics, target_to_source, *,
+                     object_masks, object_transforms, min_depth, max_depth, ssim_weight,
+                     smoothness_weight, automask, use_valid_masks, identity_noise_std,
+                     noise_seed, global_batch_size):
+    """`multiscale_view_synthesis_loss` without the choice of compilation."""
     target = tf.convert_to_tensor(target)
     sources = tf.cast(sources, target.dtype)
     target_to_source = tf.cast(target_to_source, target.dtype)
@@ -172,3 +293,9 @@ def multiscale_view_synthesis_loss(
         common.LOSS_TOTAL: photometric_loss + smoothness_loss,
         common.AUTOMASK: automask_scale0,
     }
+
+
+# One function for every call: its traces (one per input shapes and static arguments) and their
+# XLA executables are reused by every train step that calls the loss with the same shapes.
+_compiled_loss_and_gradients = tf.function(_loss_and_gradients, jit_compile=True,
+                                           autograph=False)
