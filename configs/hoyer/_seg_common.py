@@ -18,6 +18,7 @@ section B):
 The subset seed is `seg.labeled_seed` (the reference's dataset seeds are 42, 43, 44).
 """
 
+from configs.hoyer._common import PAPER_MIXED_PRECISION
 from tf_depthseg import config as cfg
 from tf_depthseg.training.tasks.seg_config import SegConfig
 
@@ -84,7 +85,8 @@ def seg_config(name: str, *, dataset: str, transfer: bool, smoke: bool = False,
                         encoder_weights="imagenet", labeled_count=labels,
                         init_from=CITYSCAPES_SDE_RUN if transfer else "")
         train = cfg.TrainConfig(steps=steps, eval_every=1000, checkpoint_every=1000,
-                                log_every=100, best_metric="miou", best_mode="max")
+                                log_every=100, best_metric="miou", best_mode="max",
+                                mixed_precision=PAPER_MIXED_PRECISION)
     else:
         raise ValueError(f"unknown dataset {dataset!r}")
     optim = cfg.OptimConfig(optimizer="sgd", learning_rate=1e-2, momentum=0.9,
