@@ -11,27 +11,35 @@ clipping, the optimizer update) on tiny synthetic drives written at that size:
   al.'s ASPP U-Net decoder; ResNet-18 pose net on frame pairs; Adam) at batch 4, 192x640.
   Reference: Monodepth2's full step (its lighter decoder), ~2.4 s/step.
 
-Each in graph mode (`train.jit_compile=False`) and with XLA (True), in float32 and
+Modes: "graph" (the defaults: networks in graph mode, the SDE's view-synthesis loss compiled
+with its gradient on a CPU), "plain" (no XLA at all; SDE only) and "xla"
+(`train.jit_compile=True`: the whole forward and backward pass), each in float32 and
 mixed_bfloat16 (bf16 convolutions on CPUs with AVX512_BF16 / AMX), every variant in a fresh
 process, the variants interleaved (`--rounds` > 1 repeats the whole cycle). A variant builds
 the Trainer, takes warm-up + repeats batches from its input pipeline first (so the timed steps
 do not share the cores with tf.data), traces and runs the step (`first call`: graph
 optimisation / XLA compilation + one step), runs `--warmup` more steps, then times
-`--repeats` steps (median). Printed per variant: step seconds, ratio to the reference, FLOPs
-per step (`bench_networks.count_flops` on the traced step: convolutions and matmuls of the
-forward and backward pass), achieved GFLOP/s and its fraction of the 3x3 conv peak of the
-variant's compute dtype (`bench_networks.conv_peak_gflops`, measured in the same run, before
-the variants), and the 1-minute load average before and after the timed steps. The machine
+`--repeats` steps (median; `--budget` seconds at most). Printed per variant: step seconds,
+ratio to the reference, FLOPs per step (`bench_networks.count_flops` on the traced step:
+convolutions and matmuls of the forward and backward pass), achieved GFLOP/s and its fraction
+of the 3x3 conv peak of the variant's compute dtype (`bench_networks.conv_peak_gflops`,
+measured in the same run, before the variants), and the 1-minute load average before and
+after the timed steps. The machine
 is shared: compare ratios measured in the same run; "x ref @idle" scales the step time by the
 conv peak measured now against the idle-machine peak of the issue (446 GFLOP/s), a rough
 correction for the load, not a measurement.
 
 `--profile DIR` adds one profiled step per variant (TensorFlow profiler trace in DIR) and
-prints the op table by type: total time, share, op count (graph mode: every TF op; XLA: the
-compiled cluster is one op, the rest of the step beside it).
+prints the op table by type: seconds and op count (TF ops, and the XLA instructions of
+compiled clusters as "xla <instruction>").
+
+On a CPU the "xla" variants of seg take minutes per step (XLA's own convolutions), so a run of
+all 10 variants takes far longer than the ~10 minutes of `--modes graph,plain` (6 variants,
+idle machine). docs/hoyer_speed.md has the figures.
 
 Example:
-    python bench/bench_hoyer_step.py                       # all 8 variants, ~10 min idle
+    python bench/bench_hoyer_step.py --modes graph,plain
+    python bench/bench_hoyer_step.py                       # + the XLA variants
     python bench/bench_hoyer_step.py --tasks seg --modes graph --policies mixed_bfloat16 \
         --profile /tmp/hoyer_profile
 """
