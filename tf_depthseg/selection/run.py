@@ -478,7 +478,7 @@ def run_selection(config, output_dir: str, *, sde_key: str = "selection.sde_from
             f"{size} source ids chosen for annotation by tools/select_annotations, in the "
             f"order chosen (step {k + 1} of {len(selection.steps)}: {selection.steps})",
             f"records: {pattern}",
-            f"train on them with --set seg.labeled_ids_file=<this file>"])
+            "train on them with --set seg.labeled_ids_file=<this file>"])
         write_contact_sheet(os.path.join(output_dir, sheet_filename(size)), config, entry,
                             all_picks)
         state["steps"].append(entry)
