@@ -225,7 +225,12 @@ def test_disparity_stays_alive_at_the_synthetic_configs_learning_rate(
     which the synthetic configs now use, the disparity keeps its spread. 15 steps of the
     synthetic config's optimiser on the tiny drives, batch 2: at batch 4 (before) and 1e-3,
     seed 0 with oneDNN on no longer saturated (spread 0.020), so the test passed at the rate
-    it guards against; at batch 2 it saturates (1.0 of the pixels) with oneDNN on and off."""
+    it guards against; at batch 2 it saturates (1.0 of the pixels) with oneDNN on and off.
+
+    Measured at 1e-4 (seeds 0-4 x oneDNN on/off): nothing saturated, spread 0.0175-0.0512,
+    so the spread bound is 5e-4 (log margin 3.3; docs/testing.md): "not collapsed to a
+    constant". At 1e-3 8 of those 10 runs fail (all pixels saturated, or spread 0.0003); two
+    keep a spread of 0.020 within 15 steps."""
     synthetic = cfg.load_config("hoyer/synthetic_kitti_sde")
     config = cfg.apply_overrides(
         tiny_config(tiny_records, steps=15),
@@ -238,6 +243,6 @@ def test_disparity_stays_alive_at_the_synthetic_configs_learning_rate(
     disparity = disparity.numpy()
     record_measure("saturated fraction", saturated_fraction(disparity), below=0.05)
     record_measure("disparity spread (p95 - p5)",
-                   float(np.percentile(disparity, 95) - np.percentile(disparity, 5)), above=0.01)
+                   float(np.percentile(disparity, 95) - np.percentile(disparity, 5)), above=5e-4)
     assert saturated_fraction(disparity) < 0.05
-    assert np.percentile(disparity, 95) - np.percentile(disparity, 5) > 0.01
+    assert np.percentile(disparity, 95) - np.percentile(disparity, 5) > 5e-4
