@@ -222,15 +222,20 @@ def test_is_registered_and_checks_its_config(seg_records):
 @pytest.mark.slow
 @pytest.mark.measured
 def test_loss_falls_on_a_tiny_overfit(seg_records, tmp_path, learning_seed, record_measure):
-    """30 SGD steps (lr 3e-2, encoder 3e-3) on 4 labelled stripe images: the cross-entropy of
-    the trained network on those images (inference mode, no augmentation) falls well below
-    ln 11 = 2.40, the loss of uniform predictions, and below the untrained network's.
+    """40 SGD steps (lr 3e-2 decaying to 0, encoder 3e-3) on 4 labelled stripe images: the
+    cross-entropy of the trained network on those images (inference mode, no augmentation)
+    falls well below ln 11 = 2.40, the loss of uniform predictions, and below the untrained
+    network's.
 
-    Measured (seeds 0-2, oneDNN on, 2 loaded cores): trained / ln 11 = 0.307, 0.375, 0.254;
-    untrained 0.99-1.01. Bound 0.75 = worst + 3 x spread (docs/testing.md's rule)."""
-    config = tiny_config(seg_records, steps=30, lr=3e-2, labeled_count=4,
+    The earlier 30 steps at a constant 3e-2 ended anywhere in 0.21-0.79 x ln 11 (seeds 0-4 x
+    oneDNN on/off; one run over the bound 0.75, and 0.22-0.37 for one seed run to run): the
+    loss still jumped from step to step at that rate (training CE 0.1-1.2 x ln 11 over steps
+    30-60). The poly decay lets it settle; deterministic: the same trajectory every run on one
+    machine. Measured spread: docs/testing.md."""
+    config = tiny_config(seg_records, steps=40, lr=3e-2, labeled_count=4,
                          labeled_seed=learning_seed)
-    config = cfg.apply_overrides(config, [f"train.seed={learning_seed}", "train.log_every=5"])
+    config = cfg.apply_overrides(config, [f"train.seed={learning_seed}", "train.log_every=5",
+                                          "optim.schedule=poly", "train.deterministic=true"])
     trainer = loop.Trainer(config, make_task(config), str(tmp_path / "run"))
     model = trainer.models[seg_task.MODEL_SEGMENTATION]
     images = next(iter(pipeline.make_dataset(
@@ -249,7 +254,7 @@ def test_loss_falls_on_a_tiny_overfit(seg_records, tmp_path, learning_seed, reco
     uniform = float(np.log(NUM_CLASSES))
     ratio = record_measure("trained_ce_over_uniform", after / uniform, below=0.75)
     record_measure("untrained_ce_over_uniform", before / uniform, above=0.75)
-    assert result.final_step == 30
+    assert result.final_step == 40
     assert ratio < 0.75 and after < before, (before, after)
 
 
