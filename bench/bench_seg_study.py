@@ -22,8 +22,9 @@ Variants (the configs are the paper's recipes scaled down, see configs/hoyer/):
   dt        synthetic_camvid_seg_dt      encoder + decoder from the SDE (transfer)
   classmix  synthetic_camvid_classmix    mean teacher + ClassMix, random init
   dt_xd     synthetic_camvid_dt_depthmix transfer + mean teacher + DepthMix
-  dt_xd_s   as dt_xd with the labelled images chosen by tools/select_annotations
-            (--selection=<its selected_50.txt>; only run when given)
+  dt_xd_s   as dt_xd with the 50 labelled images chosen by tools/select_annotations
+            (configs/hoyer/synthetic_camvid_selection with this study's SDE, into
+            <root>/selection, run once when missing; or --selection=<a selected_50.txt>)
 
 Seeds: seed k sets train.seed=k and, for the randomly drawn labelled subsets, seg.labeled_seed=k
 (the reference draws its subset from the run's seed too); seed 0 is the configs' default, so
@@ -38,7 +39,8 @@ the baseline).
 Example (one seed, the issue-15 comparison; ~1 h on 2 shared cores):
   .venv/bin/python bench/bench_seg_study.py --seeds=0 --plots_dir=docs
 Three seeds (issue 16's Table S2 at toy scale; resumes):
-  .venv/bin/python bench/bench_seg_study.py --seeds=0,1,2 --plots_dir=docs
+  .venv/bin/python bench/bench_seg_study.py --seeds=0,1,2 --sde_steps=400 \
+      --variants=baseline,dt,classmix,dt_xd,dt_xd_s --plots_dir=docs
 """
 
 from __future__ import annotations
@@ -98,6 +100,12 @@ def ensure_inputs(args, log) -> dict:
             ["tools.predict_pseudo_depth", f"--input={CAMVID}/train-*.tfrecord",
              f"--sde={SDE_RUN}", f"--output_dir={PSEUDO_DEPTH}",
              f"--figure={os.path.join(args.root, 'depthmix.png')}"], log)
+    if "dt_xd_s" in args.variants.split(",") and not args.selection:
+        selection = os.path.join(args.root, "selection")
+        seconds["selection"] = study.run_tool(
+            ["tools.select_annotations", "--config=hoyer/synthetic_camvid_selection",
+             f"--output_dir={selection}", f"--sde={SDE_RUN}"], log)  # resumes when stopped
+        args.selection = os.path.join(REPO, selection, "selected_50.txt")
     return seconds
 
 
@@ -207,15 +215,14 @@ def main():
     parser.add_argument("--sde_steps", type=int, default=0,
                         help="train the SDE this many steps instead of its config's")
     parser.add_argument("--selection", default="",
-                        help="dt_xd_s: the ids file tools/select_annotations wrote")
+                        help="dt_xd_s: an ids file of tools/select_annotations (default: run "
+                             "it with this study's SDE into <root>/selection)")
     parser.add_argument("--plots_dir", default=None, help="write the PNG figures here (docs/)")
     args = parser.parse_args()
     variants = [v for v in args.variants.split(",") if v]
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         parser.error(f"unknown variants {unknown}; choose from {sorted(VARIANTS)}")
-    if "dt_xd_s" in variants and not args.selection:
-        parser.error("dt_xd_s needs --selection=<the selected ids file>")
     seeds = [int(s) for s in args.seeds.split(",") if s]
 
     os.makedirs(os.path.join(REPO, args.root), exist_ok=True)
