@@ -359,3 +359,40 @@ def test_serving_model_default_is_the_only_model():
     assert loop.Task.serving_model(task, None, models) is models["net"]
     with pytest.raises(ValueError, match=r"\['a', 'b'\].*serving_model"):
         loop.Task.serving_model(task, None, {"a": models["net"], "b": models["net"]})
+
+
+@pytest.mark.parametrize("gpus, flags, expected", [
+    ([], frozenset({"avx2", "avx512f"}), "float32"),  # bf16 would be emulated: slower
+    ([], frozenset({"avx512f", "avx512_bf16"}), "mixed_bfloat16"),
+    ([], frozenset({"amx_tile", "amx_bf16"}), "mixed_bfloat16"),
+    ([(8, 6)], frozenset(), "mixed_bfloat16"),
+    ([(7, 5)], frozenset({"amx_bf16"}), "mixed_float16"),  # a GPU decides over the CPU
+    ([(8, 0), (7, 0)], frozenset(), "mixed_float16"),  # the oldest GPU decides
+    ([(6, 1)], frozenset(), "float32"),
+])
+def test_auto_mixed_precision_follows_the_devices(tmp_path, monkeypatch, gpus, flags, expected):
+    """train.mixed_precision=auto: the policy the models are built with and the loss scaling
+    follow the devices (GPU capability, CPU bf16 flags); explicit policies pass through."""
+    from tf_depthseg.training import distribute
+    assert distribute.resolve_mixed_precision("auto", gpus, flags) == expected
+    for explicit in ("float32", "mixed_float16", "mixed_bfloat16"):
+        assert distribute.resolve_mixed_precision(explicit, gpus, flags) == explicit
+    monkeypatch.setattr(distribute, "_gpu_capabilities", lambda: list(gpus))
+    monkeypatch.setattr(distribute, "_cpu_flags", lambda: flags)
+    trainer = loop.Trainer(_quiet_config(1, mixed_precision="auto"), ToyTask(), str(tmp_path))
+    assert trainer.mixed_precision == expected
+    assert keras.mixed_precision.global_policy().name == expected
+    assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer) == (
+        expected == "mixed_float16")
+
+
+def test_auto_mixed_precision_reads_this_machine():
+    """No injected devices: /proc/cpuinfo's flags decide on a CPU-only machine."""
+    from tf_depthseg.training import distribute
+    flags = distribute._cpu_flags()  # pylint: disable=protected-access
+    if os.path.exists("/proc/cpuinfo"):
+        assert "sse2" in flags or "fp" in flags or "fpu" in flags, sorted(flags)[:20]
+    expected = ("mixed_bfloat16" if {"amx_bf16", "avx512_bf16"} & flags else "float32")
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("a GPU decides; covered by the injected cases")
+    assert distribute.resolve_mixed_precision("auto") == expected

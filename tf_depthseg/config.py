@@ -299,7 +299,9 @@ class TrainConfig(_Section):
     best_mode: str = _choices("min", "min", "max")
     seed: int = _ranged(0, 0)
     deterministic: bool = False  # op determinism + stateless seeds: bitwise-resumable (per machine)
-    mixed_precision: str = _choices("float32", "float32", "mixed_float16", "mixed_bfloat16")
+    # "auto": by the devices at hand (training/distribute.resolve_mixed_precision).
+    mixed_precision: str = _choices("float32", "float32", "mixed_float16", "mixed_bfloat16",
+                                    "auto")
     # XLA for the forward + backward pass. Off by default: on the CPU it loses by far
     # (bench/bench_train_step.py, SUW encoder-decoder, batch 4, 128x416: S 6.8x slower than
     # graph mode, whose convolutions run in oneDNN; docs/suw_speed.md). Measure before

@@ -6,7 +6,7 @@ either layout), the network and the schedule. Sources of the constants:
 * Cityscapes: the reference code's `configs/cityscapes_monodepth_highres_dec6_crop.yml`
   (lhoyer/improving_segmentation_with_selfsupervised_depth): ResNet-101 with a dilated last
   stage, 1024x512 sequences cropped to 512x512, batch 4, Adam 1e-5, 100k iterations (its x0.1
-  milestone at 160k is never reached), mixed precision (here bfloat16, PAPER_MIXED_PRECISION;
+  milestone at 160k is never reached), mixed precision (here "auto", PAPER_MIXED_PRECISION;
   the reference's float16 AMP), min/max depth 0.1/100 m, smoothness
   1e-3, feature distance 1e-2 to a frozen ImageNet encoder, pose on frame pairs, colour
   augmentation and flips 0.5.
@@ -29,11 +29,13 @@ SYNTHETIC_KITTI_TRAIN = "workdir/data/kitti_records/train-*.tfrecord"
 SYNTHETIC_KITTI_EVAL = "workdir/data/kitti_records/val-*.tfrecord"
 SYNTHETIC_CITYSCAPES_TRAIN = "workdir/data/cityscapes_sequence/train-*.tfrecord"
 
-# The paper recipes' (GPU-sized) precision: bfloat16 convolutions, float32 variables, losses
-# and disparity/logit heads. On a CPU with AMX/AVX512_BF16 the train step takes ~0.5x its
-# float32 time (docs/hoyer_speed.md); unlike the reference's float16 it needs no loss scaling.
-# The synthetic CPU configs keep float32 (their measured learning curves are float32 runs).
-PAPER_MIXED_PRECISION = "mixed_bfloat16"
+# The paper recipes' precision: "auto" (training/distribute.resolve_mixed_precision) =
+# bfloat16 convolutions on Ampere+ GPUs and on CPUs with AMX / AVX512_BF16 (there the train
+# step takes ~0.5x its float32 time, docs/hoyer_speed.md; no loss scaling needed), float16 with
+# loss scaling on Volta / Turing (the reference's AMP), float32 elsewhere. Variables, losses
+# and the disparity / logit heads stay float32. The synthetic CPU configs keep float32 (their
+# measured learning curves are float32 runs).
+PAPER_MIXED_PRECISION = "auto"
 
 MONODEPTH2_KITTI_TRAIN_FRAMES = 39810  # eigen_zhou train split
 MONODEPTH2_BATCH = 12

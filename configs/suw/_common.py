@@ -44,7 +44,14 @@ SMOKE_OVERRIDES = [
     "train.steps=6", "train.log_every=2", "train.checkpoint_every=3", "train.eval_every=6",
     "train.image_summaries_every=0", "eval.max_examples=4", "data.batch_size=2",
     "data.eval_batch_size=2", "data.shuffle_buffer=16", "data.image_size=[64,208]",
+    "train.mixed_precision=float32",
 ]
+# The real-data recipes' precision: by the device (training/distribute.resolve_mixed_precision:
+# bf16 on CPUs with AMX / AVX512_BF16 and Ampere+ GPUs, float16 on Volta / Turing, else
+# float32). On a Sapphire Rapids core every SUW variant's step takes 0.72-0.86x its float32
+# time in bf16 (docs/suw_speed.md). The synthetic configs keep float32: their measured
+# curves (docs/suw_study.md) are float32 runs.
+REAL_DATA_MIXED_PRECISION = "auto"
 
 
 def _optim(network: str) -> cfg.OptimConfig:
@@ -105,7 +112,9 @@ def suw_config(name: str, *, supervised: str = "soft_classification",
         data=data,
         optim=_optim(network),
         train=cfg.TrainConfig(steps=steps, eval_every=1000, checkpoint_every=500,
-                              log_every=50),
+                              log_every=50,
+                              mixed_precision=("float32" if dataset == "synthetic"
+                                               else REAL_DATA_MIXED_PRECISION)),
         eval=evaluation,
         export=cfg.ExportConfig(tflite=network == ENCODER_DECODER),
         task_sections={"suw": suw})

@@ -11,6 +11,10 @@ a multi-worker run needs besides the strategy (start-up agreement, failures, inp
   variable (checked first, so a missing or malformed one gives a clear message instead of a
   hang or a gRPC error).
 
+`resolve_mixed_precision` picks the dtype policy of `train.mixed_precision="auto"` for the
+devices at hand (bfloat16 where the hardware computes it, float16 on Volta/Turing GPUs,
+float32 elsewhere).
+
 Failures of a multi-worker run (TensorFlow 2.21, `MultiWorkerMirroredStrategy` on gRPC): the
 strategy starts TensorFlow's coordination service on worker 0, and every worker sends it
 heartbeats. When a worker dies, the others learn it at their next collective op: at once when
@@ -41,6 +45,10 @@ from tf_depthseg.training import checkpoints
 
 
 WORKER_INPUTS_SUBDIR = "worker_inputs"
+# CPU flags (Linux /proc/cpuinfo names) of native bfloat16 arithmetic: AMX tiles (Sapphire
+# Rapids and later) or AVX512_BF16 dot products (Cooper Lake, Zen 4). Without them TensorFlow
+# emulates bfloat16 and the step is slower than in float32.
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
 class DistributionError(errors.UserError, ValueError):
@@ -319,3 +327,56 @@ class WorkerInputs:
                 f"{prefix}: cannot restore worker {self.worker_index}'s input position "
                 f"({error}); the input pipeline changed since it was saved. Train into a new "
                 "--workdir.") from error
+
+
+def _cpu_flags() -> frozenset:
+    """The CPU feature flags of /proc/cpuinfo (empty where there is none, e.g. macOS)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def _gpu_capabilities() -> List[Tuple[int, int]]:
+    """(major, minor) CUDA compute capability of every visible GPU ((0, 0) when unknown)."""
+    capabilities = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(gpu)
+        capabilities.append(tuple(details.get("compute_capability") or (0, 0)))
+    return capabilities
+
+
+def resolve_mixed_precision(policy: str, gpu_capabilities: Optional[List[Tuple[int, int]]] = None,
+                            cpu_flags: Optional[frozenset] = None) -> str:
+    """The Keras dtype policy `train.mixed_precision` names; "auto" chooses by the devices.
+
+    "auto":
+      * GPUs (the oldest one decides): compute capability >= 8.0 (Ampere and later: bf16
+        tensor cores) -> "mixed_bfloat16" (float32's range, no loss scaling); 7.x (Volta,
+        Turing: fp16 tensor cores) -> "mixed_float16" (the optimizer adds dynamic loss
+        scaling); older -> "float32".
+      * no GPU: a CPU with one of BF16_CPU_FLAGS -> "mixed_bfloat16" (measured on a 2-core
+        Sapphire Rapids guest: the SUW S step 0.72x and the Hoyer et al. paper network 0.51x
+        of their float32 time, docs/suw_speed.md and docs/hoyer_speed.md); else "float32".
+    Variables, losses and the output heads stay float32 under every mixed policy. Other
+    values are returned unchanged. A run resumed on other hardware may resolve differently;
+    the checkpoints hold float32 variables either way.
+
+    Args:
+      policy: "auto", "float32", "mixed_float16" or "mixed_bfloat16".
+      gpu_capabilities, cpu_flags: the devices (default: this machine's; for tests).
+    """
+    if policy != "auto":
+        return policy
+    gpus = _gpu_capabilities() if gpu_capabilities is None else list(gpu_capabilities)
+    if gpus:
+        oldest = min(gpus)
+        if oldest >= (8, 0):
+            return "mixed_bfloat16"
+        return "mixed_float16" if oldest >= (7, 0) else "float32"
+    flags = _cpu_flags() if cpu_flags is None else cpu_flags
+    return "mixed_bfloat16" if any(f in flags for f in BF16_CPU_FLAGS) else "float32"

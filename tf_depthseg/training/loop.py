@@ -316,7 +316,11 @@ class Trainer:
         else:
             keras.utils.set_random_seed(train.seed)  # reproducible initialisation anyway
         # The policy must be set before the models are built: layers read it at creation.
-        keras.mixed_precision.set_global_policy(train.mixed_precision)
+        self.mixed_precision = distribute.resolve_mixed_precision(train.mixed_precision)
+        if self.mixed_precision != train.mixed_precision:
+            logging.info("train.mixed_precision=%s: %s on this machine", train.mixed_precision,
+                         self.mixed_precision)
+        keras.mixed_precision.set_global_policy(self.mixed_precision)
         self.worker_index, self.num_workers, self.is_chief = distribute.worker_info(
             self.strategy)
         self.num_replicas = self.strategy.num_replicas_in_sync
@@ -359,7 +363,7 @@ class Trainer:
             # The order the optimizer was built in: gradients are taken and applied in it.
             self._variables = [v for group in self.param_groups.values() for v in group]
             self.optimizer = optimizers.build_optimizer(config.optim, self.schedule,
-                                                        train.mixed_precision,
+                                                        self.mixed_precision,
                                                         self.param_groups)
 
         input_context = tf.distribute.InputContext(
