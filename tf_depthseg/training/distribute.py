@@ -363,8 +363,10 @@ def resolve_mixed_precision(policy: str, gpu_capabilities: Optional[List[Tuple[i
         Sapphire Rapids guest: the SUW S step 0.72x and the Hoyer et al. paper network 0.51x
         of their float32 time, docs/suw_speed.md and docs/hoyer_speed.md); else "float32".
     Variables, losses and the output heads stay float32 under every mixed policy. Other
-    values are returned unchanged. A run resumed on other hardware may resolve differently;
-    the checkpoints hold float32 variables either way.
+    values are returned unchanged. A run resumed on other hardware may resolve differently:
+    the weights carry over (float32 either way), but float16's loss-scaling optimizer has
+    other checkpoint objects, so name the policy explicitly to move a run between a
+    Volta/Turing GPU and other hardware.
 
     Args:
       policy: "auto", "float32", "mixed_float16" or "mixed_bfloat16".
