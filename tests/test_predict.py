@@ -283,3 +283,39 @@ def test_bad_class_table_in_metadata_is_named(seg_exported, tmp_path):
         json.dump(metadata, f)
     with pytest.raises(BadInputError, match="metadata.json"):
         predict.load_predictor(copy)
+
+
+def test_tflite_predictor_inverts_the_resized_disparity_of_disparity_models(tmp_path):
+    """SDE exports: at another image size the depth is 1 / the resized (scaled) disparity, as
+    the SavedModel signature and Monodepth2 compute it, not the resized depth, which differs
+    wherever the disparity varies (bilinear interpolation does not commute with 1/x)."""
+    import tensorflow as tf
+
+    from tf_depthseg.training.tasks import sde as sde_task
+    keras.utils.set_random_seed(5)
+    image = keras.Input((None, None, 3), name="image")
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(image)
+    # Large weights: a disparity that varies strongly from pixel to pixel.
+    logits = keras.layers.Conv2D(1, 3, padding="same",
+                                 kernel_initializer=keras.initializers.RandomNormal(0, 3.0))(x)
+    disparity = keras.layers.Activation("sigmoid")(logits)
+    depth = sde_task.DisparityToDepth(0.1, 100.0)(disparity)
+    model = keras.Model(image, {common.OUT_DEPTH: depth, common.disparity_key(0): disparity})
+    export_dir = str(tmp_path / "export")
+    exporter.export_model(model, export_dir, image_size=SIZE, verify=False)
+    images = np.random.default_rng(0).integers(0, 256, (2, 30, 44, 3), dtype=np.uint8)
+    lite = predict.load_predictor(os.path.join(export_dir, exporter.TFLITE_FILENAME))(images)
+    saved = predict.load_predictor(export_dir)(images)
+    assert lite["depth"].shape == lite["disparity"].shape == (2, 30, 44, 1)
+
+    def invert(disp):
+        return 1.0 / (1.0 / 100.0 + (1.0 / 0.1 - 1.0 / 100.0) * disp.astype(np.float64))
+
+    np.testing.assert_allclose(lite["depth"], invert(lite["disparity"]), rtol=1e-4)
+    np.testing.assert_allclose(saved["depth"], invert(saved["disparity"]), rtol=1e-4)
+    # The other convention is far off here, so the check above can tell them apart.
+    at_model_size = tf.image.resize(images.astype(np.float32), SIZE).numpy()
+    small_depth = predict.load_predictor(export_dir)(
+        np.clip(np.round(at_model_size), 0, 255).astype(np.uint8))["depth"]
+    resized_depth = tf.image.resize(small_depth, (30, 44)).numpy()
+    assert np.max(np.abs(resized_depth / invert(lite["disparity"]) - 1.0)) > 0.1

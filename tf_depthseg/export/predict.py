@@ -24,7 +24,8 @@ Models: an export folder (the SavedModel of `tools/export.py`, any image size: i
 resizes internally) or a `.tflite` file (fixed size: images are resized to its input size here,
 the same bilinear resize the SavedModel signature uses, and the outputs resized back; class
 ids then are the argmax of the resized probabilities, where the SavedModel resizes the
-logits, so the two can differ at class boundaries).
+logits, so the two can differ at class boundaries; the depth of a disparity model (SDE) is
+computed from the resized disparity with the export's depth_range, as the signature does).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from tf_depthseg import common, visualize
 from tf_depthseg.data import image_io
 from tf_depthseg.errors import BadInputError
 from tf_depthseg.export import exporter, saved_model, tflite
+from tf_depthseg.losses import view_synthesis
 from tf_depthseg import utils
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -127,7 +129,12 @@ class TFLitePredictor:
         self.model = tflite.TFLiteModel(model_path=path, num_threads=num_threads)
         self.output_names = self.model.output_names
         _check_outputs(path, self.output_names)
-        self.classes = class_table(exporter.read_metadata(os.path.dirname(path) or "."), path)
+        metadata = exporter.read_metadata(os.path.dirname(path) or ".")
+        self.classes = class_table(metadata, path)
+        # Disparity models: depth at another size inverts the resized disparity (Monodepth2's
+        # convention, what the SavedModel signature computes), not a resized depth.
+        self.depth_range = (metadata.get("depth_range") if "depth_from_disparity" in metadata
+                            else None)
 
     def __call__(self, images: np.ndarray) -> Dict[str, np.ndarray]:
         """uint8 `[batch, H, W, 3]` -> the model's outputs at `[batch, H, W]`: float outputs
@@ -146,6 +153,10 @@ class TFLitePredictor:
         resized = {key: saved_model.resize_if_needed(tf.constant(value), size).numpy()
                    for key, value in outputs.items()
                    if key != saved_model.OUTPUT_CLASS_IDS}
+        if self.depth_range and {saved_model.OUTPUT_DISPARITY,
+                                 saved_model.OUTPUT_DEPTH} <= set(resized):
+            resized[saved_model.OUTPUT_DEPTH] = view_synthesis.disp_to_depth(
+                resized[saved_model.OUTPUT_DISPARITY], *self.depth_range)[1].numpy()
         if saved_model.OUTPUT_CLASS_IDS in outputs:
             # Ids cannot be interpolated; the SavedModel resizes logits, the closest here.
             resized[saved_model.OUTPUT_CLASS_IDS] = np.argmax(
