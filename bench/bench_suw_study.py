@@ -60,7 +60,7 @@ VARIANTS = {
 DEFAULT_VARIANTS = "s,su,sw,suw,sw_pixel_diff,sw_patch_same,sw_patch_diff"
 # Settings that change what a run measures: a stored run under others is dropped.
 COMPARED = ("steps", "batch_size", "height", "width", "learning_rate",
-            "hourglass_learning_rate", "num_drives", "frames")
+            "hourglass_learning_rate", "num_drives", "frames", "lidar_rows")
 
 
 def make_data(args, strategies, log) -> dict:
@@ -70,7 +70,8 @@ def make_data(args, strategies, log) -> dict:
         study.run_tool(["tools.make_synthetic", "--layout=kitti", f"--output_dir={raw}",
                         f"--num_drives={args.num_drives}", f"--frames_per_drive={args.frames}",
                         f"--height={args.height}", f"--width={args.width}",
-                        f"--lidar_rows={args.height // 2}", "--num_workers=2"], log)
+                        f"--lidar_rows={args.lidar_rows or args.height // 2}",
+                        "--num_workers=2"], log)
     if not os.path.exists(os.path.join(records, "manifest.json")) or not any(
             n.startswith("test-") for n in os.listdir(records)):
         study.run_tool(["tools.convert_kitti", f"--input_dir={raw}", f"--output_dir={records}",
@@ -224,6 +225,9 @@ def main():
     parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--height", type=int, default=64)
     parser.add_argument("--width", type=int, default=208)
+    parser.add_argument("--lidar_rows", type=int, default=0,
+                        help="LiDAR rows of the drives (0: height / 2, ~46 %% of the pixels; "
+                             "KITTI's velodyne covers ~5 %%: try 4 with another --work/--out)")
     parser.add_argument("--learning_rate", type=float, default=1e-3)
     parser.add_argument("--hourglass_learning_rate", type=float, default=5e-4)
     args = parser.parse_args()
@@ -235,7 +239,8 @@ def main():
 
     os.makedirs(args.work, exist_ok=True)
     log = os.path.join(args.work, "study.log")
-    settings = {k: getattr(args, k) for k in COMPARED}
+    # lidar_rows is stored only when set, so studies stored before it existed still match.
+    settings = {k: getattr(args, k) for k in COMPARED if k != "lidar_rows" or args.lidar_rows}
     store = study.ResultStore(args.out, settings, COMPARED)
     patterns = make_data(args, sorted({VARIANTS[v][2] for v in variants}), log)
     store.save()
