@@ -149,8 +149,13 @@ def table(store: study.ResultStore, variants) -> str:
         return [e["test"]["miou"] for e in store.by_variant(variant)]
 
     base_mean, _ = study.mean_std(mious("baseline")) if mious("baseline") else (None, None)
-    lines = ["| variant | test mIoU % (mean +- std, seeds) | vs baseline | pixel acc % |",
-             "|---|---|---|---|"]
+    def last_val(variant):
+        return [e["val_curve"][-1][1] for e in store.by_variant(variant) if e["val_curve"]]
+
+    val_base = study.mean_std(last_val("baseline"))[0] if last_val("baseline") else None
+    lines = ["| variant | test mIoU % (mean +- std, seeds) | vs baseline | pixel acc % | "
+             "val-drive mIoU % at the last step | vs baseline |",
+             "|---|---|---|---|---|---|"]
     for variant in variants:
         values = mious(variant)
         if not values:
@@ -159,8 +164,12 @@ def table(store: study.ResultStore, variants) -> str:
         delta = "" if base_mean is None or variant == "baseline" else \
             f"{100 * (mean - base_mean):+.1f}"
         acc = [e["test"]["pixel_accuracy"] for e in store.by_variant(variant)]
+        val = last_val(variant)
+        val_delta = "" if val_base is None or variant == "baseline" or not val else \
+            f"{100 * (study.mean_std(val)[0] - val_base):+.1f}"
         lines.append(f"| {VARIANTS[variant][0]} | {study.format_mean_std(values, 100)} | "
-                     f"{delta} | {study.format_mean_std(acc, 100)} |")
+                     f"{delta} | {study.format_mean_std(acc, 100)} | "
+                     f"{study.format_mean_std(val, 100) if val else ''} | {val_delta} |")
     return "\n".join(lines)
 
 
@@ -218,6 +227,8 @@ def main():
                         help="dt_xd_s: an ids file of tools/select_annotations (default: run "
                              "it with this study's SDE into <root>/selection)")
     parser.add_argument("--plots_dir", default=None, help="write the PNG figures here (docs/)")
+    parser.add_argument("--report_only", action="store_true",
+                        help="print the table (and figures) of the stored runs; train nothing")
     args = parser.parse_args()
     variants = [v for v in args.variants.split(",") if v]
     unknown = [v for v in variants if v not in VARIANTS]
@@ -230,9 +241,10 @@ def main():
     store = study.ResultStore(args.out, {"eval_every": args.eval_every,
                                          "sde_steps": args.sde_steps},
                               ["eval_every", "sde_steps"])
-    store.data.setdefault("inputs_seconds", {}).update(ensure_inputs(args, log))
-    store.save()
-    for seed in seeds:
+    if not args.report_only:
+        store.data.setdefault("inputs_seconds", {}).update(ensure_inputs(args, log))
+        store.save()
+    for seed in ([] if args.report_only else seeds):
         for variant in variants:
             if store.has(variant, seed):
                 continue
@@ -244,7 +256,7 @@ def main():
         store.data["figures"] = plot(store, variants, args.plots_dir)
         store.save()
     print("\n" + table(store, variants))
-    print(f"wrote {args.out}")
+    print(f"results: {args.out}")
 
 
 if __name__ == "__main__":

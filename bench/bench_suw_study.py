@@ -230,6 +230,8 @@ def main():
                              "KITTI's velodyne covers ~5 %%: try 4 with another --work/--out)")
     parser.add_argument("--learning_rate", type=float, default=1e-3)
     parser.add_argument("--hourglass_learning_rate", type=float, default=5e-4)
+    parser.add_argument("--report_only", action="store_true",
+                        help="print the tables (and figures) of the stored runs; train nothing")
     args = parser.parse_args()
     variants = [v for v in args.variants.split(",") if v]
     unknown = [v for v in variants if v not in VARIANTS]
@@ -242,9 +244,10 @@ def main():
     # lidar_rows is stored only when set, so studies stored before it existed still match.
     settings = {k: getattr(args, k) for k in COMPARED if k != "lidar_rows" or args.lidar_rows}
     store = study.ResultStore(args.out, settings, COMPARED)
-    patterns = make_data(args, sorted({VARIANTS[v][2] for v in variants}), log)
-    store.save()
-    for seed in seeds:
+    if not args.report_only:
+        patterns = make_data(args, sorted({VARIANTS[v][2] for v in variants}), log)
+        store.save()
+    for seed in ([] if args.report_only else seeds):
         for variant in variants:
             if store.has(variant, seed):
                 continue
@@ -258,7 +261,7 @@ def main():
         store.save()
     for key, title in (("metric", "metres, no scaling"), ("median_scaled", "median-scaled")):
         print(f"\nTest drive, {title}:\n" + table(store, variants, key))
-    print(f"wrote {args.out}")
+    print(f"results: {args.out}")
 
 
 if __name__ == "__main__":

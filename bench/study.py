@@ -49,8 +49,9 @@ def run_tool(args, log_path: str, env=None) -> float:
 class ResultStore:
     """A study's results JSON: {"settings": ..., "runs": {"<variant>/seed<k>": entry}}.
 
-    Runs stored under other settings (the keys in `compare`, e.g. steps) are dropped on load:
-    they measured something else.
+    Runs stored under other settings (the keys in `compare`, e.g. steps) measured something
+    else: opening the file with different ones stops with SystemExit naming them, and the
+    file is left alone (continue the study with its settings, or give another results file).
     """
 
     def __init__(self, path: str, settings: dict, compare=()):
@@ -60,13 +61,17 @@ class ResultStore:
             with open(path) as f:
                 previous = json.load(f)
             old = previous.get("settings", {})
-            if all(old.get(k) == settings.get(k) for k in compare):
-                self.data["runs"] = previous.get("runs", {})
-                for key, value in previous.items():
-                    self.data.setdefault(key, value)
-            else:
-                print(f"{path}: settings {[k for k in compare if old.get(k) != settings.get(k)]}"
-                      " changed; starting the study afresh", flush=True)
+            differ = [k for k in compare if old.get(k) != settings.get(k)]
+            if differ:
+                raise SystemExit(
+                    f"{path} holds a study with other settings: "
+                    + ", ".join(f"{k} {old.get(k)!r} there, {settings.get(k)!r} now"
+                                for k in differ)
+                    + ". Give the stored settings to continue or report it, or --out=<another "
+                    "file> for a new study (the file is left as it is).")
+            self.data["runs"] = previous.get("runs", {})
+            for key, value in previous.items():
+                self.data.setdefault(key, value)
 
     @staticmethod
     def key(variant: str, seed: int) -> str:

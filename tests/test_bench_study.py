@@ -1,11 +1,12 @@
 """The studies' shared bookkeeping (bench/study.py): a killed study keeps its finished runs,
-changed settings start afresh, mean +- std matches numpy's sample statistics."""
+changed settings stop without touching the file, mean +- std matches numpy's sample statistics."""
 
 import json
 import os
 import sys
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "bench"))
@@ -28,9 +29,9 @@ def test_result_store_keeps_finished_runs_across_restarts(tmp_path):
     assert again.data["extra"] == {"kept": True}
     assert again.data["settings"]["note"] == "b"
 
-    changed = study.ResultStore(path, {"steps": 300}, compare=["steps"])
-    assert changed.data["runs"] == {}
-    with open(path) as f:  # nothing rewritten until the new study stores a run
+    with pytest.raises(SystemExit, match="steps 600 there, 300 now"):
+        study.ResultStore(path, {"steps": 300}, compare=["steps"])
+    with open(path) as f:  # the stored study is left as it was
         assert len(json.load(f)["runs"]) == 3
 
 
