@@ -152,7 +152,8 @@ def table(store: study.ResultStore, variants) -> str:
     def last_val(variant):
         return [e["val_curve"][-1][1] for e in store.by_variant(variant) if e["val_curve"]]
 
-    val_base = study.mean_std(last_val("baseline"))[0] if last_val("baseline") else None
+    base_val = last_val("baseline")
+    val_base = study.mean_std(base_val)[0] if base_val else None
     lines = ["| variant | test mIoU % (mean +- std, seeds) | vs baseline | pixel acc % | "
              "val-drive mIoU % at the last step | vs baseline |",
              "|---|---|---|---|---|---|"]
