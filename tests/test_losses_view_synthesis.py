@@ -184,6 +184,24 @@ def test_multiscale_loss_prefers_true_motion_and_compiles_with_xla():
         np.testing.assert_allclose(xla_grad, eager_grad, atol=1e-2 * np.abs(eager_grad).max())
 
 
+def test_compiled_loss_draws_the_same_tie_break_noise_as_graph_mode():
+    """The compiled path draws the identity errors' noise outside XLA (TensorFlow's kernel is
+    ~25x faster on a CPU): with noise as large as the errors, it decides the auto-mask, so
+    equal masks mean equal noise; another seed gives another mask."""
+    target, sources, disparities, k, poses = _loss_inputs()
+    sources, disparities, poses = sources[:, :1], disparities[:1], poses[:, :1]
+
+    def automask(jit_compile, seed):
+        return view_synthesis.multiscale_view_synthesis_loss(
+            target, sources, disparities, k, poses, identity_noise_std=0.3,
+            noise_seed=tf.constant(seed), jit_compile=jit_compile)["automask"].numpy()
+
+    graph, compiled = automask(False, [3, 4]), automask(True, [3, 4])
+    assert 0.2 < graph.mean() < 0.8  # the noise decides a good share of the pixels
+    assert np.mean(graph != compiled) < 0.005
+    assert np.mean(automask(True, [5, 6]) != compiled) > 0.05
+
+
 def test_loss_compiled_with_its_gradients_equals_graph_mode():
     """jit_compile=True: one XLA function returns the terms and their gradients w.r.t. the
     disparities, the camera and the object motions, which a custom gradient hands to the

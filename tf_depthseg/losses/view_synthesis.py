@@ -27,7 +27,10 @@ The default is on where no GPU is visible and the target batch has at least
 `JIT_MIN_PIXELS` pixels: compiling takes tens of seconds, which tiny batches never win back
 (2 x 32 x 96: 28 ms vs 22 ms per call). GPUs were not measured, so nothing changes there.
 Inside an XLA-compiled caller (`train.jit_compile`) the loss is compiled with the caller.
-docs/hoyer_speed.md has the train-step figures.
+The compiled path draws the auto-mask's tie-break noise with TensorFlow's kernel and passes it
+in: XLA's CPU random normal was 185 of the loss's 680 ms (batch 4, 192x640); without it the
+loss takes 490 ms and the SDE step 2.09 instead of 2.26 s. docs/hoyer_speed.md has the
+train-step figures.
 """
 
 from __future__ import annotations
@@ -174,11 +177,20 @@ def _loss_with_compiled_gradients(target, sources, disparities, intrinsics, targ
     moving = [tf.convert_to_tensor(target_to_source)]
     if object_transforms is not None:
         moving.append(tf.convert_to_tensor(object_transforms))
-    constants = dict(target=target, sources=tf.convert_to_tensor(sources),
+    sources = tf.convert_to_tensor(sources)
+    # The identity errors' tie-break noise comes from TensorFlow's kernel, outside XLA: XLA's
+    # CPU Philox + normal transform took 185 ms of the loss's 680 ms (batch 4, 192x640, two
+    # sources; TensorFlow's kernel: 7 ms), the same numbers either way (test).
+    identity_noise = None
+    if static["automask"] and static["identity_noise_std"]:
+        identity_noise = photometric.identity_tie_break_noise(
+            _identity_errors_shape(target, sources), target.dtype,
+            static["identity_noise_std"], noise_seed)
+    constants = dict(target=target, sources=sources,
                      intrinsics=tf.convert_to_tensor(intrinsics),
                      object_masks=(None if object_masks is None
                                    else tf.convert_to_tensor(object_masks)),
-                     noise_seed=tf.convert_to_tensor(noise_seed))
+                     identity_noise=identity_noise)
     count = len(disparities)
 
     @tf.custom_gradient
@@ -206,8 +218,14 @@ def _loss_with_compiled_gradients(target, sources, disparities, intrinsics, targ
             common.LOSS_TOTAL: total, common.AUTOMASK: automask}
 
 
+def _identity_errors_shape(target, sources):
+    """`[B, H, W, N]`: one identity error per source frame."""
+    shape = tf.shape(target)
+    return tf.stack([shape[0], shape[1], shape[2], tf.shape(sources)[1]])
+
+
 def _loss_and_gradients(disparities, moving, *, target, sources, intrinsics, object_masks,
-                        noise_seed, **static):
+                        identity_noise, **static):
     """(terms, d photometric / d [disparities + moving], d smoothness / d disparities):
     the body of the compiled function; `moving` = [target_to_source(, object_transforms)]."""
     variables = list(disparities) + list(moving)
@@ -216,7 +234,7 @@ def _loss_and_gradients(disparities, moving, *, target, sources, intrinsics, obj
         terms = _multiscale_loss(target, sources, disparities, intrinsics, moving[0],
                                  object_masks=object_masks,
                                  object_transforms=moving[1] if len(moving) > 1 else None,
-                                 noise_seed=noise_seed, **static)
+                                 identity_noise=identity_noise, **static)
     zero = tf.UnconnectedGradients.ZERO
     photometric_grads = tape.gradient(terms[common.LOSS_PHOTOMETRIC], variables,
                                       unconnected_gradients=zero)
@@ -228,8 +246,9 @@ def _loss_and_gradients(disparities, moving, *, target, sources, intrinsics, obj
 def _multiscale_loss(target, sources, disparities, intrinsics, target_to_source, *,
                      object_masks, object_transforms, min_depth, max_depth, ssim_weight,
                      smoothness_weight, automask, use_valid_masks, identity_noise_std,
-                     noise_seed, global_batch_size):
-    """`multiscale_view_synthesis_loss` without the choice of compilation."""
+                     global_batch_size, noise_seed=(0, 0), identity_noise=None):
+    """`multiscale_view_synthesis_loss` without the choice of compilation; `identity_noise`
+    `[B, H, W, N]` replaces the tie-break noise it would draw from `noise_seed`."""
     target = tf.convert_to_tensor(target)
     sources = tf.cast(sources, target.dtype)
     target_to_source = tf.cast(target_to_source, target.dtype)
@@ -251,7 +270,9 @@ def _multiscale_loss(target, sources, disparities, intrinsics, target_to_source,
     if automask:
         identity_errors = tf.concat(
             [photometric.photometric_error(target, s, ssim_weight) for s in source_list], -1)
-        if identity_noise_std:
+        if identity_noise is not None:
+            identity_errors += tf.cast(identity_noise, identity_errors.dtype)
+        elif identity_noise_std:
             identity_errors += photometric.identity_tie_break_noise(
                 tf.shape(identity_errors), identity_errors.dtype, identity_noise_std, noise_seed)
 
