@@ -70,6 +70,12 @@ def test_ssim_and_photometric_error_match_numpy():
                                0.85 * expected.mean(-1, keepdims=True) + 0.15 * l1, atol=2e-5)
     np.testing.assert_allclose(photometric.photometric_error(a, b, ssim_weight=0.5).numpy(),
                                0.5 * expected.mean(-1, keepdims=True) + 0.5 * l1, atol=2e-5)
+    # The layout the loss uses under XLA (SSIM on channel planes), eager and compiled.
+    planar = photometric.photometric_error(a, b, planar=True).numpy()
+    np.testing.assert_allclose(planar, photometric.photometric_error(a, b).numpy(), atol=1e-6)
+    compiled = tf.function(lambda x, y: photometric.photometric_error(x, y, planar=True),
+                           jit_compile=True)
+    np.testing.assert_allclose(compiled(a, b).numpy(), planar, atol=1e-6)
     assert np.allclose(photometric.ssim_dissimilarity(a, a).numpy(), 0.0, atol=1e-5)
 
 

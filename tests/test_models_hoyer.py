@@ -158,6 +158,41 @@ def test_aspp_against_numpy():
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("height, width, rate, kept", [(4, 20, 6, (1, 3)), (5, 5, 6, (1, 1)),
+                                                        (7, 9, 3, (3, 3)), (9, 4, 4, (3, 1))])
+def test_dilated_conv_skips_only_taps_that_see_padding(height, width, rate, kept):
+    """`layers.DilatedConv2D` (the ASPP's dilated convs): outputs against numpy's full 3x3
+    dilated convolution, input and kernel gradients against Keras' Conv2D with the same
+    kernel (zero on the skipped taps), and the traced convolution runs the `kept` kernel."""
+    rng = np.random.default_rng(5)
+    x = tf.constant(rng.normal(size=(2, height, width, 4)).astype(np.float32))
+    kernel = rng.normal(size=(3, 3, 4, 3)).astype(np.float32)
+    ours = layers.torch_default_conv(3, 3, 4, use_bias=False, dilation_rate=rate, name="ours")
+    plain = keras.layers.Conv2D(3, 3, padding="same", dilation_rate=rate, use_bias=False)
+    assert isinstance(ours, layers.DilatedConv2D)
+    for conv in (ours, plain):
+        conv.build(x.shape)
+        conv.kernel.assign(kernel)
+    for b in range(2):
+        np.testing.assert_allclose(ours(x).numpy()[b], _np_conv(x.numpy()[b], kernel, rate),
+                                   rtol=1e-5, atol=1e-5)
+
+    def gradients(conv):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(conv(x) ** 2)
+        return tape.gradient(loss, [x, conv.kernel])
+
+    for got, expected in zip(gradients(ours), gradients(plain)):
+        np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-4, atol=1e-4)
+    graph = tf.function(ours).get_concrete_function(x).graph
+    filters = [op.inputs[1].shape for op in graph.get_operations() if op.type == "Conv2D"]
+    assert [tuple(shape[:2]) for shape in filters] == [kept]
+    # Unknown height and width: the whole kernel runs, with the same result.
+    dynamic = tf.function(ours, input_signature=[tf.TensorSpec([None, None, None, 4])])
+    np.testing.assert_allclose(dynamic(x).numpy(), ours(x).numpy(), rtol=1e-5, atol=1e-5)
+
+
 def test_pad_message_against_numpy():
     rng = np.random.default_rng(3)
     inputs = keras.Input((None, None, 4))

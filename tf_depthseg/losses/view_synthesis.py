@@ -265,11 +265,14 @@ def _multiscale_loss(target, sources, disparities, intrinsics, target_to_source,
     if height is None or width is None:
         height, width = tf.shape(target)[1], tf.shape(target)[2]
     source_list = tf.unstack(sources, axis=1)
+    # SSIM on channel planes where XLA compiles the loss (photometric._planar_ssim_mean).
+    planar = control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
 
     identity_errors = None
     if automask:
         identity_errors = tf.concat(
-            [photometric.photometric_error(target, s, ssim_weight) for s in source_list], -1)
+            [photometric.photometric_error(target, s, ssim_weight, planar)
+             for s in source_list], -1)
         if identity_noise is not None:
             identity_errors += tf.cast(identity_noise, identity_errors.dtype)
         elif identity_noise_std:
@@ -291,7 +294,8 @@ def _multiscale_loss(target, sources, disparities, intrinsics, target_to_source,
                 reconstruction, valid = warp_lib.reconstruct_with_object_motion(
                     source, depth, intrinsics, target_to_source[:, index], object_masks,
                     tf.cast(object_transforms, target.dtype)[:, index])
-            errors.append(photometric.photometric_error(target, reconstruction, ssim_weight))
+            errors.append(photometric.photometric_error(target, reconstruction, ssim_weight,
+                                                        planar))
             valids.append(valid)
         per_example, mask = photometric.min_reprojection_from_errors(
             tf.concat(errors, -1), identity_errors,
