@@ -110,7 +110,7 @@ def _tensor_names(content: bytes) -> List[str]:
 
 def op_types(content: bytes) -> Dict[str, Dict[str, int]]:
     """{op type: {dtype of its first input: count}} of a .tflite model, e.g. {"CONV_2D":
-    {"int8": 38}, "POW": {"float32": 1}}: which ops of an int8 model run in float."""
+    {"int8": 38}, "EXP": {"float32": 1}}: which ops of an int8 model run in float."""
     interpreter = _make_interpreter(None, content, None, delegates=False)
     tensors = {detail["index"]: detail for detail in interpreter.get_tensor_details()}
     result: Dict[str, Dict[str, int]] = {}
@@ -202,7 +202,7 @@ def convert_to_tflite(model: keras.Model, image_size: Sequence[int],
     if quantize == "int8":
         converter.representative_dataset = _representative_dataset(
             representative_images, image_size, model.name)
-        # int8 kernels first; ops without one (e.g. POW) stay float between (de)quantize ops.
+        # int8 kernels first; ops without one stay float between (de)quantize ops.
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
                                                tf.lite.OpsSet.TFLITE_BUILTINS]
         if float_layers is None:
@@ -218,6 +218,11 @@ def convert_to_tflite(model: keras.Model, image_size: Sequence[int],
         scopes = re.compile("|".join(rf"(^|/){re.escape(name)}(_\d+)?/"
                                      for name in float_layers))
         nodes = [name for name in _tensor_names(calibrated) if scopes.search(name)]
+        # The ops that produce the serving outputs carry the function's output names
+        # ("PartitionedCall:0"), not their layer's: without these the head's last ops (its
+        # exp, the uncertainty slice) would be quantised, depth linearly (int8 EXP exists).
+        nodes += [detail["name"] for detail in _make_interpreter(
+            None, calibrated, None, delegates=False).get_output_details()]
         from tensorflow.lite.python import convert as lite_convert  # no public equivalent
         return lite_convert.mlir_quantize(calibrated, denylisted_nodes=nodes)
     except RepresentativeImagesError:

@@ -437,8 +437,8 @@ class DepthBinsHead(keras.layers.Layer):
         std_log10 = tf.sqrt(tf.maximum(variance, 0.0) + 1e-12)
         full = _upsample_crop(tf.concat([mean_log10, std_log10], axis=-1), reference,
                               self.upsample_factor, "bilinear")
-        depth_low = tf.pow(10.0, mean_log10)
-        depth = tf.pow(10.0, full[..., :1])
+        depth_low = depth_bins.depth_from_log10(mean_log10)
+        depth = depth_bins.depth_from_log10(full[..., :1])
         return probs, depth_low, depth, full[..., 1:]
 
     def compute_output_shape(self, input_shapes):
