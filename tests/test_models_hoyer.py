@@ -170,18 +170,18 @@ def test_dilated_conv_skips_only_taps_that_see_padding(height, width, rate, kept
     ours = layers.torch_default_conv(3, 3, 4, use_bias=False, dilation_rate=rate, name="ours")
     plain = keras.layers.Conv2D(3, 3, padding="same", dilation_rate=rate, use_bias=False)
     assert isinstance(ours, layers.DilatedConv2D)
-    for conv in (ours, plain):
-        conv.build(x.shape)
-        conv.kernel.assign(kernel)
+    for layer in (ours, plain):
+        layer.build(x.shape)
+        layer.kernel.assign(kernel)
     for b in range(2):
         np.testing.assert_allclose(ours(x).numpy()[b], _np_conv(x.numpy()[b], kernel, rate),
                                    rtol=1e-5, atol=1e-5)
 
-    def gradients(conv):
+    def gradients(layer):
         with tf.GradientTape() as tape:
             tape.watch(x)
-            loss = tf.reduce_sum(conv(x) ** 2)
-        return tape.gradient(loss, [x, conv.kernel])
+            loss = tf.reduce_sum(layer(x) ** 2)
+        return tape.gradient(loss, [x, layer.kernel])
 
     for got, expected in zip(gradients(ours), gradients(plain)):
         np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-4, atol=1e-4)
