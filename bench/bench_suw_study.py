@@ -180,7 +180,7 @@ def plot(store: study.ResultStore, variants, plots_dir: str) -> list:
     fig.savefig(curves, dpi=110)
     plt.close(fig)
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(14, 4.5))
     for ax, key, title in ((axes[0], "metric", "test AbsRel, metres (no scaling)"),
                            (axes[1], "median_scaled", "test AbsRel, median-scaled")):
         names, means, stds = [], [], []
@@ -188,7 +188,7 @@ def plot(store: study.ResultStore, variants, plots_dir: str) -> list:
             values = [e[key]["abs_rel"] for e in store.by_variant(variant)]
             if values:
                 mean, std = study.mean_std(values)
-                names.append(f"{VARIANTS[variant][0]}\n(n={len(values)})".replace(" ", "\n", 1))
+                names.append(VARIANTS[variant][0].replace(" ", "\n") + f"\n(n={len(values)})")
                 means.append(mean)
                 stds.append(std)
         first = next((e for v in variants for e in store.by_variant(v)), None)
@@ -196,8 +196,12 @@ def plot(store: study.ResultStore, variants, plots_dir: str) -> list:
             names.append("constant\nmedian")
             means.append(first["baseline_" + key]["abs_rel"])
             stds.append(0.0)
-        ax.bar(names, means, yerr=stds, capsize=3,
-               color=["C0"] * (len(names) - (first is not None)) + ["C7"] * (first is not None))
+        drawn = ax.bar(names, means, yerr=stds, capsize=3,
+                       color=(["C0"] * (len(names) - (first is not None))
+                              + ["C7"] * (first is not None)))
+        # The variants differ by tenths of a point: print the means (AbsRel %) on the bars.
+        ax.bar_label(drawn, labels=[f"{100 * m:.1f}" for m in means], fontsize=7,
+                     label_type="center", color="white")
         ax.set_title(title)
         ax.set_ylabel("AbsRel (lower is better)")
         ax.tick_params(axis="x", labelsize=7)
