@@ -111,10 +111,10 @@ def test_adam_l2_is_coupled_and_adamw_is_decoupled():
                                adam_step(w0 - lr * wd * w0, c), rtol=1e-5)
 
 
-def test_fused_adam_matches_numpy_over_steps_and_keras_under_a_strategy():
+def test_fused_adam_matches_numpy_over_steps_and_under_a_strategy():
     """Our Adam runs TensorFlow's fused kernel: numpy's Adam over several steps, with a group
-    learning-rate multiplier; inside a distribution strategy it keeps Keras' own update,
-    with the same numbers."""
+    learning-rate multiplier, and the same numbers inside a distribution strategy's update
+    (mirrored variables: the replica's copies)."""
     rng = np.random.default_rng(0)
     w0 = rng.normal(size=(2, 5)).astype(np.float32)
     grads = rng.normal(size=(6, 2, 5)).astype(np.float32)
@@ -150,8 +150,8 @@ def test_fused_adam_matches_numpy_over_steps_and_keras_under_a_strategy():
 
     fused = run()
     np.testing.assert_allclose(fused, numpy_adam([1.0, 0.1]), rtol=1e-5, atol=1e-6)
-    keras_update = run(tf.distribute.OneDeviceStrategy("/cpu:0"))
-    np.testing.assert_allclose(fused, keras_update, rtol=1e-5, atol=1e-6)
+    in_strategy = run(tf.distribute.OneDeviceStrategy("/cpu:0"))
+    np.testing.assert_allclose(fused, in_strategy, rtol=1e-5, atol=1e-6)
 
 
 def test_clip_by_global_norm_reports_unscaled_norm():

@@ -92,12 +92,14 @@ class _FusedAdamUpdate:
     kernel is one pass, with Keras' arithmetic: `m += (g - m)(1 - b1)`, `v += (g^2 - v)(1 -
     b2)`, `w -= lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)`, t = iterations + 1. For
     the SDE's 31.5 M parameters (depth + pose net) one update took 88 -> 33 ms on 2 cores
-    (docs/hoyer_speed.md). Keras' own update where the kernel does not apply: amsgrad, and
-    inside a distribution strategy (its variables update per replica through the strategy).
+    (docs/hoyer_speed.md). Under a distribution strategy Keras calls this inside the strategy's
+    per-replica update, where a mirrored variable's handle is that replica's copy; one device
+    and two replicas must run the same update (test_training_distribute compares them to
+    1e-5). Keras' own update for amsgrad.
     """
 
     def update_step(self, gradient, variable, learning_rate):
-        if self.amsgrad or tf.distribute.has_strategy():
+        if self.amsgrad:
             return super().update_step(gradient, variable, learning_rate)
         dtype = variable.dtype
         index = self._get_variable_index(variable)
