@@ -28,6 +28,7 @@ Examples:
       --steps=800 --eval_every=100
   .venv/bin/python bench/bench_u_term.py --part=curves --config=hoyer/synthetic_kitti_sde \
       --variants=default --seeds=0 --steps=600 --eval_every=100
+  .venv/bin/python bench/bench_u_term.py --part=plot          # docs/u_term_curves.png
 """
 
 from __future__ import annotations
@@ -162,7 +163,9 @@ def train_run(variant, seed, args, log):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", choices=("landscape", "curves"), default="landscape")
+    parser.add_argument("--part", choices=("landscape", "curves", "plot"), default="landscape",
+                        help="plot: draw the stored curves into --plots_dir (no training)")
+    parser.add_argument("--plots_dir", default=os.path.join(REPO, "docs"))
     parser.add_argument("--data", default=os.path.join(REPO, "workdir", "data", "kitti_records"),
                         help="make demo's records (train-*, test-* shards)")
     parser.add_argument("--work", default="/tmp/bench_u_term")
@@ -186,6 +189,9 @@ def main():
     if os.path.exists(args.out):
         with open(args.out) as f:
             results = json.load(f)
+    if args.part == "plot":
+        print("wrote", plot_curves(results, args.plots_dir))
+        return
     if args.part == "landscape":
         results["landscape"] = landscape(args)
     else:
@@ -207,6 +213,57 @@ def main():
         print(f"constant baseline AbsRel ({baselines[args.config]['protocol']}):",
               round(baselines[args.config]["abs_rel"], 3))
     save(results, args.out)
+
+
+def plot_curves(results, plots_dir):
+    """u_term_curves.png: the stored runs' held-out AbsRel by step, one panel per config, one
+    line per variant and seed, the config's constant baseline dashed."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = results.get("runs", {})
+    configs = sorted({key.rsplit("/", 3)[0] for key in runs})
+    if not configs:
+        raise SystemExit("no stored curves: run --part=curves first")
+    fig, axes = plt.subplots(1, len(configs), figsize=(6.5 * len(configs), 4), squeeze=False)
+    for ax, config in zip(axes[0], configs):
+        for key in sorted(k for k in runs if k.startswith(config + "/")):
+            variant, seed = key.rsplit("/", 3)[1:3]
+            automask = _run_automask(runs[key]["workdir"])
+            # A variant's name depends on the config of its day ("default" was auto-masked
+            # for the U config until session 8): label by what the run's config.json says.
+            label = variant if automask is None else f"auto-masking {'on' if automask else 'off'}"
+            curve = sorted((int(step), value) for step, value in runs[key]["abs_rel"].items())
+            ax.plot(*zip(*curve), marker="o", ms=3, label=f"{label}, {seed}",
+                    linestyle="--" if automask else "-")
+        baseline = results.get("constant_baseline_by_config", {}).get(config)
+        if baseline:
+            ax.axhline(baseline["abs_rel"], color="grey", linestyle=":",
+                       label=f"constant baseline {baseline['abs_rel']:.3f}")
+        ax.set_title(f"{config}: held-out drive")
+        ax.set_xlabel("step")
+        ax.set_ylabel("AbsRel, median-scaled")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    os.makedirs(plots_dir, exist_ok=True)
+    path = os.path.join(plots_dir, "u_term_curves.png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _run_automask(workdir):
+    """The run's auto-masking setting from its config.json (None when it is gone)."""
+    try:
+        with open(os.path.join(workdir, "config.json")) as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return None
+    for section in ("sde", "suw"):
+        if isinstance(config.get(section), dict) and "automask" in config[section]:
+            return bool(config[section]["automask"])
+    return None
 
 
 def save(results, path):
