@@ -80,8 +80,8 @@ def depth_to_bin(depth, num_bins: int, min_depth: float, max_depth: float):
 
 def depth_from_log10(log10_depth):
     """`10 ** x` as `exp(x ln 10)`: the same values to float rounding, and TFLite runs EXP in
-    XNNPACK but POW in its slow reference kernel (0.77 vs 0.02 ms at 240x320; the int8 SUW
-    export went 21.8 -> 20.2 ms, docs/suw_speed.md)."""
+    XNNPACK but POW in its reference kernel (`bench/bench_export.py`, int8 at 240x320: p50
+    21.14 -> 20.16 ms in two quiet runs; docs/suw_speed.md)."""
     return tf.exp(log10_depth * math.log(10.0))
 
 

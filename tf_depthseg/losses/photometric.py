@@ -71,10 +71,9 @@ def _planar_ssim_mean(a, b):
     """The channel mean of `ssim_dissimilarity(a, b)`, computed on `[B * C, H, W, 1]` planes.
 
     The same numbers; the layout is for XLA on a CPU, whose 3x3 means (reduce-window) are
-    slow with the 3 channels innermost and vectorise along the width: the Monodepth2-sized
-    loss (batch 4, 192x640) took 450 instead of 488 ms compiled, but 2.2 instead of 1.4 s in
-    graph mode, where the transposes cost more than they save (view_synthesis uses it under
-    XLA only). `[B, H, W, C] -> [B, H, W, 1]`.
+    slow with the 3 channels innermost and vectorise along the width. In graph mode the
+    transposes cost more than they save, so view_synthesis uses it under XLA only
+    (docs/hoyer_speed.md). `[B, H, W, C] -> [B, H, W, 1]`.
     """
     shape = tf.shape(a)
 

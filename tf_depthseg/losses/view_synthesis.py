@@ -28,9 +28,8 @@ The default is on where no GPU is visible and the target batch has at least
 (2 x 32 x 96: 28 ms vs 22 ms per call). GPUs were not measured, so nothing changes there.
 Inside an XLA-compiled caller (`train.jit_compile`) the loss is compiled with the caller.
 The compiled path draws the auto-mask's tie-break noise with TensorFlow's kernel and passes it
-in: XLA's CPU random normal was 185 of the loss's 680 ms (batch 4, 192x640); without it the
-loss takes 490 ms and the SDE step 2.09 instead of 2.26 s. docs/hoyer_speed.md has the
-train-step figures.
+in: XLA's CPU random normal was the compiled loss's most expensive instruction (its XLA dump
+and profile). docs/hoyer_speed.md has the train-step figures (`bench/bench_hoyer_step.py`).
 """
 
 from __future__ import annotations
@@ -178,9 +177,9 @@ def _loss_with_compiled_gradients(target, sources, disparities, intrinsics, targ
     if object_transforms is not None:
         moving.append(tf.convert_to_tensor(object_transforms))
     sources = tf.convert_to_tensor(sources)
-    # The identity errors' tie-break noise comes from TensorFlow's kernel, outside XLA: XLA's
-    # CPU Philox + normal transform took 185 ms of the loss's 680 ms (batch 4, 192x640, two
-    # sources; TensorFlow's kernel: 7 ms), the same numbers either way (test).
+    # The identity errors' tie-break noise comes from TensorFlow's kernel, outside XLA, whose
+    # CPU Philox + normal transform was the compiled loss's costliest instruction; the same
+    # numbers either way (test).
     identity_noise = None
     if static["automask"] and static["identity_noise_std"]:
         identity_noise = photometric.identity_tie_break_noise(

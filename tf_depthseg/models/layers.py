@@ -236,9 +236,8 @@ class DilatedConv2D(keras.layers.Conv2D):
 
     Where it matters: the ASPP's rates 6, 12, 18 on small maps. On Monodepth2's 192x640 input,
     ResNet-18's stride-32 map is 6 x 20: every rate keeps only the middle row (1x3 kernels),
-    and the SDE depth net's forward + backward took 1.03 instead of 1.21 s (bf16, batch 4;
-    docs/hoyer_speed.md). On the paper network's 16 x 32 map (256x512, stride 16) rate 18 keeps
-    one row. The kernel variable keeps its full shape (checkpoints, parameter counts); with
+    the largest of the session-8 gains of the SDE step (docs/hoyer_speed.md). On the paper
+    network's 16 x 32 map (256x512, stride 16) rate 18 keeps one row. The kernel variable keeps its full shape (checkpoints, parameter counts); with
     unknown (dynamic) height or width, other strides or padding the whole kernel runs.
     `[batch, h, w, c] -> [batch, h, w, filters]`.
     """

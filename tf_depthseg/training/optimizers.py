@@ -90,9 +90,8 @@ class _FusedAdamUpdate:
 
     Keras' Adam runs ~12 element-wise ops per variable, each a pass over the variable; the
     kernel is one pass, with Keras' arithmetic: `m += (g - m)(1 - b1)`, `v += (g^2 - v)(1 -
-    b2)`, `w -= lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)`, t = iterations + 1. For
-    the SDE's 31.5 M parameters (depth + pose net) one update took 88 -> 33 ms on 2 cores
-    (docs/hoyer_speed.md). Under a distribution strategy Keras calls this inside the strategy's
+    b2)`, `w -= lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)`, t = iterations + 1
+    (docs/hoyer_speed.md: part of the SDE step's session-8 gain). Under a distribution strategy Keras calls this inside the strategy's
     per-replica update, where a mirrored variable's handle is that replica's copy; one device
     and two replicas must run the same update (test_training_distribute compares them to
     1e-5). Keras' own update for amsgrad.
